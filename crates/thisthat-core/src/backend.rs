@@ -1,0 +1,43 @@
+//! A set of four adapters, one per port, from any mix of providers.
+
+use std::sync::Arc;
+
+use crate::{
+    layers::{Interceptor, Layered},
+    ports::{BlobStore, Classifier, Database, Notifier},
+};
+
+/// The four adapters a [`Thisthat`](crate::Thisthat) service runs on. Any mix works: Cloud
+/// Storage for photos, DynamoDB for data, SNS for pushes and Vision for labels is as good a
+/// `Backend` as four adapters of one provider.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Where photos are stored.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Where competitions, votes, devices and pending notifications are kept.
+    pub database: Arc<dyn Database>,
+    /// How owners are notified.
+    pub notifier: Arc<dyn Notifier>,
+    /// How photos are labelled and screened.
+    pub classifier: Arc<dyn Classifier>,
+}
+
+impl Backend {
+    /// Wraps all four adapters in the same interceptor (retry, tracing, metering, fault
+    /// injection). Layers applied later sit outside those applied earlier.
+    ///
+    /// ```
+    /// # fn demo(backend: thisthat_core::Backend) -> thisthat_core::Backend {
+    /// use thisthat_core::layers::{Retry, Trace};
+    /// backend.layer(Retry::default()).layer(Trace)
+    /// # }
+    /// ```
+    pub fn layer<I: Interceptor + Clone>(self, interceptor: I) -> Backend {
+        Backend {
+            blobs: Arc::new(Layered::new(self.blobs, interceptor.clone())),
+            database: Arc::new(Layered::new(self.database, interceptor.clone())),
+            notifier: Arc::new(Layered::new(self.notifier, interceptor.clone())),
+            classifier: Arc::new(Layered::new(self.classifier, interceptor)),
+        }
+    }
+}

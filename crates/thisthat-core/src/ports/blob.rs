@@ -1,0 +1,145 @@
+use std::{
+    ops::Range,
+    time::{Duration, SystemTime},
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{BlobKey, Result};
+
+/// Whether a put may replace an existing blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PutMode {
+    /// Replace whatever is there.
+    #[default]
+    Overwrite,
+    /// Store only if nothing is stored under the key yet; otherwise fail with
+    /// [`Error::Conflict`](crate::Error::Conflict) and change nothing. Atomic: of two racing
+    /// creates, exactly one wins.
+    Create,
+}
+
+/// Options of [`BlobStore::put`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PutOptions {
+    /// The `Content-Type` stored with the blob and served back on download.
+    pub content_type: Option<String>,
+    /// Overwrite or create-only.
+    pub mode: PutMode,
+}
+
+impl PutOptions {
+    /// Create-only, with a content type.
+    pub fn create(content_type: impl Into<String>) -> Self {
+        PutOptions {
+            content_type: Some(content_type.into()),
+            mode: PutMode::Create,
+        }
+    }
+}
+
+/// Options of [`BlobStore::get`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GetOptions {
+    /// Only these bytes. A range past the end is cut at the end.
+    pub range: Option<Range<u64>>,
+}
+
+/// What a store knows about a blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    /// Its key.
+    pub key: BlobKey,
+    /// Its full size in bytes.
+    pub size: u64,
+    /// The stored `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The provider's version tag, if it has one.
+    pub etag: Option<String>,
+}
+
+/// A blob's metadata and (some of) its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// Metadata of the whole blob.
+    pub meta: BlobMeta,
+    /// The bytes asked for: all of them, or the requested range.
+    pub body: Bytes,
+}
+
+/// One page of [`BlobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    /// The blobs on this page, in ascending key order.
+    pub blobs: Vec<BlobMeta>,
+    /// Where the next page starts (opaque, provider-specific); `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// What a signed URL lets its holder do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignedMethod {
+    /// Download the blob.
+    Get,
+    /// Upload the blob with exactly this content type and at most this many bytes.
+    Put {
+        /// The content type the upload must declare.
+        content_type: String,
+        /// The most bytes the upload may carry, where the backend can enforce it (documented
+        /// per adapter; the service checks the size again when the upload is finished).
+        max_size: u64,
+    },
+}
+
+/// A request for a signed URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedUrlRequest {
+    /// Download or upload.
+    pub method: SignedMethod,
+    /// How long the URL stays valid.
+    pub expires_in: Duration,
+}
+
+/// A time-limited URL that lets a client download or upload one blob without credentials.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedUrl {
+    /// The URL.
+    pub url: String,
+    /// The HTTP method to use (`GET` or `PUT`).
+    pub method: String,
+    /// Headers the client must send with the request, exactly as given.
+    pub headers: Vec<(String, String)>,
+    /// When it stops working.
+    pub expires_at: SystemTime,
+}
+
+/// Blob storage for photos: S3, Cloud Storage, Azure Blob Storage, a directory, memory.
+///
+/// Keys are [`BlobKey`]s, already validated. Missing blobs are
+/// [`Error::NotFound`](crate::Error::NotFound); deleting a missing blob succeeds.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Stores `body` under `key`.
+    async fn put(&self, key: &BlobKey, body: Bytes, options: &PutOptions) -> Result<BlobMeta>;
+
+    /// Reads a blob, or part of it.
+    async fn get(&self, key: &BlobKey, options: &GetOptions) -> Result<Blob>;
+
+    /// Reads a blob's metadata.
+    async fn head(&self, key: &BlobKey) -> Result<BlobMeta>;
+
+    /// Deletes a blob. Deleting a missing blob is not an error.
+    async fn delete(&self, key: &BlobKey) -> Result<()>;
+
+    /// One page of the blobs whose keys start with `prefix`, in ascending key order. Pass the
+    /// page's [`ListPage::next`] back as `continuation` for the next page.
+    async fn list(&self, prefix: &str, continuation: Option<String>) -> Result<ListPage>;
+
+    /// A signed URL for direct download or upload. Backends with no way to serve one answer
+    /// [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn signed_url(&self, key: &BlobKey, request: &SignedUrlRequest) -> Result<SignedUrl>;
+}

@@ -1,0 +1,79 @@
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::{
+    Competition, CompetitionId, Endpoint, FeedPage, FeedQuery, Notification, Result, UserId, Vote, VoteReceipt,
+};
+
+/// Which pending notifications [`Database::claim_notifications`] should claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationClaim {
+    /// Only this competition's notification, if set.
+    pub competition: Option<CompetitionId>,
+    /// The current time; notifications whose lease ended before it may be claimed.
+    pub now: SystemTime,
+    /// How long the claim holds off other workers.
+    pub lease: Duration,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// The database, as the domain's operations rather than generic get and put.
+///
+/// Each method is one thing the domain needs done atomically, so that each backend runs it its
+/// native way in as few round trips as it allows: a vote is one SQLite transaction, one
+/// DynamoDB `TransactWriteItems`, one Firestore transaction, one Azure Table batch. The rules
+/// themselves live in [`Competition::apply_vote`] and the conformance suite; see
+/// `docs/architecture.md` for why the port has this shape.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Database: Send + Sync + std::fmt::Debug {
+    /// Stores a new competition (open, or a draft of the signed-upload flow).
+    /// [`Error::Conflict`](crate::Error::Conflict) if the id exists.
+    async fn insert_competition(&self, competition: &Competition) -> Result<()>;
+
+    /// Replaces a draft with its finished, open form. [`Error::NotFound`](crate::Error::NotFound)
+    /// if there is no such competition, [`Error::Conflict`](crate::Error::Conflict) if it is no
+    /// longer a draft (finished twice, concurrently).
+    async fn publish_competition(&self, competition: &Competition) -> Result<()>;
+
+    /// Deletes a draft that will not be finished. Deleting a missing draft succeeds; a
+    /// competition that is no longer a draft is [`Error::Conflict`](crate::Error::Conflict).
+    async fn delete_draft(&self, id: &CompetitionId) -> Result<()>;
+
+    /// Reads a competition. [`Error::NotFound`](crate::Error::NotFound) if missing.
+    async fn competition(&self, id: &CompetitionId) -> Result<Competition>;
+
+    /// Records and counts one vote in one atomic step, as [`Competition::apply_vote`] defines.
+    ///
+    /// Rejects with [`Error::NotFound`](crate::Error::NotFound) (also for drafts),
+    /// [`Error::AlreadyVoted`](crate::Error::AlreadyVoted),
+    /// [`Error::OwnCompetition`](crate::Error::OwnCompetition),
+    /// [`Error::Closed`](crate::Error::Closed) or an invalid `choice`, changing nothing. The vote
+    /// that reaches the competition's threshold closes it, stores its outcome and records its
+    /// pending [`Notification`] in the same atomic step.
+    async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt>;
+
+    /// One page of open competitions, newest first (see [`FeedQuery::admits`]).
+    async fn feed(&self, query: &FeedQuery) -> Result<FeedPage>;
+
+    /// Claims pending notifications whose lease has run out (or that were never claimed), and
+    /// leases them to the caller, so that concurrent workers do not deliver the same one at
+    /// the same time.
+    async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>>;
+
+    /// Marks a notification delivered. [`Error::Conflict`](crate::Error::Conflict) if it
+    /// already was: a notification is never marked delivered twice.
+    /// [`Error::NotFound`](crate::Error::NotFound) if none was recorded.
+    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()>;
+
+    /// Saves a registered device, replacing an earlier registration of the same user and token.
+    async fn save_endpoint(&self, endpoint: &Endpoint) -> Result<()>;
+
+    /// A user's registered devices.
+    async fn endpoints(&self, user: &UserId) -> Result<Vec<Endpoint>>;
+
+    /// Forgets a device. Forgetting a missing one succeeds.
+    async fn delete_endpoint(&self, user: &UserId, token: &str) -> Result<()>;
+}

@@ -1,0 +1,31 @@
+use async_trait::async_trait;
+
+use crate::{Device, Endpoint, PushMessage, Result};
+
+/// What became of one push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// The provider accepted it.
+    Accepted,
+    /// The provider says the device is gone (token expired, app uninstalled, endpoint
+    /// disabled). The service removes the device instead of retrying it forever.
+    Gone,
+}
+
+/// Push notifications: SNS, Firebase Cloud Messaging, Azure Notification Hubs, an outbox file.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Notifier: Send + Sync + std::fmt::Debug {
+    /// Registers a device with the provider and returns the address to send to (an SNS
+    /// endpoint ARN, a Notification Hubs installation id, or the token itself). Registering the
+    /// same device again returns an equivalent endpoint.
+    async fn register(&self, device: &Device) -> Result<Endpoint>;
+
+    /// Removes a device from the provider. Removing one that is already gone succeeds.
+    async fn unregister(&self, endpoint: &Endpoint) -> Result<()>;
+
+    /// Sends one message to one device. Passes the message's idempotency key to providers that
+    /// dedupe on one.
+    async fn send(&self, endpoint: &Endpoint, message: &PushMessage) -> Result<Delivery>;
+}

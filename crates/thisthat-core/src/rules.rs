@@ -1,0 +1,78 @@
+//! The configurable numbers of the domain, with the contract's defaults.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The rules a service enforces. Every field has the domain contract's default; a team changes
+/// what it needs.
+///
+/// ```
+/// use thisthat_core::Rules;
+/// let rules = Rules { votes_to_close: 10, ..Rules::default() };
+/// assert_eq!(rules.photos_per_competition, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Rules {
+    /// Exactly this many photos per competition. Default `3`.
+    pub photos_per_competition: usize,
+    /// The vote that brings the total to this closes the competition. Default `24`.
+    pub votes_to_close: u32,
+    /// Largest accepted photo, in bytes. Default 10 MiB.
+    pub max_photo_bytes: u64,
+    /// Labels at or above this confidence become categories. Default `0.7`.
+    pub category_confidence: f32,
+    /// Moderation labels at or above this confidence reject the competition. Default `0.7`.
+    pub unsafe_confidence: f32,
+    /// Longest title, in characters. Default `140`.
+    pub max_title_chars: usize,
+    /// How long signed upload URLs stay valid. Default 15 minutes.
+    pub upload_url_ttl: Duration,
+    /// How long signed download URLs stay valid. Default 1 hour.
+    pub download_url_ttl: Duration,
+    /// How long a worker holds a claimed notification before another may retry it. Default 1
+    /// minute.
+    pub notification_lease: Duration,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            photos_per_competition: 3,
+            votes_to_close: 24,
+            max_photo_bytes: 10 * 1024 * 1024,
+            category_confidence: 0.7,
+            unsafe_confidence: 0.7,
+            max_title_chars: 140,
+            upload_url_ttl: Duration::from_secs(15 * 60),
+            download_url_ttl: Duration::from_secs(60 * 60),
+            notification_lease: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Rules {
+    /// Checks that the rules make sense together.
+    pub fn validate(&self) -> crate::Result<()> {
+        use crate::Error;
+        if !(1..=16).contains(&self.photos_per_competition) {
+            return Err(Error::config("photos_per_competition must be 1 to 16"));
+        }
+        if self.votes_to_close == 0 {
+            return Err(Error::config("votes_to_close must be at least 1"));
+        }
+        if self.max_photo_bytes == 0 {
+            return Err(Error::config("max_photo_bytes must be at least 1"));
+        }
+        for (name, v) in [
+            ("category_confidence", self.category_confidence),
+            ("unsafe_confidence", self.unsafe_confidence),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::config(format!("{name} must be within 0.0..=1.0")));
+            }
+        }
+        Ok(())
+    }
+}

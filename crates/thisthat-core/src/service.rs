@@ -1,0 +1,660 @@
+//! The service: every use case of "This, this or that", written only against the four ports.
+
+use std::{collections::HashMap, sync::Arc};
+
+use bytes::Bytes;
+use futures::future::{join_all, try_join_all};
+use tracing::Instrument as _;
+
+use crate::{
+    Backend, BlobKey, Category, Classification, Clock, Competition, CompetitionId, Device, Endpoint, Entity, Error,
+    FeedPage, FeedQuery, Label, MediaType, Notification, Photo, Result, Rules, Status, SystemClock, Tally, UserId,
+    Vote, VoteReceipt,
+    media::{self, ImageInfo},
+    ports::{
+        Delivery, GetOptions, NotificationClaim, PhotoInput, PutOptions, SignedMethod, SignedUrl, SignedUrlRequest,
+    },
+};
+
+/// A competition to create from photo bytes that pass through the API.
+#[derive(Debug, Clone, Default)]
+pub struct NewCompetition {
+    /// Optional title.
+    pub title: Option<String>,
+    /// The photos' bytes, in the order voters will see them. Their format is sniffed.
+    pub photos: Vec<Bytes>,
+}
+
+/// A photo the client is about to upload straight to storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeclaredPhoto {
+    /// The format the client says it is; checked against the bytes when the upload finishes.
+    pub media_type: MediaType,
+}
+
+/// The first step of the signed-upload flow.
+#[derive(Debug, Clone, Default)]
+pub struct BeginUpload {
+    /// Optional title.
+    pub title: Option<String>,
+    /// One entry per photo.
+    pub photos: Vec<DeclaredPhoto>,
+}
+
+/// What [`Thisthat::begin_upload`] hands the client: where to upload each photo.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadTicket {
+    /// The competition's id; pass it to [`Thisthat::finish_upload`].
+    pub competition: CompetitionId,
+    /// One signed upload URL per photo, in order.
+    pub uploads: Vec<SignedUrl>,
+}
+
+/// What one [`Thisthat::deliver_pending`] run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Notifications delivered to every device of their owner and marked done.
+    pub delivered: usize,
+    /// Notifications left pending because a device could not be reached; a later run retries.
+    pub failed: usize,
+    /// Devices removed because their provider said they are gone.
+    pub devices_removed: usize,
+}
+
+/// When the owner's notification is sent after the closing vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DeliveryMode {
+    /// The closing vote's call delivers it before returning (failures are logged and left
+    /// pending, never returned to the voter). Right for serverless functions, which may be
+    /// frozen as soon as they answer.
+    #[default]
+    Inline,
+    /// Only [`Thisthat::deliver_pending`] delivers, from a scheduled job or worker.
+    Deferred,
+}
+
+/// The "This, this or that" service.
+///
+/// ```
+/// # async fn demo(backend: thisthat_core::Backend) -> thisthat_core::Result<()> {
+/// use thisthat_core::{Thisthat, UserId, NewCompetition};
+/// let service = Thisthat::builder(backend).build()?;
+/// let owner = UserId::new("alice")?;
+/// # let (a, b, c) = (bytes::Bytes::new(), bytes::Bytes::new(), bytes::Bytes::new());
+/// let competition = service
+///     .create_competition(&owner, NewCompetition { title: Some("Which jacket?".into()), photos: vec![a, b, c] })
+///     .await?;
+/// let receipt = service.vote(&UserId::new("bob")?, &competition.id, 1).await?;
+/// assert_eq!(receipt.tally.total(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Thisthat {
+    backend: Backend,
+    rules: Rules,
+    clock: Arc<dyn Clock>,
+    delivery: DeliveryMode,
+}
+
+/// Builds a [`Thisthat`] service from a [`Backend`].
+#[derive(Debug)]
+pub struct ThisthatBuilder {
+    backend: Backend,
+    rules: Rules,
+    clock: Arc<dyn Clock>,
+    delivery: DeliveryMode,
+}
+
+impl ThisthatBuilder {
+    /// Replaces the default [`Rules`].
+    pub fn rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Replaces the system clock (tests move time with a manual clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// When the closing vote's notification is sent. Default [`DeliveryMode::Inline`].
+    pub fn delivery(mut self, delivery: DeliveryMode) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// Builds the service, checking the rules.
+    pub fn build(self) -> Result<Thisthat> {
+        self.rules.validate()?;
+        Ok(Thisthat {
+            backend: self.backend,
+            rules: self.rules,
+            clock: self.clock,
+            delivery: self.delivery,
+        })
+    }
+}
+
+impl Thisthat {
+    /// Starts building a service on `backend` with the default rules.
+    pub fn builder(backend: Backend) -> ThisthatBuilder {
+        ThisthatBuilder {
+            backend,
+            rules: Rules::default(),
+            clock: Arc::new(SystemClock),
+            delivery: DeliveryMode::default(),
+        }
+    }
+
+    /// The adapters this service runs on.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The rules this service enforces.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Creates a competition from photos whose bytes pass through the API.
+    ///
+    /// Checks everything before storing anything: the photo count, the title, each photo's
+    /// size and real format. Then stores the photos, classifies them, screens them, and
+    /// records the competition. If any step fails (an unsafe photo, a provider error), what was
+    /// stored is deleted again and the error returned.
+    pub async fn create_competition(&self, owner: &UserId, new: NewCompetition) -> Result<Competition> {
+        let span =
+            tracing::info_span!("thisthat.create_competition", owner = %owner, competition = tracing::field::Empty);
+        async {
+            let title = self.check_title(new.title)?;
+            self.check_photo_count(new.photos.len())?;
+            let infos = new
+                .photos
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| self.check_photo(i, bytes))
+                .collect::<Result<Vec<_>>>()?;
+            let id = CompetitionId::new();
+            tracing::Span::current().record("competition", tracing::field::display(id));
+            let keys: Vec<BlobKey> = infos
+                .iter()
+                .enumerate()
+                .map(|(i, info)| BlobKey::photo(&id, i, info.media_type))
+                .collect();
+
+            let stored = join_all(new.photos.iter().zip(&keys).zip(&infos).map(|((bytes, key), info)| {
+                let options = PutOptions::create(info.media_type.mime());
+                async move { self.backend.blobs.put(key, bytes.clone(), &options).await }
+            }))
+            .await;
+            if let Some(e) = first_error(stored) {
+                self.discard(&keys).await;
+                return Err(e);
+            }
+
+            let result = async {
+                let inputs: Vec<PhotoInput> = new
+                    .photos
+                    .iter()
+                    .zip(&keys)
+                    .zip(&infos)
+                    .map(|((bytes, key), info)| PhotoInput {
+                        bytes: bytes.clone(),
+                        media_type: info.media_type,
+                        key: Some(key.clone()),
+                    })
+                    .collect();
+                let photos = self.classify(&inputs, &infos, &keys).await?;
+                let competition = self.new_competition(id, owner.clone(), title, Status::Open, photos);
+                self.backend.database.insert_competition(&competition).await?;
+                Ok(competition)
+            }
+            .await;
+            if result.is_err() {
+                self.discard(&keys).await;
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// First step of the signed-upload flow: reserves a competition (as a draft) and returns
+    /// one signed upload URL per photo, each bound to its declared content type, the size limit
+    /// and [`Rules::upload_url_ttl`]. The client uploads straight to storage, then calls
+    /// [`Thisthat::finish_upload`].
+    pub async fn begin_upload(&self, owner: &UserId, begin: BeginUpload) -> Result<UploadTicket> {
+        let span = tracing::info_span!("thisthat.begin_upload", owner = %owner);
+        async {
+            let title = self.check_title(begin.title)?;
+            self.check_photo_count(begin.photos.len())?;
+            let id = CompetitionId::new();
+            let uploads = try_join_all(begin.photos.iter().enumerate().map(|(i, declared)| {
+                let key = BlobKey::photo(&id, i, declared.media_type);
+                let request = SignedUrlRequest {
+                    method: SignedMethod::Put {
+                        content_type: declared.media_type.mime().to_string(),
+                        max_size: self.rules.max_photo_bytes,
+                    },
+                    expires_in: self.rules.upload_url_ttl,
+                };
+                async move { self.backend.blobs.signed_url(&key, &request).await }
+            }))
+            .await?;
+            // The draft remembers the declared formats through the keys its photos will have.
+            let placeholders = begin
+                .photos
+                .iter()
+                .enumerate()
+                .map(|(i, d)| Photo {
+                    key: BlobKey::photo(&id, i, d.media_type),
+                    media_type: d.media_type,
+                    size: 0,
+                    width: 0,
+                    height: 0,
+                    labels: vec![],
+                })
+                .collect();
+            let draft = self.new_competition(id, owner.clone(), title, Status::Draft, placeholders);
+            self.backend.database.insert_competition(&draft).await?;
+            Ok(UploadTicket {
+                competition: id,
+                uploads,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Second step of the signed-upload flow: checks what was uploaded (size, real format,
+    /// declared format), classifies and screens it, and opens the competition.
+    ///
+    /// A photo not uploaded yet is [`Error::InvalidInput`] and leaves the draft as it is, so the
+    /// client can upload it and call again. A photo that is too large, of the wrong format, or
+    /// unsafe rejects the competition: its uploads and its draft are deleted.
+    pub async fn finish_upload(&self, owner: &UserId, id: &CompetitionId) -> Result<Competition> {
+        let span = tracing::info_span!("thisthat.finish_upload", owner = %owner, competition = %id);
+        async {
+            let draft = self.backend.database.competition(id).await?;
+            if draft.status != Status::Draft || &draft.owner != owner {
+                // Another user's draft is as good as missing to this caller; an open one is done.
+                return Err(match draft.status {
+                    Status::Draft => Error::not_found(Entity::Competition, id),
+                    _ => Error::conflict("the competition is already finished"),
+                });
+            }
+            let keys: Vec<BlobKey> = draft.photos.iter().map(|p| p.key.clone()).collect();
+            let heads = join_all(keys.iter().map(|k| self.backend.blobs.head(k))).await;
+            let mut sizes = Vec::with_capacity(keys.len());
+            for (i, head) in heads.into_iter().enumerate() {
+                match head {
+                    Ok(meta) => sizes.push(meta.size),
+                    Err(Error::NotFound { .. }) => {
+                        return Err(Error::invalid(
+                            "photos",
+                            format!("photo {i} has not been uploaded yet; upload it, then finish again"),
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let result = async {
+                for (i, size) in sizes.iter().enumerate() {
+                    self.check_size(i, *size)?;
+                }
+                let whole = GetOptions::default();
+                let blobs = try_join_all(keys.iter().map(|k| self.backend.blobs.get(k, &whole))).await?;
+                let mut inputs = Vec::with_capacity(blobs.len());
+                let mut infos = Vec::with_capacity(blobs.len());
+                for (i, (blob, declared)) in blobs.into_iter().zip(&draft.photos).enumerate() {
+                    let info = self.check_photo(i, &blob.body)?;
+                    if info.media_type != declared.media_type {
+                        return Err(Error::UnsupportedMediaType {
+                            detected: format!(
+                                "photo {i} is {} but was declared as {}",
+                                info.media_type, declared.media_type
+                            ),
+                        });
+                    }
+                    inputs.push(PhotoInput {
+                        bytes: blob.body,
+                        media_type: info.media_type,
+                        key: Some(declared.key.clone()),
+                    });
+                    infos.push(info);
+                }
+                let photos = self.classify(&inputs, &infos, &keys).await?;
+                let competition = Competition {
+                    status: Status::Open,
+                    photos,
+                    ..draft.clone()
+                };
+                let categories = categories(&competition.photos, self.rules.category_confidence);
+                let competition = Competition {
+                    categories,
+                    ..competition
+                };
+                self.backend.database.publish_competition(&competition).await?;
+                Ok(competition)
+            }
+            .await;
+            match &result {
+                Err(Error::TooLarge { .. } | Error::UnsupportedMediaType { .. } | Error::UnsafeContent { .. }) => {
+                    self.discard(&keys).await;
+                    if let Err(e) = self.backend.database.delete_draft(id).await {
+                        tracing::warn!(error = %e, "could not delete the rejected draft");
+                    }
+                }
+                _ => {}
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Reads a competition. Drafts are not visible.
+    pub async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
+        let competition = self.backend.database.competition(id).await?;
+        if competition.status == Status::Draft {
+            return Err(Error::not_found(Entity::Competition, id));
+        }
+        Ok(competition)
+    }
+
+    /// Casts `voter`'s vote for photo `choice` (zero-based) of a competition, in one atomic
+    /// step, and returns the tally so far. The vote that reaches the threshold closes the
+    /// competition and, in [`DeliveryMode::Inline`], notifies the owner before returning.
+    pub async fn vote(&self, voter: &UserId, competition: &CompetitionId, choice: usize) -> Result<VoteReceipt> {
+        let span = tracing::info_span!("thisthat.vote", voter = %voter, competition = %competition, choice);
+        async {
+            let vote = Vote {
+                competition: *competition,
+                voter: voter.clone(),
+                choice,
+            };
+            let receipt = self.backend.database.cast_vote(&vote).await?;
+            if let Some(outcome) = &receipt.closed {
+                tracing::info!(winners = ?outcome.winners, "competition closed");
+                if self.delivery == DeliveryMode::Inline {
+                    // The vote counted whatever happens here: a failed delivery stays pending.
+                    if let Err(e) = self.deliver(Some(*competition), 1).await {
+                        tracing::warn!(error = %e, "result notification left pending");
+                    }
+                }
+            }
+            Ok(receipt)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One page of open competitions, newest first.
+    pub async fn feed(&self, query: &FeedQuery) -> Result<FeedPage> {
+        query.validate()?;
+        self.backend
+            .database
+            .feed(query)
+            .instrument(tracing::info_span!("thisthat.feed"))
+            .await
+    }
+
+    /// Signed, time-limited download URLs for a competition's photos, in order. Storage is
+    /// never public; these are how clients show photos.
+    pub async fn photo_urls(&self, id: &CompetitionId) -> Result<Vec<SignedUrl>> {
+        let competition = self.competition(id).await?;
+        let request = SignedUrlRequest {
+            method: SignedMethod::Get,
+            expires_in: self.rules.download_url_ttl,
+        };
+        try_join_all(
+            competition
+                .photos
+                .iter()
+                .map(|p| self.backend.blobs.signed_url(&p.key, &request)),
+        )
+        .await
+    }
+
+    /// Registers a device to receive the user's notifications.
+    pub async fn register_device(&self, device: Device) -> Result<Endpoint> {
+        let endpoint = self.backend.notifier.register(&device).await?;
+        self.backend.database.save_endpoint(&endpoint).await?;
+        Ok(endpoint)
+    }
+
+    /// Forgets one of the user's devices.
+    pub async fn unregister_device(&self, user: &UserId, token: &str) -> Result<()> {
+        let endpoints = self.backend.database.endpoints(user).await?;
+        if let Some(endpoint) = endpoints.iter().find(|e| e.device.token == token) {
+            self.backend.notifier.unregister(endpoint).await?;
+        }
+        self.backend.database.delete_endpoint(user, token).await
+    }
+
+    /// Delivers result notifications left pending (by [`DeliveryMode::Deferred`], a failed
+    /// delivery, or a process that died after the closing vote). Run it on a schedule; it is
+    /// safe to run from several workers at once.
+    pub async fn deliver_pending(&self) -> Result<DeliveryReport> {
+        self.deliver(None, 100)
+            .instrument(tracing::info_span!("thisthat.deliver_pending"))
+            .await
+    }
+
+    async fn deliver(&self, competition: Option<CompetitionId>, limit: usize) -> Result<DeliveryReport> {
+        let claim = NotificationClaim {
+            competition,
+            now: self.clock.now(),
+            lease: self.rules.notification_lease,
+            limit,
+        };
+        let claimed = self.backend.database.claim_notifications(&claim).await?;
+        let mut report = DeliveryReport::default();
+        for notification in claimed {
+            match self.deliver_one(&notification, &mut report).await {
+                Ok(()) => report.delivered += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(competition = %notification.competition, error = %e, "notification left pending for a later retry");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn deliver_one(&self, notification: &Notification, report: &mut DeliveryReport) -> Result<()> {
+        let message = notification.message();
+        let endpoints = self.backend.database.endpoints(&notification.owner).await?;
+        let sends = join_all(endpoints.iter().map(|e| self.backend.notifier.send(e, &message))).await;
+        let mut failure = None;
+        for (endpoint, sent) in endpoints.iter().zip(sends) {
+            match sent {
+                Ok(Delivery::Accepted) => {}
+                Ok(Delivery::Gone) => {
+                    tracing::info!(user = %endpoint.device.user, platform = endpoint.device.platform.as_str(), "removing a device its provider says is gone");
+                    self.backend
+                        .database
+                        .delete_endpoint(&endpoint.device.user, &endpoint.device.token)
+                        .await?;
+                    if let Err(e) = self.backend.notifier.unregister(endpoint).await {
+                        tracing::debug!(error = %e, "unregistering a gone device failed");
+                    }
+                    report.devices_removed += 1;
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        match self
+            .backend
+            .database
+            .complete_notification(&notification.competition)
+            .await
+        {
+            // Another worker finished it after our lease ran out; it is delivered either way.
+            Err(Error::Conflict { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn new_competition(
+        &self,
+        id: CompetitionId,
+        owner: UserId,
+        title: Option<String>,
+        status: Status,
+        photos: Vec<Photo>,
+    ) -> Competition {
+        Competition {
+            id,
+            owner,
+            title,
+            status,
+            categories: categories(&photos, self.rules.category_confidence),
+            tally: Tally::zero(photos.len()),
+            photos,
+            votes_to_close: self.rules.votes_to_close,
+            outcome: None,
+            created_at: self.clock.now(),
+        }
+    }
+
+    fn check_title(&self, title: Option<String>) -> Result<Option<String>> {
+        let Some(title) = title else { return Ok(None) };
+        let title = title.trim().to_string();
+        if title.chars().count() > self.rules.max_title_chars {
+            return Err(Error::invalid(
+                "title",
+                format!("must be at most {} characters", self.rules.max_title_chars),
+            ));
+        }
+        if title.chars().any(char::is_control) {
+            return Err(Error::invalid("title", "may not contain control characters"));
+        }
+        Ok((!title.is_empty()).then_some(title))
+    }
+
+    fn check_photo_count(&self, count: usize) -> Result<()> {
+        if count != self.rules.photos_per_competition {
+            return Err(Error::invalid(
+                "photos",
+                format!(
+                    "a competition needs exactly {} photos, got {count}",
+                    self.rules.photos_per_competition
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, index: usize, size: u64) -> Result<()> {
+        if size > self.rules.max_photo_bytes {
+            return Err(Error::TooLarge {
+                what: format!("photo {index}"),
+                size,
+                limit: self.rules.max_photo_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_photo(&self, index: usize, bytes: &Bytes) -> Result<ImageInfo> {
+        self.check_size(index, bytes.len() as u64)?;
+        media::sniff(bytes).map_err(|e| match e {
+            Error::UnsupportedMediaType { detected } => Error::UnsupportedMediaType {
+                detected: format!("photo {index}: {detected}"),
+            },
+            other => other,
+        })
+    }
+
+    /// Classifies every photo at once, screens them, and builds the stored photos.
+    async fn classify(&self, inputs: &[PhotoInput], infos: &[ImageInfo], keys: &[BlobKey]) -> Result<Vec<Photo>> {
+        let classifier = &self.backend.classifier;
+        let classifications = try_join_all(inputs.iter().map(|p| classifier.classify(p))).await?;
+        if classifier.screens_content() {
+            for (i, c) in classifications.iter().enumerate() {
+                let flagged = c
+                    .moderation
+                    .iter()
+                    .flatten()
+                    .find(|l| l.confidence >= self.rules.unsafe_confidence);
+                if let Some(label) = flagged {
+                    return Err(Error::UnsafeContent {
+                        photo: i,
+                        label: label.name.to_string(),
+                        confidence: label.confidence,
+                    });
+                }
+            }
+        }
+        Ok(inputs
+            .iter()
+            .zip(infos)
+            .zip(keys)
+            .zip(classifications)
+            .map(|(((input, info), key), c)| Photo {
+                key: key.clone(),
+                media_type: info.media_type,
+                size: input.bytes.len() as u64,
+                width: info.width,
+                height: info.height,
+                labels: normalise(c),
+            })
+            .collect())
+    }
+
+    /// Deletes blobs of a competition that will not exist. Best effort: a failure is logged
+    /// (the blob is orphaned, under a key no competition refers to) and the caller's own error
+    /// is what gets returned.
+    async fn discard(&self, keys: &[BlobKey]) {
+        for (key, result) in keys
+            .iter()
+            .zip(join_all(keys.iter().map(|k| self.backend.blobs.delete(k))).await)
+        {
+            if let Err(e) = result {
+                tracing::warn!(key = %key, error = %e, "could not delete the blob of a rejected competition");
+            }
+        }
+    }
+}
+
+fn first_error<T>(results: Vec<Result<T>>) -> Option<Error> {
+    results.into_iter().find_map(Result::err)
+}
+
+/// A photo's labels, most confident first, one per name.
+fn normalise(classification: Classification) -> Vec<Label> {
+    let mut best: HashMap<Category, f32> = HashMap::new();
+    for label in classification.labels {
+        let entry = best.entry(label.name).or_insert(label.confidence);
+        *entry = entry.max(label.confidence);
+    }
+    let mut labels: Vec<Label> = best
+        .into_iter()
+        .map(|(name, confidence)| Label { name, confidence })
+        .collect();
+    labels.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.name.cmp(&b.name)));
+    labels
+}
+
+/// The competition's categories: labels at or above the threshold across all photos, most
+/// confident first, one per name.
+pub fn categories(photos: &[Photo], threshold: f32) -> Vec<Category> {
+    let labels = photos
+        .iter()
+        .flat_map(|p| p.labels.iter().cloned())
+        .filter(|l| l.confidence >= threshold)
+        .collect();
+    normalise(Classification {
+        labels,
+        moderation: None,
+    })
+    .into_iter()
+    .map(|l| l.name)
+    .collect()
+}

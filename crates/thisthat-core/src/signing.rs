@@ -1,0 +1,265 @@
+//! Signed URLs for backends that serve blobs themselves (the embedded default, in-memory
+//! stores): an HMAC-SHA256 over everything the URL grants, checked before anything is served.
+//!
+//! Cloud adapters use their provider's own signing (SigV4, GCS V4, SAS) instead.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use url::Url;
+
+use crate::{
+    BlobKey, Error, Result,
+    ports::{SignedMethod, SignedUrl, SignedUrlRequest},
+};
+
+/// Signs and verifies URLs of the form `{base}{key}?x-method=…&x-expires=…&…&x-signature=…`.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use thisthat_core::{signing::UrlSigner, ports::{SignedMethod, SignedUrlRequest}, BlobKey};
+///
+/// let signer = UrlSigner::new(b"a secret of at least 32 bytes!!!".to_vec(), "http://127.0.0.1:8080/blobs/")?;
+/// let key = BlobKey::new("competitions/x/0.png")?;
+/// let now = SystemTime::now();
+/// let url = signer.sign(&key, &SignedUrlRequest { method: SignedMethod::Get, expires_in: Duration::from_secs(60) }, now)?;
+/// let grant = signer.verify("GET", &url.url, now)?;
+/// assert_eq!(grant.key, key);
+/// assert!(signer.verify("GET", &url.url, now + Duration::from_secs(61)).is_err());
+/// # Ok::<(), thisthat_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct UrlSigner {
+    secret: Vec<u8>,
+    base: Url,
+}
+
+impl std::fmt::Debug for UrlSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlSigner")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a verified signed URL allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The blob it is for.
+    pub key: BlobKey,
+    /// For uploads: the content type the request must carry.
+    pub content_type: Option<String>,
+    /// For uploads: the most bytes the body may have.
+    pub max_size: Option<u64>,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+impl UrlSigner {
+    /// A signer for URLs under `base` (which should end in `/`). The secret must be at least 32
+    /// bytes.
+    pub fn new(secret: Vec<u8>, base: &str) -> Result<Self> {
+        if secret.len() < 32 {
+            return Err(Error::config("the URL signing secret must be at least 32 bytes"));
+        }
+        let base = Url::parse(base).map_err(|e| Error::Config {
+            reason: format!("bad signed URL base {base:?}"),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(UrlSigner { secret, base })
+    }
+
+    /// The base all signed URLs start with.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn mac(&self, method: &str, key: &BlobKey, expires: u64, content_type: &str, max_size: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        // Newline-separated fields: none of them may contain a newline (keys and methods cannot,
+        // content types are checked below), so the encoding is unambiguous.
+        for field in [method, key.as_str(), &expires.to_string(), content_type, max_size] {
+            mac.update(field.as_bytes());
+            mac.update(b"\n");
+        }
+        mac
+    }
+
+    /// A signed URL for `request` on `key`, valid from `now` for `request.expires_in`.
+    pub fn sign(&self, key: &BlobKey, request: &SignedUrlRequest, now: SystemTime) -> Result<SignedUrl> {
+        let expires_at = now + request.expires_in;
+        let expires = unix_seconds(expires_at);
+        let (method, content_type, max_size) = match &request.method {
+            SignedMethod::Get => ("GET", String::new(), String::new()),
+            SignedMethod::Put { content_type, max_size } => {
+                if content_type.chars().any(char::is_control) {
+                    return Err(Error::invalid("content_type", "may not contain control characters"));
+                }
+                ("PUT", content_type.clone(), max_size.to_string())
+            }
+        };
+        let signature = hex(&self
+            .mac(method, key, expires, &content_type, &max_size)
+            .finalize()
+            .into_bytes());
+        let mut url = self.base.join(key.as_str()).map_err(|e| Error::Config {
+            reason: "signed URL base cannot hold keys".into(),
+            source: Some(Box::new(e)),
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("x-method", method)
+                .append_pair("x-expires", &expires.to_string());
+            if method == "PUT" {
+                q.append_pair("x-content-type", &content_type)
+                    .append_pair("x-max-size", &max_size);
+            }
+            q.append_pair("x-signature", &signature);
+        }
+        let headers = if method == "PUT" {
+            vec![("content-type".to_string(), content_type)]
+        } else {
+            vec![]
+        };
+        Ok(SignedUrl {
+            url: url.into(),
+            method: method.to_string(),
+            headers,
+            expires_at: UNIX_EPOCH + Duration::from_secs(expires),
+        })
+    }
+
+    /// Checks a signed URL used with `method` at `now`, and says what it grants. Anything
+    /// tampered with, expired, or used with another method is
+    /// [`Error::InvalidInput`] on field `signature`.
+    pub fn verify(&self, method: &str, url: &str, now: SystemTime) -> Result<Grant> {
+        let refuse = |reason: &str| Error::invalid("signature", reason.to_string());
+        let url = Url::parse(url).map_err(|_| refuse("not a URL"))?;
+        let path = url.path();
+        let key = path
+            .strip_prefix(self.base.path())
+            .filter(|_| {
+                url.scheme() == self.base.scheme()
+                    && url.host_str() == self.base.host_str()
+                    && url.port_or_known_default() == self.base.port_or_known_default()
+            })
+            .ok_or_else(|| refuse("not a URL this store signed"))?;
+        let key = BlobKey::new(key).map_err(|_| refuse("not a valid blob key"))?;
+        let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        let signed_method = param("x-method").ok_or_else(|| refuse("missing x-method"))?;
+        if !signed_method.eq_ignore_ascii_case(method) {
+            return Err(refuse("signed for another method"));
+        }
+        let expires: u64 = param("x-expires")
+            .and_then(|e| e.parse().ok())
+            .ok_or_else(|| refuse("missing x-expires"))?;
+        let content_type = param("x-content-type").unwrap_or_default();
+        let max_size = param("x-max-size").unwrap_or_default();
+        let signature = param("x-signature")
+            .and_then(|s| unhex(&s))
+            .ok_or_else(|| refuse("missing x-signature"))?;
+        self.mac(&signed_method, &key, expires, &content_type, &max_size)
+            .verify_slice(&signature)
+            .map_err(|_| refuse("signature does not match"))?;
+        if unix_seconds(now) >= expires {
+            return Err(refuse("expired"));
+        }
+        Ok(Grant {
+            key,
+            content_type: (!content_type.is_empty()).then_some(content_type),
+            max_size: max_size.parse().ok(),
+        })
+    }
+}
+
+impl Grant {
+    /// Checks an upload against what the grant allows: the exact content type and at most
+    /// `max_size` bytes. [`Error::UnsupportedMediaType`] or [`Error::TooLarge`] otherwise.
+    pub fn check_upload(&self, content_type: Option<&str>, size: u64) -> Result<()> {
+        if let Some(expected) = &self.content_type {
+            if content_type != Some(expected.as_str()) {
+                return Err(Error::UnsupportedMediaType {
+                    detected: format!(
+                        "upload declared {:?}, the URL was signed for {expected:?}",
+                        content_type.unwrap_or("")
+                    ),
+                });
+            }
+        }
+        if let Some(limit) = self.max_size {
+            if size > limit {
+                return Err(Error::TooLarge {
+                    what: "upload".into(),
+                    size,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> UrlSigner {
+        UrlSigner::new(vec![7; 32], "http://127.0.0.1:9/blobs/").unwrap()
+    }
+
+    fn put(max: u64) -> SignedUrlRequest {
+        SignedUrlRequest {
+            method: SignedMethod::Put {
+                content_type: "image/png".into(),
+                max_size: max,
+            },
+            expires_in: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn tampering_any_part_is_refused() {
+        let s = signer();
+        let now = SystemTime::now();
+        let key = BlobKey::new("a/b.png").unwrap();
+        let url = s.sign(&key, &put(100), now).unwrap().url;
+        assert!(s.verify("PUT", &url, now).is_ok());
+        for (from, to) in [
+            ("x-max-size=100", "x-max-size=1000"),
+            ("image%2Fpng", "image%2Fgif"),
+            ("a/b.png", "a/c.png"),
+            ("x-method=PUT", "x-method=GET"),
+        ] {
+            let forged = url.replace(from, to);
+            assert_ne!(forged, url, "{from} not in {url}");
+            assert!(s.verify("PUT", &forged, now).is_err(), "{forged}");
+        }
+        assert!(s.verify("GET", &url, now).is_err());
+        let other = UrlSigner::new(vec![8; 32], "http://127.0.0.1:9/blobs/").unwrap();
+        assert!(other.verify("PUT", &url, now).is_err());
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(UrlSigner::new(vec![1; 31], "http://x/").is_err());
+    }
+}

@@ -1,0 +1,439 @@
+//! The database suite. See [`crate::database_conformance`].
+
+use std::{
+    collections::HashSet,
+    time::{Duration, SystemTime},
+};
+
+use futures::future::join_all;
+use thisthat_core::{
+    Category, Competition, Endpoint, Error, FeedQuery, Status, Tally,
+    ports::{Database, NotificationClaim},
+};
+
+use super::DatabaseHarness;
+use crate::fixtures::{competition, user, vote};
+
+async fn open(db: &dyn Database, owner: &str, votes_to_close: u32) -> Competition {
+    let c = competition(owner, Status::Open, votes_to_close);
+    db.insert_competition(&c).await.expect("insert");
+    c
+}
+
+fn claim(now: SystemTime) -> NotificationClaim {
+    NotificationClaim {
+        competition: None,
+        now,
+        lease: Duration::from_secs(60),
+        limit: 100,
+    }
+}
+
+/// A competition reads back exactly as it was written, every field included.
+pub async fn competitions_roundtrip(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 24).await;
+    assert_eq!(db.competition(&c.id).await.expect("read"), c);
+    let mut untitled = competition("owner", Status::Open, 24);
+    untitled.title = None;
+    untitled.categories = vec![];
+    db.insert_competition(&untitled).await.expect("insert untitled");
+    assert_eq!(db.competition(&untitled.id).await.expect("read"), untitled);
+}
+
+/// Inserting an id twice is a conflict and keeps the first.
+pub async fn duplicate_ids_conflict(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 24).await;
+    let mut other = c.clone();
+    other.title = Some("impostor".into());
+    assert!(matches!(
+        db.insert_competition(&other).await,
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(db.competition(&c.id).await.expect("read").title, c.title);
+}
+
+/// Reading a competition never written is not found.
+pub async fn missing_competitions_are_not_found(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let missing = competition("owner", Status::Open, 24);
+    assert!(matches!(db.competition(&missing.id).await, Err(Error::NotFound { .. })));
+}
+
+/// Each vote is counted once and the receipt holds the tally so far.
+pub async fn votes_are_counted(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 24).await;
+    let r1 = db.cast_vote(&vote(&c, "v1", 2)).await.expect("vote 1");
+    assert_eq!(r1.tally, Tally::from_counts(vec![0, 0, 1]));
+    assert!(r1.closed.is_none());
+    let r2 = db.cast_vote(&vote(&c, "v2", 0)).await.expect("vote 2");
+    assert_eq!(r2.tally, Tally::from_counts(vec![1, 0, 1]));
+    assert_eq!(db.competition(&c.id).await.expect("read").tally, r2.tally);
+}
+
+/// A second vote by the same voter is rejected whatever its choice, and changes nothing.
+pub async fn second_votes_are_rejected(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 24).await;
+    db.cast_vote(&vote(&c, "v", 0)).await.expect("first vote");
+    for choice in 0..3 {
+        assert!(matches!(
+            db.cast_vote(&vote(&c, "v", choice)).await,
+            Err(Error::AlreadyVoted)
+        ));
+    }
+    assert_eq!(
+        db.competition(&c.id).await.expect("read").tally,
+        Tally::from_counts(vec![1, 0, 0])
+    );
+}
+
+/// The owner cannot vote on their own competition; nothing changes.
+pub async fn owners_cannot_vote(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 24).await;
+    assert!(matches!(
+        db.cast_vote(&vote(&c, "owner", 0)).await,
+        Err(Error::OwnCompetition)
+    ));
+    assert_eq!(db.competition(&c.id).await.expect("read").tally.total(), 0);
+    // The rejection recorded no vote: had it, the owner's real second attempt would say so.
+    assert!(matches!(
+        db.cast_vote(&vote(&c, "owner", 1)).await,
+        Err(Error::OwnCompetition)
+    ));
+}
+
+/// A choice outside the photos is invalid input, records no vote, and lets the voter vote
+/// properly afterwards.
+pub async fn choices_outside_the_photos_are_rejected(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 24).await;
+    for choice in [3, 4, usize::MAX] {
+        let r = db.cast_vote(&vote(&c, "v", choice)).await;
+        assert!(
+            matches!(r, Err(Error::InvalidInput { field: "choice", .. })),
+            "choice {choice}: {r:?}"
+        );
+    }
+    assert_eq!(db.competition(&c.id).await.expect("read").tally.total(), 0);
+    db.cast_vote(&vote(&c, "v", 1))
+        .await
+        .expect("a valid vote after the invalid ones");
+}
+
+/// Votes on a competition that does not exist, or is still a draft, are not found.
+pub async fn votes_on_unknown_or_draft_competitions_are_not_found(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let unknown = competition("owner", Status::Open, 24);
+    assert!(matches!(
+        db.cast_vote(&vote(&unknown, "v", 0)).await,
+        Err(Error::NotFound { .. })
+    ));
+    let draft = competition("owner", Status::Draft, 24);
+    db.insert_competition(&draft).await.expect("insert draft");
+    assert!(matches!(
+        db.cast_vote(&vote(&draft, "v", 0)).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(db.competition(&draft.id).await.expect("read").tally.total(), 0);
+}
+
+/// The vote that reaches the threshold closes the competition, fixes the outcome and records
+/// one pending notification, all at once; later votes are rejected as closed.
+pub async fn the_threshold_vote_closes_and_records_the_notification(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 3).await;
+    assert!(
+        db.claim_notifications(&claim(SystemTime::now()))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    db.cast_vote(&vote(&c, "a", 1)).await.expect("vote a");
+    db.cast_vote(&vote(&c, "b", 1)).await.expect("vote b");
+    let closing = db.cast_vote(&vote(&c, "c", 0)).await.expect("vote c");
+    let outcome = closing.closed.expect("the third vote closes");
+    assert_eq!(outcome.tally, Tally::from_counts(vec![1, 2, 0]));
+    assert_eq!(outcome.winners, vec![1]);
+    let stored = db.competition(&c.id).await.expect("read");
+    assert_eq!(stored.status, Status::Closed);
+    assert_eq!(stored.outcome.as_ref(), Some(&outcome));
+    assert!(matches!(db.cast_vote(&vote(&c, "d", 0)).await, Err(Error::Closed)));
+    assert_eq!(
+        db.competition(&c.id).await.expect("read"),
+        stored,
+        "nothing changes after the close"
+    );
+    let pending = db.claim_notifications(&claim(SystemTime::now())).await.expect("claim");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].competition, c.id);
+    assert_eq!(pending[0].owner, c.owner);
+    assert_eq!(pending[0].outcome, outcome);
+}
+
+/// A tie keeps every photo with the highest count as a winner.
+pub async fn ties_are_kept(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 4).await;
+    for (voter, choice) in [("a", 0), ("b", 2), ("c", 0), ("d", 2)] {
+        db.cast_vote(&vote(&c, voter, choice)).await.expect("vote");
+    }
+    let stored = db.competition(&c.id).await.expect("read");
+    assert_eq!(stored.outcome.map(|o| o.winners), Some(vec![0, 2]));
+}
+
+/// With many voters racing, exactly the threshold's worth are accepted, exactly one of them
+/// closes the competition, and the rest are rejected as closed.
+pub async fn racing_voters_close_exactly_once(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 24).await;
+    let tasks = (0..200).map(|i| {
+        let db = db.clone();
+        let v = vote(&c, &format!("voter-{i}"), i % 3);
+        tokio::spawn(async move { db.cast_vote(&v).await })
+    });
+    let (mut accepted, mut closes, mut closed) = (0, 0, 0);
+    for result in join_all(tasks).await {
+        match result.expect("task") {
+            Ok(receipt) => {
+                accepted += 1;
+                closes += usize::from(receipt.closed.is_some());
+            }
+            Err(Error::Closed) => closed += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((accepted, closes, closed), (24, 1, 176));
+    let stored = db.competition(&c.id).await.expect("read");
+    assert_eq!(stored.tally.total(), 24);
+    assert_eq!(
+        db.claim_notifications(&claim(SystemTime::now()))
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+}
+
+/// A draft publishes once; publishing again conflicts; a missing one is not found.
+pub async fn drafts_publish_once(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let draft = competition("owner", Status::Draft, 24);
+    db.insert_competition(&draft).await.expect("insert draft");
+    let open = Competition {
+        status: Status::Open,
+        ..draft.clone()
+    };
+    db.publish_competition(&open).await.expect("publish");
+    assert_eq!(db.competition(&draft.id).await.expect("read"), open);
+    assert!(matches!(
+        db.publish_competition(&open).await,
+        Err(Error::Conflict { .. })
+    ));
+    let missing = competition("owner", Status::Open, 24);
+    assert!(matches!(
+        db.publish_competition(&missing).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// Drafts delete (missing ones too); open competitions refuse.
+pub async fn drafts_delete(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let draft = competition("owner", Status::Draft, 24);
+    db.insert_competition(&draft).await.expect("insert draft");
+    db.delete_draft(&draft.id).await.expect("delete");
+    assert!(matches!(db.competition(&draft.id).await, Err(Error::NotFound { .. })));
+    db.delete_draft(&draft.id).await.expect("delete again");
+    let c = open(&*db, "owner", 24).await;
+    assert!(matches!(db.delete_draft(&c.id).await, Err(Error::Conflict { .. })));
+    assert!(db.competition(&c.id).await.is_ok());
+}
+
+/// The feed holds open competitions only, newest first, and pages through all of them.
+pub async fn feed_is_newest_first_and_paginates(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        expected.push(open(&*db, &format!("owner-{i}"), 24).await.id);
+    }
+    db.insert_competition(&competition("owner", Status::Draft, 24))
+        .await
+        .expect("draft");
+    let closing = open(&*db, "owner", 1).await;
+    db.cast_vote(&vote(&closing, "v", 0)).await.expect("close");
+    expected.reverse();
+    let mut seen = Vec::new();
+    let mut query = FeedQuery {
+        limit: 3,
+        ..FeedQuery::new()
+    };
+    for _ in 0..10 {
+        let page = db.feed(&query).await.expect("feed");
+        assert!(page.competitions.len() <= 3);
+        seen.extend(page.competitions.iter().map(|c| c.id));
+        match page.next {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
+/// The feed filters by category and leaves out the viewer's own competitions.
+pub async fn feed_filters_by_category_and_viewer(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let cats = open(&*db, "alice", 24).await;
+    let mut dogs = competition("bob", Status::Open, 24);
+    dogs.categories = vec![Category::new("dog").expect("category")];
+    db.insert_competition(&dogs).await.expect("insert");
+    let ids = |page: thisthat_core::FeedPage| page.competitions.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let dog_feed = FeedQuery {
+        category: Some(Category::new("dog").expect("category")),
+        ..FeedQuery::new()
+    };
+    assert_eq!(ids(db.feed(&dog_feed).await.expect("feed")), vec![dogs.id]);
+    let alices = FeedQuery {
+        viewer: Some(user("alice")),
+        ..FeedQuery::new()
+    };
+    assert_eq!(ids(db.feed(&alices).await.expect("feed")), vec![dogs.id]);
+    let carols = FeedQuery {
+        viewer: Some(user("carol")),
+        ..FeedQuery::new()
+    };
+    assert_eq!(ids(db.feed(&carols).await.expect("feed")), vec![dogs.id, cats.id]);
+}
+
+async fn closed_with_notification(db: &dyn Database) -> Competition {
+    let c = open(db, "owner", 1).await;
+    db.cast_vote(&vote(&c, "v", 0)).await.expect("closing vote");
+    c
+}
+
+/// A claimed notification is held off from other claims until its lease runs out; claims can
+/// target one competition.
+pub async fn notifications_are_leased(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let a = closed_with_notification(&*db).await;
+    let b = closed_with_notification(&*db).await;
+    let now = SystemTime::now();
+    let only_b = NotificationClaim {
+        competition: Some(b.id),
+        ..claim(now)
+    };
+    let got: Vec<_> = db
+        .claim_notifications(&only_b)
+        .await
+        .expect("claim b")
+        .into_iter()
+        .map(|n| n.competition)
+        .collect();
+    assert_eq!(got, vec![b.id]);
+    let got: Vec<_> = db
+        .claim_notifications(&claim(now))
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|n| n.competition)
+        .collect();
+    assert_eq!(got, vec![a.id], "b is leased");
+    assert!(
+        db.claim_notifications(&claim(now + Duration::from_secs(59)))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let later = db
+        .claim_notifications(&claim(now + Duration::from_secs(61)))
+        .await
+        .expect("claim after the lease");
+    let later: HashSet<_> = later.into_iter().map(|n| n.competition).collect();
+    assert_eq!(later, HashSet::from([a.id, b.id]));
+}
+
+/// Of many workers claiming at once, exactly one gets the notification.
+pub async fn racing_claims_lease_once(h: &impl DatabaseHarness) {
+    let db = h.database();
+    closed_with_notification(&*db).await;
+    let now = SystemTime::now();
+    let claims = join_all((0..8).map(|_| {
+        let db = db.clone();
+        tokio::spawn(async move { db.claim_notifications(&claim(now)).await })
+    }))
+    .await;
+    let total: usize = claims.into_iter().map(|r| r.expect("task").expect("claim").len()).sum();
+    assert_eq!(total, 1);
+}
+
+/// A delivered notification is never claimed again, and never marked delivered twice.
+pub async fn notifications_complete_once(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = closed_with_notification(&*db).await;
+    db.complete_notification(&c.id).await.expect("complete");
+    assert!(matches!(
+        db.complete_notification(&c.id).await,
+        Err(Error::Conflict { .. })
+    ));
+    let far_future = SystemTime::now() + Duration::from_secs(3600);
+    assert!(
+        db.claim_notifications(&claim(far_future))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let never_closed = open(&*db, "owner", 24).await;
+    assert!(matches!(
+        db.complete_notification(&never_closed.id).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// Devices are saved per user, re-registration replaces, and deletion (even of missing ones)
+/// succeeds.
+pub async fn endpoints_are_saved_replaced_and_deleted(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let phone = crate::fixtures::device("alice");
+    let tablet = crate::fixtures::device("alice");
+    let bobs = crate::fixtures::device("bob");
+    for (device, address) in [(&phone, "addr-1"), (&tablet, "addr-2"), (&bobs, "addr-3")] {
+        db.save_endpoint(&Endpoint {
+            device: device.clone(),
+            address: address.into(),
+        })
+        .await
+        .expect("save");
+    }
+    db.save_endpoint(&Endpoint {
+        device: phone.clone(),
+        address: "addr-1b".into(),
+    })
+    .await
+    .expect("replace");
+    let mut alices: Vec<_> = db
+        .endpoints(&user("alice"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.address)
+        .collect();
+    alices.sort();
+    assert_eq!(alices, vec!["addr-1b", "addr-2"]);
+    db.delete_endpoint(&user("alice"), &phone.token).await.expect("delete");
+    db.delete_endpoint(&user("alice"), &phone.token)
+        .await
+        .expect("delete again");
+    let alices: Vec<_> = db
+        .endpoints(&user("alice"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.address)
+        .collect();
+    assert_eq!(alices, vec!["addr-2"]);
+    assert_eq!(db.endpoints(&user("bob")).await.expect("list").len(), 1);
+    assert!(db.endpoints(&user("nobody")).await.expect("list").is_empty());
+}

@@ -1,0 +1,45 @@
+//! # thisthat
+//!
+//! Write the backend of "This, this or that" once (owners post three photos, other users vote
+//! for the best, the 24th vote closes the competition and notifies the owner) and run it on
+//! AWS, Google Cloud, Azure, any mix of them, or an embedded local default.
+//!
+//! The domain is written against four ports ([`ports::BlobStore`], [`ports::Database`],
+//! [`ports::Notifier`], [`ports::Classifier`]). Pick an adapter for each, put them in a
+//! [`Backend`], and build the [`Thisthat`] service on it:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> thisthat::Result<()> {
+//! use thisthat::{testkit::{fixtures::user, memory::MemoryBackend, photos}, NewCompetition, Thisthat};
+//!
+//! let service = Thisthat::builder(MemoryBackend::new().backend()).build()?;
+//! let competition = service
+//!     .create_competition(&user("alice"), NewCompetition { title: Some("Which jacket?".into()), photos: photos::three() })
+//!     .await?;
+//! let receipt = service.vote(&user("bob"), &competition.id, 0).await?;
+//! assert_eq!(receipt.tally.counts(), &[1, 0, 0]);
+//! # Ok(()) }
+//! ```
+//!
+//! Adapters can also be chosen by configuration, with URLs such as `memory://` or
+//! `s3://photos`: see [`registry`] and [`Registry`].
+//!
+//! ## Cargo features
+//! - `testkit`: in-memory adapters, the conformance suites and test fixtures ([`testkit`]).
+//! - `mock`: mockall mocks of the four ports (`ports::MockBlobStore`, …) for testing your own
+//!   handlers.
+
+pub use thisthat_core::*;
+#[cfg(feature = "testkit")]
+pub use thisthat_testkit as testkit;
+
+/// A [`Registry`] that opens every adapter compiled into this build (by cargo feature).
+pub fn registry() -> Registry {
+    #[allow(unused_mut)]
+    let mut registry = Registry::new();
+    #[cfg(feature = "testkit")]
+    {
+        registry = registry.with(testkit::memory::MemoryOpener);
+    }
+    registry
+}
