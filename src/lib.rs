@@ -43,3 +43,8 @@ pub fn registry() -> Registry {
     }
     registry
 }
+
+/// The README's examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;

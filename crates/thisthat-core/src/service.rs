@@ -340,14 +340,15 @@ impl Thisthat {
                 Ok(competition)
             }
             .await;
-            match &result {
-                Err(Error::TooLarge { .. } | Error::UnsupportedMediaType { .. } | Error::UnsafeContent { .. }) => {
-                    self.discard(&keys).await;
-                    if let Err(e) = self.backend.database.delete_draft(id).await {
-                        tracing::warn!(error = %e, "could not delete the rejected draft");
-                    }
+            // A rejected upload is final: keep nothing of it. Other failures (a provider
+            // outage) leave the draft for the client to finish again.
+            if let Err(Error::TooLarge { .. } | Error::UnsupportedMediaType { .. } | Error::UnsafeContent { .. }) =
+                &result
+            {
+                self.discard(&keys).await;
+                if let Err(e) = self.backend.database.delete_draft(id).await {
+                    tracing::warn!(error = %e, "could not delete the rejected draft");
                 }
-                _ => {}
             }
             result
         }

@@ -12,7 +12,7 @@ pub fn coffee_png() -> Bytes {
     Bytes::from_static(include_bytes!("../photos/coffee.png"))
 }
 
-/// A Falcon 9 rocket, JPEG, 427×640. Public domain.
+/// A Falcon 9 rocket, JPEG, 640×427. Public domain.
 pub fn rocket_jpeg() -> Bytes {
     Bytes::from_static(include_bytes!("../photos/rocket.jpg"))
 }

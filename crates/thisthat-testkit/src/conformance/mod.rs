@@ -5,9 +5,13 @@
 //! Each suite is a module of public `async fn` cases taking a harness, and a macro that
 //! turns every case into its own `#[tokio::test]` in the adapter crate:
 //!
-//! ```ignore
-//! // In adapters/thisthat-aws/tests/s3.rs (your crate needs tokio as a dev-dependency):
-//! thisthat_testkit::blob_store_conformance!(async { MyS3Harness::start().await });
+//! ```
+//! // In an adapter crate's tests/ (the crate needs tokio as a dev-dependency):
+//! use std::sync::Arc;
+//! use thisthat_testkit::memory::MemoryDatabase;
+//!
+//! thisthat_testkit::database_conformance!(async { Arc::new(MemoryDatabase::new()) });
+//! # fn main() {}
 //! ```
 //!
 //! The harness expression is evaluated afresh for every case, so cases never share state.
