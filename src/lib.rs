@@ -25,11 +25,14 @@
 //! `s3://photos`: see [`registry`] and [`Registry`].
 //!
 //! ## Cargo features
-//! - `testkit`: in-memory adapters, the conformance suites and test fixtures ([`testkit`]).
+//! - `local` (default): the embedded backend ([`local`]): SQLite today, files on disk next.
+//! - `testkit` (default): in-memory adapters, the conformance suites and test fixtures ([`testkit`]).
 //! - `mock`: mockall mocks of the four ports (`ports::MockBlobStore`, …) for testing your own
 //!   handlers.
 
 pub use thisthat_core::*;
+#[cfg(feature = "local")]
+pub use thisthat_local as local;
 #[cfg(feature = "testkit")]
 pub use thisthat_testkit as testkit;
 
@@ -40,6 +43,10 @@ pub fn registry() -> Registry {
     #[cfg(feature = "testkit")]
     {
         registry = registry.with(testkit::memory::MemoryOpener);
+    }
+    #[cfg(feature = "local")]
+    {
+        registry = registry.with(local::LocalOpener);
     }
     registry
 }

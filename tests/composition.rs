@@ -106,6 +106,22 @@ async fn the_registry_opens_adapters_by_url() {
 }
 
 #[tokio::test]
+async fn a_mix_of_adapters_opens_by_url() {
+    let config = BackendConfig {
+        database: "sqlite::memory:".into(),
+        ..config("memory://")
+    };
+    let backend = thisthat::registry().open(&config).await.expect("open");
+    let service = Thisthat::builder(backend).build().expect("service");
+    let c = create(&service).await;
+    let receipt = service
+        .vote(&fixtures::user("bob"), &c.id, 2)
+        .await
+        .expect("vote on SQLite");
+    assert_eq!(receipt.tally.counts(), &[0, 0, 1]);
+}
+
+#[tokio::test]
 async fn unknown_schemes_and_non_urls_are_config_errors_that_say_what_to_do() {
     let err = thisthat::registry()
         .open(&config("s4://bucket"))
