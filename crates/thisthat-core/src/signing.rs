@@ -5,13 +5,14 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use url::Url;
 
 use crate::{
     BlobKey, Error, Result,
-    ports::{SignedMethod, SignedUrl, SignedUrlRequest},
+    ports::{BlobStore, GetOptions, PutMode, PutOptions, SignedMethod, SignedUrl, SignedUrlRequest},
 };
 
 /// Signs and verifies URLs of the form `{base}{key}?x-method=…&x-expires=…&…&x-signature=…`.
@@ -197,6 +198,36 @@ impl Grant {
             }
         }
         Ok(())
+    }
+}
+
+/// What a server in front of `store` does with a request to one of `signer`'s URLs: verify
+/// the signature, expiry and method, check an upload's content type and size, then store the
+/// body (PUT, answering empty bytes) or answer the blob (GET).
+///
+/// The embedded HTTP server and the in-memory store's in-process client share this, so a
+/// signed URL means the same everywhere it is served by thisthat itself.
+pub async fn serve(
+    store: &dyn BlobStore,
+    signer: &UrlSigner,
+    now: SystemTime,
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: Option<Bytes>,
+) -> Result<Bytes> {
+    let grant = signer.verify(method, url, now)?;
+    if method.eq_ignore_ascii_case("PUT") {
+        let body = body.unwrap_or_default();
+        grant.check_upload(content_type, body.len() as u64)?;
+        let options = PutOptions {
+            content_type: content_type.map(str::to_string),
+            mode: PutMode::Overwrite,
+        };
+        store.put(&grant.key, body, &options).await?;
+        Ok(Bytes::new())
+    } else {
+        Ok(store.get(&grant.key, &GetOptions::default()).await?.body)
     }
 }
 

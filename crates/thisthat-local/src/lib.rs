@@ -3,15 +3,19 @@
 //! - [`SqliteDatabase`]: competitions, votes, devices and the notification outbox in one SQLite
 //!   file (WAL). A vote is one transaction; the schema itself refuses a second vote and a tally
 //!   past the threshold.
+//! - [`FileBlobStore`]: photos as files under a directory, written atomically, with signed
+//!   URLs for the embedded HTTP server to verify.
 //!
 //! Open it by URL with [`LocalOpener`]: `sqlite:///var/lib/thisthat/thisthat.db`, or
 //! `sqlite::memory:` for a private in-memory database.
 
+mod files;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use files::FileBlobStore;
 pub use sqlite::SqliteDatabase;
 use thisthat_core::{Result, UrlOpener, ports::Database};
 use url::Url;

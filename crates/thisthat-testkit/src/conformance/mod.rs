@@ -65,6 +65,47 @@ pub async fn http_request(url: &SignedUrl, body: Option<Bytes>) -> Result<Direct
     Ok(DirectResponse { status, body })
 }
 
+/// Serves a signed URL in-process with [`thisthat_core::signing::serve`], answering the
+/// status an HTTP server in front of the store would: for stores that thisthat serves itself
+/// (memory, files) when no HTTP server runs.
+pub async fn serve_in_process(
+    store: &dyn BlobStore,
+    signer: &thisthat_core::signing::UrlSigner,
+    now: std::time::SystemTime,
+    url: &SignedUrl,
+    body: Option<Bytes>,
+) -> DirectResponse {
+    let content_type = url
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str());
+    match thisthat_core::signing::serve(store, signer, now, &url.method, &url.url, content_type, body).await {
+        Ok(body) => DirectResponse { status: 200, body },
+        Err(e) => DirectResponse {
+            status: http_status(&e),
+            body: Bytes::from(e.to_string()),
+        },
+    }
+}
+
+/// The HTTP status that stands for an error in thisthat's APIs.
+pub fn http_status(e: &thisthat_core::Error) -> u16 {
+    use thisthat_core::Error;
+    match e {
+        Error::InvalidInput { field: "signature", .. } => 403,
+        Error::InvalidInput { .. } => 400,
+        Error::OwnCompetition => 403,
+        Error::NotFound { .. } => 404,
+        Error::AlreadyVoted | Error::Closed | Error::Conflict { .. } => 409,
+        Error::TooLarge { .. } => 413,
+        Error::UnsupportedMediaType { .. } => 415,
+        Error::UnsafeContent { .. } => 422,
+        Error::Unavailable { .. } => 503,
+        _ => 500,
+    }
+}
+
 /// How far a blob store goes with signed URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignedUrls {

@@ -11,8 +11,6 @@ use thisthat_core::{
     signing::UrlSigner,
 };
 
-use crate::conformance::DirectResponse;
-
 #[derive(Debug, Clone)]
 struct Stored {
     body: Bytes,
@@ -21,7 +19,7 @@ struct Stored {
 }
 
 /// Blobs in a map. Signed URLs are real HMAC-signed `memory://` URLs that
-/// [`MemoryBlobStore::serve`] honours the way an HTTP server would, so the signed-upload flow
+/// [`crate::conformance::serve_in_process`] honours the way an HTTP server would, so the signed-upload flow
 /// can be tested without one.
 #[derive(Debug)]
 pub struct MemoryBlobStore {
@@ -68,31 +66,14 @@ impl MemoryBlobStore {
         self.lock().keys().cloned().collect()
     }
 
-    /// Does what an HTTP server in front of this store would do with a request to a signed
-    /// URL: verify the signature, expiry and method, check an upload's content type and size,
-    /// then serve or store the blob.
-    pub fn serve(&self, method: &str, url: &str, content_type: Option<&str>, body: Option<Bytes>) -> DirectResponse {
-        let result = (|| {
-            let grant = self.signer.verify(method, url, self.clock.now())?;
-            if method.eq_ignore_ascii_case("PUT") {
-                let body = body.unwrap_or_default();
-                grant.check_upload(content_type, body.len() as u64)?;
-                self.store(&grant.key, body, content_type.map(str::to_string), PutMode::Overwrite)?;
-                Ok(Bytes::new())
-            } else {
-                self.lock()
-                    .get(&grant.key)
-                    .map(|s| s.body.clone())
-                    .ok_or_else(|| Error::not_found(Entity::Blob, &grant.key))
-            }
-        })();
-        match result {
-            Ok(body) => DirectResponse { status: 200, body },
-            Err(e) => DirectResponse {
-                status: status_of(&e),
-                body: Bytes::from(e.to_string()),
-            },
-        }
+    /// The signer of this store's `memory://` URLs.
+    pub fn signer(&self) -> &UrlSigner {
+        &self.signer
+    }
+
+    /// The clock signed URLs expire by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     fn store(&self, key: &BlobKey, body: Bytes, content_type: Option<String>, mode: PutMode) -> Result<BlobMeta> {
@@ -109,19 +90,6 @@ impl MemoryBlobStore {
         let meta = meta(key, &stored);
         blobs.insert(key.clone(), stored);
         Ok(meta)
-    }
-}
-
-/// The HTTP status an HTTP server in front of a store answers for an error.
-fn status_of(e: &Error) -> u16 {
-    match e {
-        Error::NotFound { .. } => 404,
-        Error::TooLarge { .. } => 413,
-        Error::UnsupportedMediaType { .. } => 415,
-        Error::InvalidInput { field: "signature", .. } => 403,
-        Error::InvalidInput { .. } => 400,
-        Error::Conflict { .. } => 409,
-        _ => 500,
     }
 }
 

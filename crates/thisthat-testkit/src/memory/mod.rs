@@ -74,7 +74,7 @@ impl UrlOpener for MemoryOpener {
 }
 
 /// The conformance harness of the in-memory adapters: the reference every other harness
-/// follows. Signed URLs are served in-process by [`MemoryBlobStore::serve`], pushes are read
+/// follows. Signed URLs are served in-process by [`crate::conformance::serve_in_process`], pushes are read
 /// from [`MemoryNotifier::sent_to`], and the classifier flags [`crate::photos::coffee_png`] as
 /// unsafe.
 #[derive(Debug, Clone, Default)]
@@ -103,21 +103,16 @@ impl crate::BlobHarness for MemoryHarness {
         url: &thisthat_core::ports::SignedUrl,
         body: Option<bytes::Bytes>,
     ) -> Result<crate::DirectResponse> {
-        Ok(serve(&self.memory.blobs, url, body))
+        Ok(serve(&self.memory.blobs, url, body).await)
     }
 }
 
-fn serve(
+async fn serve(
     blobs: &MemoryBlobStore,
     url: &thisthat_core::ports::SignedUrl,
     body: Option<bytes::Bytes>,
 ) -> crate::DirectResponse {
-    let content_type = url
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| v.as_str());
-    blobs.serve(&url.method, &url.url, content_type, body)
+    crate::conformance::serve_in_process(blobs, blobs.signer(), blobs.clock().now(), url, body).await
 }
 
 #[async_trait]
@@ -147,7 +142,7 @@ impl crate::DomainHarness for MemoryHarness {
         url: &thisthat_core::ports::SignedUrl,
         body: Option<bytes::Bytes>,
     ) -> Result<crate::DirectResponse> {
-        Ok(serve(&self.memory.blobs, url, body))
+        Ok(serve(&self.memory.blobs, url, body).await)
     }
     async fn delivered(&self, endpoint: &Endpoint) -> Result<Vec<PushMessage>> {
         Ok(self.memory.notifier.sent_to(endpoint))
