@@ -207,7 +207,7 @@ impl Outcome {
         match self.winners.as_slice() {
             [] => "No photos, no winner.".to_string(),
             [w] => {
-                let best = counts[*w];
+                let best = counts.get(*w).copied().unwrap_or(0);
                 let runner_up = counts
                     .iter()
                     .enumerate()
@@ -218,16 +218,18 @@ impl Outcome {
                 format!(
                     "Photo {} won with {best} of {total} votes, {} ahead of the runner-up.",
                     w + 1,
-                    best - runner_up
+                    best.saturating_sub(runner_up)
                 )
             }
             many => {
                 let names: Vec<String> = many.iter().map(|w| (w + 1).to_string()).collect();
-                let (last, rest) = names.split_last().expect("many has at least two");
+                let Some((last, rest)) = names.split_last() else {
+                    return String::new();
+                };
                 format!(
                     "It's a tie: photos {} and {last} got {} of {total} votes each.",
                     rest.join(", "),
-                    counts[many[0]]
+                    counts.get(many[0]).copied().unwrap_or(0)
                 )
             }
         }
@@ -311,7 +313,13 @@ impl Competition {
                 ),
             ));
         }
-        self.tally.0[vote.choice] += 1;
+        let (id, photos, tallied) = (self.id, self.photos.len(), self.tally.0.len());
+        let count = self.tally.0.get_mut(vote.choice).ok_or_else(|| Error::Backend {
+            provider: "thisthat",
+            message: format!("competition {id} has {photos} photos but a tally of {tallied}"),
+            source: None,
+        })?;
+        *count += 1;
         let closed = (self.tally.total() >= self.votes_to_close).then(|| {
             self.status = Status::Closed;
             let outcome = Outcome::from_tally(self.tally.clone());
@@ -363,12 +371,28 @@ pub struct Device {
 impl Device {
     /// Validates a registration.
     pub fn new(user: UserId, platform: Platform, token: impl Into<String>) -> Result<Self> {
-        let token = token.into();
-        if token.is_empty() || token.len() > 4096 || !token.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(Error::invalid("token", "must be 1 to 4096 printable ASCII characters"));
-        }
-        Ok(Device { user, platform, token })
+        let device = Device {
+            user,
+            platform,
+            token: token.into(),
+        };
+        device.validate()?;
+        Ok(device)
     }
+
+    /// Checks the token (the fields are public, so a device built by hand is checked again
+    /// before it reaches a provider).
+    pub fn validate(&self) -> Result<()> {
+        check_token(&self.token)
+    }
+}
+
+/// Checks a device token: 1 to 4096 printable ASCII characters.
+pub fn check_token(token: &str) -> Result<()> {
+    if token.is_empty() || token.len() > 4096 || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Error::invalid("token", "must be 1 to 4096 printable ASCII characters"));
+    }
+    Ok(())
 }
 
 /// A device as a notifier knows it: the registration plus the provider's address for it (an

@@ -65,6 +65,19 @@ impl Rules {
         if self.max_photo_bytes == 0 {
             return Err(Error::config("max_photo_bytes must be at least 1"));
         }
+        const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+        for (name, d) in [
+            ("upload_url_ttl", self.upload_url_ttl),
+            ("download_url_ttl", self.download_url_ttl),
+            ("notification_lease", self.notification_lease),
+        ] {
+            if d < Duration::from_secs(1) || d > WEEK {
+                return Err(Error::config(format!("{name} must be from 1 second to 7 days")));
+            }
+        }
+        if self.max_title_chars == 0 || self.max_title_chars > 10_000 {
+            return Err(Error::config("max_title_chars must be 1 to 10000"));
+        }
         for (name, v) in [
             ("category_confidence", self.category_confidence),
             ("unsafe_confidence", self.unsafe_confidence),

@@ -74,6 +74,9 @@ pub enum DeliveryMode {
     Deferred,
 }
 
+/// How many notifications one delivery round claims at a time.
+const DELIVERY_BATCH: usize = 10;
+
 /// The "This, this or that" service.
 ///
 /// ```
@@ -208,8 +211,18 @@ impl Thisthat {
                     .collect();
                 let photos = self.classify(&inputs, &infos, &keys).await?;
                 let competition = self.new_competition(id, owner.clone(), title, Status::Open, photos);
-                self.backend.database.insert_competition(&competition).await?;
-                Ok(competition)
+                match self.backend.database.insert_competition(&competition).await {
+                    Ok(()) => Ok(competition),
+                    // An unclear failure, or a retry of an insert that did land: if the row is
+                    // there and is ours, the creation succeeded and the photos must stay.
+                    Err(e @ (Error::Conflict { .. } | Error::Unavailable { .. })) => {
+                        match self.backend.database.competition(&id).await {
+                            Ok(stored) if stored == competition => Ok(competition),
+                            _ => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
             }
             .await;
             if result.is_err() {
@@ -421,6 +434,7 @@ impl Thisthat {
 
     /// Registers a device to receive the user's notifications.
     pub async fn register_device(&self, device: Device) -> Result<Endpoint> {
+        device.validate()?;
         let endpoint = self.backend.notifier.register(&device).await?;
         self.backend.database.save_endpoint(&endpoint).await?;
         Ok(endpoint)
@@ -428,6 +442,7 @@ impl Thisthat {
 
     /// Forgets one of the user's devices.
     pub async fn unregister_device(&self, user: &UserId, token: &str) -> Result<()> {
+        crate::model::check_token(token)?;
         let endpoints = self.backend.database.endpoints(user).await?;
         if let Some(endpoint) = endpoints.iter().find(|e| e.device.token == token) {
             self.backend.notifier.unregister(endpoint).await?;
@@ -439,9 +454,23 @@ impl Thisthat {
     /// delivery, or a process that died after the closing vote). Run it on a schedule; it is
     /// safe to run from several workers at once.
     pub async fn deliver_pending(&self) -> Result<DeliveryReport> {
-        self.deliver(None, 100)
-            .instrument(tracing::info_span!("thisthat.deliver_pending"))
-            .await
+        async {
+            let mut total = DeliveryReport::default();
+            // Small claims, so that a claim's lease never runs out while its batch is still being
+            // sent (which would let another worker send the tail again).
+            for _ in 0..1000 {
+                let report = self.deliver(None, DELIVERY_BATCH).await?;
+                total.delivered += report.delivered;
+                total.failed += report.failed;
+                total.devices_removed += report.devices_removed;
+                if report.delivered + report.failed < DELIVERY_BATCH {
+                    break;
+                }
+            }
+            Ok(total)
+        }
+        .instrument(tracing::info_span!("thisthat.deliver_pending"))
+        .await
     }
 
     async fn deliver(&self, competition: Option<CompetitionId>, limit: usize) -> Result<DeliveryReport> {
@@ -577,13 +606,30 @@ impl Thisthat {
     async fn classify(&self, inputs: &[PhotoInput], infos: &[ImageInfo], keys: &[BlobKey]) -> Result<Vec<Photo>> {
         let classifier = &self.backend.classifier;
         let classifications = try_join_all(inputs.iter().map(|p| classifier.classify(p))).await?;
+        for c in &classifications {
+            // Label fields are public: an adapter could hand back NaN, which no threshold catches.
+            let mut all = c.labels.iter().chain(c.moderation.iter().flatten());
+            if let Some(bad) = all.find(|l| !(0.0..=1.0).contains(&l.confidence)) {
+                let message = format!("confidence {} of {} is outside 0..=1", bad.confidence, bad.name);
+                return Err(Error::Backend {
+                    provider: "classifier",
+                    message,
+                    source: None,
+                });
+            }
+        }
         if classifier.screens_content() {
             for (i, c) in classifications.iter().enumerate() {
-                let flagged = c
-                    .moderation
-                    .iter()
-                    .flatten()
-                    .find(|l| l.confidence >= self.rules.unsafe_confidence);
+                let Some(moderation) = &c.moderation else {
+                    // Fail closed: a screening classifier that did not screen lets nothing through.
+                    let message = format!("photo {i} was not screened by a classifier that screens content");
+                    return Err(Error::Backend {
+                        provider: "classifier",
+                        message,
+                        source: None,
+                    });
+                };
+                let flagged = moderation.iter().find(|l| l.confidence >= self.rules.unsafe_confidence);
                 if let Some(label) = flagged {
                     return Err(Error::UnsafeContent {
                         photo: i,

@@ -89,7 +89,9 @@ impl UrlSigner {
 
     /// A signed URL for `request` on `key`, valid from `now` for `request.expires_in`.
     pub fn sign(&self, key: &BlobKey, request: &SignedUrlRequest, now: SystemTime) -> Result<SignedUrl> {
-        let expires_at = now + request.expires_in;
+        let expires_at = now
+            .checked_add(request.expires_in)
+            .ok_or_else(|| Error::invalid("expires_in", "is too far in the future"))?;
         let expires = unix_seconds(expires_at);
         let (method, content_type, max_size) = match &request.method {
             SignedMethod::Get => ("GET", String::new(), String::new()),
@@ -203,7 +205,9 @@ impl Grant {
 
 /// What a server in front of `store` does with a request to one of `signer`'s URLs: verify
 /// the signature, expiry and method, check an upload's content type and size, then store the
-/// body (PUT, answering empty bytes) or answer the blob (GET).
+/// body (PUT, answering empty bytes) or answer the blob (GET). Uploads are create-only: a
+/// signed URL can never replace a blob that is already there (a photo checked by
+/// `finish_upload` stays the photo that was checked).
 ///
 /// The embedded HTTP server and the in-memory store's in-process client share this, so a
 /// signed URL means the same everywhere it is served by thisthat itself.
@@ -222,7 +226,7 @@ pub async fn serve(
         grant.check_upload(content_type, body.len() as u64)?;
         let options = PutOptions {
             content_type: content_type.map(str::to_string),
-            mode: PutMode::Overwrite,
+            mode: PutMode::Create,
         };
         store.put(&grant.key, body, &options).await?;
         Ok(Bytes::new())

@@ -84,7 +84,10 @@ pub struct ListPage {
 pub enum SignedMethod {
     /// Download the blob.
     Get,
-    /// Upload the blob with exactly this content type and at most this many bytes.
+    /// Upload the blob with exactly this content type and at most this many bytes. Uploads
+    /// are create-only where the provider can enforce it (`If-None-Match: *`,
+    /// `ifGenerationMatch=0`, thisthat's own servers): once there, a blob is never replaced
+    /// through a signed URL.
     Put {
         /// The content type the upload must declare.
         content_type: String,

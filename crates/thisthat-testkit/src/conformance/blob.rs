@@ -328,6 +328,14 @@ pub async fn signed_put_uploads(h: &impl BlobHarness) {
     let response = h.direct(&signed, Some(body.clone())).await.expect("request");
     assert!(response.is_success(), "status {}: {:?}", response.status, response.body);
     assert_eq!(store.get(&k, &GetOptions::default()).await.expect("get").body, body);
+    if h.signed_urls() == SignedUrls::Enforced {
+        let again = h
+            .direct(&signed, Some(crate::photos::cat_png()))
+            .await
+            .expect("request");
+        assert!(!again.is_success(), "a signed upload replaced an existing blob");
+        assert_eq!(store.get(&k, &GetOptions::default()).await.expect("get").body, body);
+    }
 }
 
 /// A tampered signature is refused and stores nothing (where the backend checks signatures).

@@ -139,6 +139,15 @@ pub async fn votes_on_unknown_or_draft_competitions_are_not_found(h: &impl Datab
         Err(Error::NotFound { .. })
     ));
     assert_eq!(db.competition(&draft.id).await.expect("read").tally.total(), 0);
+    // Neither rejection recorded a vote: once published, the same voter votes normally.
+    let published = Competition {
+        status: Status::Open,
+        ..draft.clone()
+    };
+    db.publish_competition(&published).await.expect("publish");
+    db.cast_vote(&vote(&draft, "v", 0))
+        .await
+        .expect("vote after publishing");
 }
 
 /// The vote that reaches the threshold closes the competition, fixes the outcome and records
@@ -161,6 +170,8 @@ pub async fn the_threshold_vote_closes_and_records_the_notification(h: &impl Dat
     let stored = db.competition(&c.id).await.expect("read");
     assert_eq!(stored.status, Status::Closed);
     assert_eq!(stored.outcome.as_ref(), Some(&outcome));
+    assert!(matches!(db.cast_vote(&vote(&c, "d", 0)).await, Err(Error::Closed)));
+    // The rejected vote was not recorded: trying again is still "closed", not "already voted".
     assert!(matches!(db.cast_vote(&vote(&c, "d", 0)).await, Err(Error::Closed)));
     assert_eq!(
         db.competition(&c.id).await.expect("read"),

@@ -178,7 +178,7 @@ impl Database for MemoryDatabase {
             }
             if let Delivery::Pending { leased_until } = delivery {
                 if leased_until.is_none_or(|until| until <= claim.now) {
-                    *leased_until = Some(claim.now + claim.lease);
+                    *leased_until = Some(claim.now.checked_add(claim.lease).unwrap_or(claim.now));
                     claimed.push(notification.clone());
                 }
             }
