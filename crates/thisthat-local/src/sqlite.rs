@@ -158,9 +158,7 @@ impl SqliteDatabase {
 }
 
 fn migrate(connection: &mut Connection) -> Result<()> {
-    let tx = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_error)?;
+    let tx = immediate(connection)?;
     let version: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sqlite_error)?;
@@ -176,6 +174,13 @@ fn migrate(connection: &mut Connection) -> Result<()> {
             .map_err(sqlite_error)?;
     }
     tx.commit().map_err(sqlite_error)
+}
+
+/// Starts a write transaction that takes SQLite's write lock up front, so two writers never
+/// both read and then one fails to upgrade (SQLITE_BUSY mid-transaction).
+fn immediate(c: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
+    c.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error)
 }
 
 fn read_competition(c: &Connection, id: &CompetitionId) -> Result<Option<Competition>> {
@@ -224,7 +229,7 @@ impl Database for SqliteDatabase {
     async fn insert_competition(&self, competition: &Competition) -> Result<()> {
         let competition = competition.clone();
         self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sqlite_error)?;
+            let tx = immediate(c)?;
             let body = serde_json::to_string(&competition).map_err(json_error)?;
             let inserted = tx
                 .execute(
@@ -252,9 +257,7 @@ impl Database for SqliteDatabase {
     async fn publish_competition(&self, competition: &Competition) -> Result<()> {
         let competition = competition.clone();
         self.run(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite_error)?;
+            let tx = immediate(c)?;
             let stored = read_competition(&tx, &competition.id)?
                 .ok_or_else(|| Error::not_found(Entity::Competition, competition.id))?;
             if stored.status != Status::Draft {
@@ -270,9 +273,7 @@ impl Database for SqliteDatabase {
     async fn delete_draft(&self, id: &CompetitionId) -> Result<()> {
         let id = *id;
         self.run(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite_error)?;
+            let tx = immediate(c)?;
             match read_competition(&tx, &id)?.map(|c| c.status) {
                 None => return Ok(()),
                 Some(Status::Draft) => {}
@@ -296,9 +297,7 @@ impl Database for SqliteDatabase {
     async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
         let vote = vote.clone();
         self.run(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite_error)?;
+            let tx = immediate(c)?;
             let mut competition = read_competition(&tx, &vote.competition)?
                 .ok_or_else(|| Error::not_found(Entity::Competition, vote.competition))?;
             let choice = i64::try_from(vote.choice).unwrap_or(i64::MAX);
@@ -369,9 +368,7 @@ impl Database for SqliteDatabase {
     async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
         let claim = claim.clone();
         self.run(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite_error)?;
+            let tx = immediate(c)?;
             let now = millis(claim.now);
             let until = millis(claim.now + claim.lease);
             let competition = claim.competition.map(|c| c.to_string());
@@ -405,9 +402,7 @@ impl Database for SqliteDatabase {
     async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
         let id = *competition;
         self.run(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite_error)?;
+            let tx = immediate(c)?;
             let delivered: Option<i64> = tx
                 .query_row(
                     "SELECT delivered FROM notifications WHERE competition = ?1",
