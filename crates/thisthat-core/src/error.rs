@@ -224,6 +224,24 @@ impl Error {
         matches!(self, Error::Unavailable { .. })
     }
 
+    /// The HTTP status that stands for this error in thisthat's APIs: 400 invalid input,
+    /// 403 a refused signature or the owner's own vote, 404, 409 (already voted, closed,
+    /// conflict), 413, 415, 422 unsafe content, 503 unavailable, 500 otherwise.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::InvalidInput { field: "signature", .. } | Error::OwnCompetition => 403,
+            Error::InvalidInput { .. } => 400,
+            Error::NotFound { .. } => 404,
+            Error::AlreadyVoted | Error::Closed | Error::Conflict { .. } => 409,
+            Error::TooLarge { .. } => 413,
+            Error::UnsupportedMediaType { .. } => 415,
+            Error::UnsafeContent { .. } => 422,
+            Error::Unavailable { .. } => 503,
+            Error::Unsupported { .. } => 501,
+            Error::Config { .. } | Error::Backend { .. } => 500,
+        }
+    }
+
     /// A stable, machine-readable code for this kind of error (`not_found`, `already_voted`, …),
     /// for APIs and logs. Codes never change once published.
     pub fn code(&self) -> &'static str {

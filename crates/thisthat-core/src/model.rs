@@ -259,8 +259,36 @@ pub struct Competition {
     pub votes_to_close: u32,
     /// The result, set in the same atomic step as the closing vote and never changed after.
     pub outcome: Option<Outcome>,
-    /// When it was created.
+    /// When it was created, at millisecond precision (serialised as Unix milliseconds).
+    #[serde(with = "unix_ms")]
     pub created_at: SystemTime,
+}
+
+/// Times as Unix milliseconds in every serialised form (API JSON, stored documents), which
+/// every database and client represents exactly.
+pub mod unix_ms {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `t` truncated to whole milliseconds.
+    pub fn truncate(t: SystemTime) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(millis(t))
+    }
+
+    fn millis(t: SystemTime) -> u64 {
+        t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    /// Serialises as Unix milliseconds.
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(millis(*t))
+    }
+
+    /// Deserialises from Unix milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        Ok(UNIX_EPOCH + Duration::from_millis(u64::deserialize(d)?))
+    }
 }
 
 /// A voter's choice of one photo of a competition.

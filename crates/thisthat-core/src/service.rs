@@ -549,7 +549,7 @@ impl Thisthat {
             photos,
             votes_to_close: self.rules.votes_to_close,
             outcome: None,
-            created_at: self.clock.now(),
+            created_at: crate::model::unix_ms::truncate(self.clock.now()),
         }
     }
 

@@ -93,14 +93,13 @@ fn write_blob(path: &Path, body: &[u8], content_type: Option<&str>, mode: PutMod
     let dir = path
         .parent()
         .ok_or_else(|| Error::invalid("key", "has no parent directory"))?;
-    std::fs::create_dir_all(dir).map_err(io_error)?;
     let content_type = content_type.unwrap_or("");
     if content_type.contains(['\n', '\r']) {
         return Err(Error::invalid("content_type", "may not contain line breaks"));
     }
     let temp = dir.join(format!(".tmp-{}", thisthat_core::CompetitionId::new()));
     let result = (|| {
-        let mut file = std::fs::File::create_new(&temp).map_err(io_error)?;
+        let mut file = create_in(dir, &temp)?;
         file.write_all(MAGIC).map_err(io_error)?;
         file.write_all(content_type.as_bytes()).map_err(io_error)?;
         file.write_all(b"\n").map_err(io_error)?;
@@ -117,6 +116,19 @@ fn write_blob(path: &Path, body: &[u8], content_type: Option<&str>, mode: PutMod
     // After a link the temporary name is still there; after a rename it is gone.
     let _ = std::fs::remove_file(&temp);
     result
+}
+
+/// Creates `temp` in `dir`, creating `dir` first. A concurrent delete may prune the empty
+/// directory between the two steps; then create it again.
+fn create_in(dir: &Path, temp: &Path) -> Result<std::fs::File> {
+    let mut attempts = 0;
+    loop {
+        std::fs::create_dir_all(dir).map_err(io_error)?;
+        match std::fs::File::create_new(temp) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 => attempts += 1,
+            other => return other.map_err(io_error),
+        }
+    }
 }
 
 struct Header {
@@ -237,17 +249,29 @@ impl BlobStore for FileBlobStore {
 
     async fn delete(&self, key: &BlobKey) -> Result<()> {
         let path = self.path(key);
-        self.blocking(move |_| match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) =>
-            {
-                Ok(())
+        self.blocking(move |root| {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(io_error(e)),
             }
-            Err(e) => Err(io_error(e)),
+            // Leave no empty directories behind (a rejected competition leaves nothing at all).
+            // remove_dir refuses a directory that is not empty, which ends the walk up.
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != root && d.starts_with(root)) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
         })
         .await
     }

@@ -1,6 +1,6 @@
 //! Ready-made domain values for tests.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use thisthat_core::{
     BlobKey, Category, Competition, CompetitionId, Device, Label, MediaType, Photo, Platform, Status, Tally, UserId,
@@ -14,11 +14,7 @@ pub fn user(name: &str) -> UserId {
 
 /// The current time at millisecond precision, which every database stores exactly.
 pub fn now_ms() -> SystemTime {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    UNIX_EPOCH + Duration::from_millis(ms)
+    thisthat_core::model::unix_ms::truncate(SystemTime::now())
 }
 
 /// A competition of three labelled PNG photos, as the service would store it, with the

@@ -115,7 +115,8 @@ pub struct SignedUrl {
     pub method: String,
     /// Headers the client must send with the request, exactly as given.
     pub headers: Vec<(String, String)>,
-    /// When it stops working.
+    /// When it stops working (serialised as Unix milliseconds).
+    #[serde(with = "crate::model::unix_ms")]
     pub expires_at: SystemTime,
 }
 

@@ -83,26 +83,9 @@ pub async fn serve_in_process(
     match thisthat_core::signing::serve(store, signer, now, &url.method, &url.url, content_type, body).await {
         Ok(body) => DirectResponse { status: 200, body },
         Err(e) => DirectResponse {
-            status: http_status(&e),
+            status: e.http_status(),
             body: Bytes::from(e.to_string()),
         },
-    }
-}
-
-/// The HTTP status that stands for an error in thisthat's APIs.
-pub fn http_status(e: &thisthat_core::Error) -> u16 {
-    use thisthat_core::Error;
-    match e {
-        Error::InvalidInput { field: "signature", .. } => 403,
-        Error::InvalidInput { .. } => 400,
-        Error::OwnCompetition => 403,
-        Error::NotFound { .. } => 404,
-        Error::AlreadyVoted | Error::Closed | Error::Conflict { .. } => 409,
-        Error::TooLarge { .. } => 413,
-        Error::UnsupportedMediaType { .. } => 415,
-        Error::UnsafeContent { .. } => 422,
-        Error::Unavailable { .. } => 503,
-        _ => 500,
     }
 }
 

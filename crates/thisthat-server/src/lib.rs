@@ -1,0 +1,121 @@
+//! The HTTP API of thisthat: a versioned JSON API over the [`Thisthat`] service, the same
+//! router locally (`thisthat serve`) and, later, on AWS Lambda.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `POST /v1/competitions` | create from a multipart body: `title` (optional) and three `photo` parts |
+//! | `POST /v1/uploads` | begin a signed upload: `{"title", "photos": [{"media_type": "image/png"}, …]}` |
+//! | `POST /v1/uploads/{id}/finish` | finish it once the photos are uploaded |
+//! | `GET /v1/competitions/{id}` | one competition |
+//! | `GET /v1/competitions/{id}/photos` | signed download URLs of its photos |
+//! | `POST /v1/competitions/{id}/votes` | vote: `{"choice": 0}` |
+//! | `GET /v1/feed?category=&cursor=&limit=` | open competitions, newest first |
+//! | `POST /v1/devices`, `DELETE /v1/devices/{token}` | register or forget a push device |
+//! | `GET`/`PUT /blobs/{key}?…signature…` | signed URLs of the embedded file store |
+//! | `GET /v1/openapi.json`, `GET /healthz` | the API description; liveness |
+//!
+//! Every write needs `Authorization: Bearer <JWT>`; reads work without one. Errors are
+//! `{"error": {"code", "message", "field"}}` with the status of [`thisthat_core::Error::http_status`].
+
+pub mod auth;
+pub mod error;
+mod routes;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, Request, StatusCode},
+    routing::{delete, get, post},
+};
+use thisthat_core::{Clock, Thisthat, ports::BlobStore, signing::UrlSigner};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+pub use auth::{Auth, MaybeUser, User, issue_hs256};
+pub use error::ApiError;
+
+/// A blob store the server serves signed URLs for (the embedded file store), with the signer
+/// that signed them.
+#[derive(Debug, Clone)]
+pub struct BlobServer {
+    /// The store.
+    pub store: Arc<dyn BlobStore>,
+    /// The signer its URLs were signed with.
+    pub signer: UrlSigner,
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The service.
+    pub service: Thisthat,
+    /// How callers are authenticated.
+    pub auth: Auth,
+    /// The blob store whose signed URLs this server answers, if it serves one.
+    pub blobs: Option<BlobServer>,
+    /// The clock signed URLs are checked against.
+    pub clock: Arc<dyn Clock>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole API as an axum router.
+pub fn router(state: AppState) -> Router {
+    let photo_limit = usize::try_from(state.service.rules().max_photo_bytes).unwrap_or(usize::MAX);
+    // Three photos at the limit plus room for the multipart framing and the title.
+    let create_limit = photo_limit
+        .saturating_mul(state.service.rules().photos_per_competition)
+        .saturating_add(64 * 1024);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/openapi.json", get(routes::openapi))
+        .route(
+            "/v1/competitions",
+            post(routes::create).layer(DefaultBodyLimit::max(create_limit)),
+        )
+        .route("/v1/competitions/{id}", get(routes::competition))
+        .route("/v1/competitions/{id}/photos", get(routes::photo_urls))
+        .route("/v1/competitions/{id}/votes", post(routes::vote))
+        .route("/v1/uploads", post(routes::begin_upload))
+        .route("/v1/uploads/{id}/finish", post(routes::finish_upload))
+        .route("/v1/feed", get(routes::feed))
+        .route("/v1/devices", post(routes::register_device))
+        .route("/v1/devices/{token}", delete(routes::unregister_device))
+        .route(
+            "/blobs/{*key}",
+            get(routes::blob_get)
+                .put(routes::blob_put)
+                .layer(DefaultBodyLimit::max(photo_limit.saturating_add(1))),
+        )
+        .fallback(routes::not_found)
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
+/// finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,261 @@
+//! The handlers: each reads its input, calls the service once, and answers JSON.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Multipart, OriginalUri, Path, Query, State, rejection::JsonRejection},
+    http::{HeaderMap, StatusCode},
+    response::IntoResponse,
+};
+use serde::Deserialize;
+use thisthat_core::{
+    BeginUpload, Category, Competition, CompetitionId, Cursor, DeclaredPhoto, Device, FeedQuery, MediaType,
+    NewCompetition, Platform, VoteReceipt,
+};
+
+use crate::{
+    AppState,
+    auth::{MaybeUser, User},
+    error::ApiError,
+};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    body.map(|Json(t)| t)
+        .map_err(|e| ApiError::bad_request("body", e.body_text()))
+}
+
+fn competition_id(raw: &str) -> ApiResult<CompetitionId> {
+    Ok(raw.parse()?)
+}
+
+pub(crate) async fn openapi() -> impl IntoResponse {
+    ([("content-type", "application/json")], include_str!("../openapi.json"))
+}
+
+pub(crate) async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
+    thisthat_core::Error::not_found(thisthat_core::Entity::Blob, uri.path()).into()
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(e.body_text())
+    } else {
+        ApiError::bad_request("body", e.body_text())
+    }
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    User(owner): User,
+    mut multipart: Multipart,
+) -> ApiResult<impl IntoResponse> {
+    let mut new = NewCompetition::default();
+    let max_parts = state.service.rules().photos_per_competition + 1;
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name() {
+            Some("title") => new.title = Some(field.text().await.map_err(multipart_error)?),
+            Some("photo") if new.photos.len() < max_parts => {
+                new.photos.push(field.bytes().await.map_err(multipart_error)?)
+            }
+            // More photos than a competition takes: the service answers the count error
+            // without this handler buffering any more of them.
+            Some("photo") => break,
+            other => {
+                return Err(ApiError::bad_request(
+                    "body",
+                    format!("unexpected multipart field {other:?}; send `title` and `photo` parts"),
+                ));
+            }
+        }
+    }
+    let competition = state.service.create_competition(&owner, new).await?;
+    Ok((StatusCode::CREATED, Json(competition)))
+}
+
+pub(crate) async fn competition(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Competition>> {
+    Ok(Json(state.service.competition(&competition_id(&id)?).await?))
+}
+
+pub(crate) async fn photo_urls(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.service.photo_urls(&competition_id(&id)?).await?))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct VoteBody {
+    choice: usize,
+}
+
+pub(crate) async fn vote(
+    State(state): State<AppState>,
+    User(voter): User,
+    Path(id): Path<String>,
+    body: Result<Json<VoteBody>, JsonRejection>,
+) -> ApiResult<Json<VoteReceipt>> {
+    let id = competition_id(&id)?;
+    let body = json_body(body)?;
+    Ok(Json(state.service.vote(&voter, &id, body.choice).await?))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeclaredBody {
+    media_type: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BeginBody {
+    title: Option<String>,
+    photos: Vec<DeclaredBody>,
+}
+
+pub(crate) async fn begin_upload(
+    State(state): State<AppState>,
+    User(owner): User,
+    body: Result<Json<BeginBody>, JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let body = json_body(body)?;
+    let photos = body
+        .photos
+        .iter()
+        .map(|p| MediaType::from_mime(&p.media_type).map(|media_type| DeclaredPhoto { media_type }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ticket = state
+        .service
+        .begin_upload(
+            &owner,
+            BeginUpload {
+                title: body.title,
+                photos,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(ticket)))
+}
+
+pub(crate) async fn finish_upload(
+    State(state): State<AppState>,
+    User(owner): User,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Competition>> {
+    Ok(Json(state.service.finish_upload(&owner, &competition_id(&id)?).await?))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct FeedParams {
+    category: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn feed(
+    State(state): State<AppState>,
+    MaybeUser(viewer): MaybeUser,
+    params: Result<Query<FeedParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    let query = FeedQuery {
+        viewer,
+        category: params.category.map(Category::new).transpose()?,
+        cursor: params.cursor.map(|c| c.parse::<Cursor>()).transpose()?,
+        limit: params.limit.unwrap_or(20),
+    };
+    let page = state.service.feed(&query).await?;
+    Ok(Json(
+        serde_json::json!({ "competitions": page.competitions, "next": page.next }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeviceBody {
+    platform: Platform,
+    token: String,
+}
+
+pub(crate) async fn register_device(
+    State(state): State<AppState>,
+    User(user): User,
+    body: Result<Json<DeviceBody>, JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let body = json_body(body)?;
+    let endpoint = state
+        .service
+        .register_device(Device::new(user, body.platform, body.token)?)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "platform": endpoint.device.platform, "token": endpoint.device.token })),
+    ))
+}
+
+pub(crate) async fn unregister_device(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(token): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.service.unregister_device(&user, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn blob_server(state: &AppState) -> ApiResult<&crate::BlobServer> {
+    state.blobs.as_ref().ok_or_else(|| {
+        thisthat_core::Error::not_found(thisthat_core::Entity::Blob, "this server serves no blobs").into()
+    })
+}
+
+/// The full URL the client used, rebuilt on the signer's base (the server's public address).
+fn signed_url(server: &crate::BlobServer, uri: &axum::http::Uri) -> String {
+    let mut url = server.signer.base().clone();
+    url.set_path(uri.path());
+    url.set_query(uri.query());
+    url.into()
+}
+
+pub(crate) async fn blob_get(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult<impl IntoResponse> {
+    let server = blob_server(&state)?;
+    let url = signed_url(server, &uri);
+    let now = state.clock.now();
+    let grant = server.signer.verify("GET", &url, now)?;
+    let meta = server.store.head(&grant.key).await?;
+    let body = thisthat_core::signing::serve(&*server.store, &server.signer, now, "GET", &url, None, None).await?;
+    let content_type = meta.content_type.unwrap_or_else(|| "application/octet-stream".into());
+    Ok((
+        [
+            ("content-type", content_type),
+            ("cache-control", "private, max-age=300".into()),
+        ],
+        body,
+    ))
+}
+
+pub(crate) async fn blob_put(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<StatusCode> {
+    let server = blob_server(&state)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(e.body_text())
+        } else {
+            ApiError::bad_request("body", e.body_text())
+        }
+    })?;
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+    let url = signed_url(server, &uri);
+    thisthat_core::signing::serve(
+        &*server.store,
+        &server.signer,
+        state.clock.now(),
+        "PUT",
+        &url,
+        content_type,
+        Some(body),
+    )
+    .await?;
+    Ok(StatusCode::CREATED)
+}

@@ -1,0 +1,493 @@
+//! End-to-end: the running server driven by a real HTTP client on loopback, on the embedded
+//! backend (SQLite, files on disk) with in-memory notifier and classifier to observe.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use reqwest::{Client, Response, StatusCode, multipart};
+use serde_json::{Value, json};
+use thisthat_core::{Backend, Thisthat, UserId};
+use thisthat_local::{FileBlobStore, SqliteDatabase};
+use thisthat_server::{AppState, Auth, BlobServer, issue_hs256};
+use thisthat_testkit::{
+    faults::ManualClock,
+    memory::{MemoryClassifier, MemoryNotifier},
+    photos,
+};
+
+const SECRET: &[u8] = b"test secret for hs256 tokens, 32+ bytes";
+
+struct Server {
+    base: String,
+    http: Client,
+    notifier: Arc<MemoryNotifier>,
+    classifier: Arc<MemoryClassifier>,
+    clock: Arc<ManualClock>,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Server {
+    async fn start() -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let dir = std::env::temp_dir().join(format!("thisthat-api-{}", thisthat_core::CompetitionId::new()));
+        let clock = Arc::new(ManualClock::new(std::time::SystemTime::now()));
+        let files = FileBlobStore::open(dir.join("blobs"), &format!("{base}/blobs/"), vec![9; 32])
+            .expect("files")
+            .with_clock(clock.clone());
+        let signer = files.signer().clone();
+        let blobs: Arc<FileBlobStore> = Arc::new(files);
+        let notifier = Arc::new(MemoryNotifier::new());
+        let classifier = Arc::new(MemoryClassifier::new());
+        let backend = Backend {
+            blobs: blobs.clone(),
+            database: Arc::new(SqliteDatabase::open(&dir.join("thisthat.db")).expect("sqlite")),
+            notifier: notifier.clone(),
+            classifier: classifier.clone(),
+        };
+        let service = Thisthat::builder(backend)
+            .clock(clock.clone())
+            .build()
+            .expect("service");
+        let state = AppState {
+            service,
+            auth: Auth::hs256(SECRET),
+            blobs: Some(BlobServer { store: blobs, signer }),
+            clock: clock.clone(),
+        };
+        let router = thisthat_server::router(state);
+        tokio::spawn(async move { thisthat_server::serve(listener, router, std::future::pending()).await });
+        Server {
+            base,
+            http: Client::new(),
+            notifier,
+            classifier,
+            clock,
+            dir,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        issue_hs256(SECRET, &UserId::new(user).expect("user"), Duration::from_secs(3600)).expect("token")
+    }
+
+    async fn create(&self, owner: &str, photos: Vec<bytes::Bytes>) -> Response {
+        let mut form = multipart::Form::new().text("title", "Which one?");
+        for (i, p) in photos.into_iter().enumerate() {
+            form = form.part(
+                "photo",
+                multipart::Part::bytes(p.to_vec()).file_name(format!("{i}.bin")),
+            );
+        }
+        self.http
+            .post(format!("{}/v1/competitions", self.base))
+            .bearer_auth(self.token(owner))
+            .multipart(form)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    async fn vote(&self, voter: &str, id: &str, choice: Value) -> Response {
+        self.http
+            .post(format!("{}/v1/competitions/{id}/votes", self.base))
+            .bearer_auth(self.token(voter))
+            .json(&json!({ "choice": choice }))
+            .send()
+            .await
+            .expect("send")
+    }
+}
+
+async fn error_of(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("json error body");
+    body["error"].clone()
+}
+
+async fn created(server: &Server, owner: &str) -> String {
+    let r = server.create(owner, photos::three()).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.expect("json");
+    body["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn the_whole_story_over_http() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .post(format!("{}/v1/devices", s.base))
+        .bearer_auth(s.token("alice"))
+        .json(&json!({"platform": "fcm", "token": "alice-phone"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = created(&s, "alice").await;
+
+    let feed: Value = s
+        .http
+        .get(format!("{}/v1/feed", s.base))
+        .send()
+        .await
+        .expect("feed")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(feed["competitions"][0]["id"], json!(id));
+
+    let urls: Value = s
+        .http
+        .get(format!("{}/v1/competitions/{id}/photos", s.base))
+        .send()
+        .await
+        .expect("urls")
+        .json()
+        .await
+        .expect("json");
+    let first = urls[0]["url"].as_str().expect("url");
+    let photo = s.http.get(first).send().await.expect("download");
+    assert_eq!(photo.status(), StatusCode::OK);
+    assert_eq!(photo.headers()["content-type"], "image/png");
+    assert_eq!(photo.bytes().await.expect("bytes"), photos::cat_png());
+
+    let mut last = Value::Null;
+    for i in 0..24 {
+        let r = s.vote(&format!("voter{i}"), &id, json!(i % 3)).await;
+        assert_eq!(r.status(), StatusCode::OK, "vote {i}");
+        last = r.json().await.expect("json");
+    }
+    assert_eq!(last["tally"], json!([8, 8, 8]));
+    assert_eq!(last["closed"]["winners"], json!([0, 1, 2]));
+    let c: Value = s
+        .http
+        .get(format!("{}/v1/competitions/{id}", s.base))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(c["status"], "closed");
+    let sent = s.notifier.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.body, "It's a tie: photos 1, 2 and 3 got 8 of 24 votes each.");
+}
+
+#[tokio::test]
+async fn every_vote_rejection_has_its_status_and_code() {
+    let s = Server::start().await;
+    let id = created(&s, "alice").await;
+    assert_eq!(s.vote("bob", &id, json!(0)).await.status(), StatusCode::OK);
+    assert_eq!(
+        error_of(s.vote("alice", &id, json!(0)).await, StatusCode::FORBIDDEN).await["code"],
+        "own_competition"
+    );
+    assert_eq!(
+        error_of(s.vote("bob", &id, json!(1)).await, StatusCode::CONFLICT).await["code"],
+        "already_voted"
+    );
+    let e = error_of(s.vote("carol", &id, json!(3)).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        (e["code"].as_str(), e["field"].as_str()),
+        (Some("invalid_input"), Some("choice"))
+    );
+    let e = error_of(s.vote("carol", &id, json!(-1)).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(e["field"], "body");
+    let unknown = thisthat_core::CompetitionId::new().to_string();
+    assert_eq!(
+        error_of(s.vote("carol", &unknown, json!(0)).await, StatusCode::NOT_FOUND).await["code"],
+        "not_found"
+    );
+    let e = error_of(s.vote("carol", "not-an-id", json!(0)).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(e["field"], "competition_id");
+    for i in 0..23 {
+        s.vote(&format!("v{i}"), &id, json!(0)).await;
+    }
+    assert_eq!(
+        error_of(s.vote("late", &id, json!(0)).await, StatusCode::CONFLICT).await["code"],
+        "closed"
+    );
+    let c: Value = s
+        .http
+        .get(format!("{}/v1/competitions/{id}", s.base))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(c["tally"], json!([24, 0, 0]));
+}
+
+#[tokio::test]
+async fn bad_photos_are_refused_with_their_status() {
+    let s = Server::start().await;
+    let two = photos::three().into_iter().take(2).collect();
+    let e = error_of(s.create("alice", two).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(e["field"], "photos");
+    let five = photos::three().into_iter().cycle().take(5).collect();
+    assert_eq!(
+        error_of(s.create("alice", five).await, StatusCode::BAD_REQUEST).await["field"],
+        "photos"
+    );
+    let mut gif = photos::three();
+    gif[0] = photos::gif();
+    assert_eq!(
+        error_of(s.create("alice", gif).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await["code"],
+        "unsupported_media_type"
+    );
+    let mut big = photos::three();
+    big[2] = photos::png_of_size(10 * 1024 * 1024 + 1);
+    assert_eq!(
+        error_of(s.create("alice", big).await, StatusCode::PAYLOAD_TOO_LARGE).await["code"],
+        "too_large"
+    );
+    let unsafe_photo = photos::coffee_png();
+    s.classifier
+        .flag_unsafe(&unsafe_photo, "violence", 0.99)
+        .expect("script");
+    let mut flagged = photos::three();
+    flagged[1] = unsafe_photo;
+    assert_eq!(
+        error_of(s.create("alice", flagged).await, StatusCode::UNPROCESSABLE_ENTITY).await["code"],
+        "unsafe_content"
+    );
+    // Nothing of any rejected competition was kept.
+    let feed: Value = s
+        .http
+        .get(format!("{}/v1/feed", s.base))
+        .send()
+        .await
+        .expect("feed")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(feed["competitions"], json!([]));
+    assert!(
+        !s.dir.join("blobs/competitions").exists()
+            || std::fs::read_dir(s.dir.join("blobs/competitions"))
+                .expect("dir")
+                .next()
+                .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let s = Server::start().await;
+    let huge = bytes::Bytes::from(vec![0u8; 31 * 1024 * 1024]);
+    let r = s.create("alice", vec![huge]).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn writes_need_a_valid_token() {
+    let s = Server::start().await;
+    let url = format!("{}/v1/devices", s.base);
+    let body = json!({"platform": "fcm", "token": "t"});
+    let missing = s.http.post(&url).json(&body).send().await.expect("send");
+    assert_eq!(
+        error_of(missing, StatusCode::UNAUTHORIZED).await["code"],
+        "unauthenticated"
+    );
+    let forged = issue_hs256(
+        b"another secret entirely, also 32 bytes",
+        &UserId::new("alice").expect("user"),
+        Duration::from_secs(60),
+    )
+    .expect("token");
+    assert_eq!(
+        s.http
+            .post(&url)
+            .bearer_auth(forged)
+            .json(&body)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        - 3600;
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "alice", "exp": an_hour_ago}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .expect("token");
+    let r = s
+        .http
+        .post(&url)
+        .bearer_auth(expired)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "expired tokens are refused");
+    let no_sub = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"exp": an_hour_ago + 7200}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .expect("token");
+    assert_eq!(
+        s.http
+            .post(&url)
+            .bearer_auth(no_sub)
+            .json(&body)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong_scheme = s
+        .http
+        .post(&url)
+        .header("authorization", "Basic YWxpY2U6")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong_scheme.status(), StatusCode::UNAUTHORIZED);
+    let reads = s.http.get(format!("{}/v1/feed", s.base)).send().await.expect("send");
+    assert_eq!(reads.status(), StatusCode::OK, "reads work without a token");
+}
+
+#[tokio::test]
+async fn signed_uploads_over_http_and_tampering() {
+    let s = Server::start().await;
+    let begin = json!({"title": "direct", "photos": [{"media_type": "image/png"}, {"media_type": "image/jpeg"}, {"media_type": "image/webp"}]});
+    let r = s
+        .http
+        .post(format!("{}/v1/uploads", s.base))
+        .bearer_auth(s.token("alice"))
+        .json(&begin)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let ticket: Value = r.json().await.expect("json");
+    let id = ticket["competition"].as_str().expect("id").to_string();
+    let uploads = ticket["uploads"].as_array().expect("uploads").clone();
+
+    let first = uploads[0]["url"].as_str().expect("url").to_string();
+    let put = |url: String, content_type: &'static str, body: bytes::Bytes| {
+        let http = s.http.clone();
+        async move {
+            http.put(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    };
+    let forged = first.replace("x-max-size=10485760", "x-max-size=99999999");
+    assert_ne!(forged, first);
+    assert_eq!(put(forged, "image/png", photos::cat_png()).await, StatusCode::FORBIDDEN);
+    let mut bad_sig = first.clone();
+    bad_sig.pop();
+    bad_sig.push('0');
+    assert_eq!(
+        put(bad_sig, "image/png", photos::cat_png()).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        put(first.clone(), "image/gif", photos::cat_png()).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+
+    for (upload, (body, content_type)) in
+        uploads.iter().zip(
+            photos::three()
+                .into_iter()
+                .zip(["image/png", "image/jpeg", "image/webp"]),
+        )
+    {
+        let status = put(upload["url"].as_str().expect("url").to_string(), content_type, body).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    assert_eq!(
+        put(first.clone(), "image/png", photos::coffee_png()).await,
+        StatusCode::CONFLICT,
+        "no replacing a photo"
+    );
+    let r = s
+        .http
+        .post(format!("{}/v1/uploads/{id}/finish", s.base))
+        .bearer_auth(s.token("alice"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let c: Value = r.json().await.expect("json");
+    assert_eq!(c["status"], "open");
+
+    s.clock.advance(Duration::from_secs(16 * 60));
+    let urls: Value = s
+        .http
+        .get(format!("{}/v1/competitions/{id}/photos", s.base))
+        .send()
+        .await
+        .expect("urls")
+        .json()
+        .await
+        .expect("json");
+    let fresh = urls[0]["url"].as_str().expect("url").to_string();
+    assert_eq!(s.http.get(&fresh).send().await.expect("send").status(), StatusCode::OK);
+    s.clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(
+        s.http.get(&fresh).send().await.expect("send").status(),
+        StatusCode::FORBIDDEN,
+        "expired URLs are refused"
+    );
+}
+
+#[tokio::test]
+async fn errors_are_json_with_request_ids() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .get(format!("{}/v1/nothing-here", s.base))
+        .send()
+        .await
+        .expect("send");
+    assert!(r.headers().contains_key("x-request-id"));
+    assert_eq!(error_of(r, StatusCode::NOT_FOUND).await["code"], "not_found");
+    let r = s
+        .http
+        .get(format!("{}/v1/feed?cursor=garbage", s.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_of(r, StatusCode::BAD_REQUEST).await["field"], "cursor");
+    let r = s
+        .http
+        .get(format!("{}/v1/feed?limit=0", s.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_of(r, StatusCode::BAD_REQUEST).await["field"], "limit");
+    let doc: Value = s
+        .http
+        .get(format!("{}/v1/openapi.json", s.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+}
