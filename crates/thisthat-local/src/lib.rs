@@ -5,17 +5,25 @@
 //!   past the threshold.
 //! - [`FileBlobStore`]: photos as files under a directory, written atomically, with signed
 //!   URLs for the embedded HTTP server to verify.
+//! - [`OutboxNotifier`]: pushes appended to `outbox.jsonl` in a directory (and logged), for a
+//!   developer's machine; registered devices in `endpoints.json` beside it.
+//! - [`PixelClassifier`]: labels a photo with what its pixels honestly show (orientation,
+//!   dominant colours), offline; it does not screen content.
 //!
 //! Open it by URL with [`LocalOpener`]: `sqlite:///var/lib/thisthat/thisthat.db`, or
 //! `sqlite::memory:` for a private in-memory database.
 
 mod files;
+mod outbox;
+mod pixels;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use files::FileBlobStore;
+pub use outbox::{OutboxEntry, OutboxNotifier};
+pub use pixels::PixelClassifier;
 pub use sqlite::SqliteDatabase;
 use thisthat_core::{Result, UrlOpener, ports::Database};
 use url::Url;
