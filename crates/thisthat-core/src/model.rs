@@ -287,7 +287,10 @@ pub mod unix_ms {
 
     /// Deserialises from Unix milliseconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        Ok(UNIX_EPOCH + Duration::from_millis(u64::deserialize(d)?))
+        let ms = u64::deserialize(d)?;
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(ms))
+            .ok_or_else(|| serde::de::Error::custom(format!("{ms} ms after 1970 is not a representable time")))
     }
 }
 

@@ -36,7 +36,7 @@ fn json_error(e: serde_json::Error) -> Error {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     /// When it was sent (serialised as Unix milliseconds).
-    #[serde(with = "unix_ms")]
+    #[serde(with = "thisthat_core::model::unix_ms")]
     pub time: SystemTime,
     /// The endpoint's address (`outbox:{platform}:{token}`).
     pub endpoint: String,
@@ -63,27 +63,6 @@ impl OutboxEntry {
             competition: self.competition,
             idempotency_key: self.idempotency_key.clone(),
         }
-    }
-}
-
-/// Times as Unix milliseconds, which a developer can read with `date -d @…` (after dividing
-/// by 1000) and every JSON tool keeps exactly.
-mod unix_ms {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let ms = t
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-        s.serialize_u64(ms)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let ms = u64::deserialize(d)?;
-        Ok(UNIX_EPOCH.checked_add(Duration::from_millis(ms)).unwrap_or(UNIX_EPOCH))
     }
 }
 

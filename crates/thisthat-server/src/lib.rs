@@ -24,7 +24,6 @@ mod routes;
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, Request, StatusCode},
     routing::{delete, get, post},
@@ -37,6 +36,8 @@ use tower_http::{
 };
 
 pub use auth::{Auth, MaybeUser, User, issue_hs256};
+/// The router type [`router`] returns.
+pub use axum::Router;
 pub use error::ApiError;
 
 /// A blob store the server serves signed URLs for (the embedded file store), with the signer

@@ -31,7 +31,10 @@ fn competition_id(raw: &str) -> ApiResult<CompetitionId> {
 }
 
 pub(crate) async fn openapi() -> impl IntoResponse {
-    ([("content-type", "application/json")], include_str!("../openapi.json"))
+    (
+        [("content-type", "application/json")],
+        include_str!("../../../docs/openapi.json"),
+    )
 }
 
 pub(crate) async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {

@@ -1,0 +1,101 @@
+//! The embedded default backend, assembled: SQLite and files under a data directory, pushes to
+//! an outbox file, labels from the pixels.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use thisthat_core::{Backend, Clock, SystemClock, Thisthat};
+use thisthat_local::{FileBlobStore, OutboxNotifier, PixelClassifier, SqliteDatabase};
+use thisthat_server::{AppState, Auth, BlobServer};
+
+/// The two secrets of a local server, created on first start and kept in the data directory.
+pub struct Secrets {
+    /// Signs and verifies the HS256 bearer tokens of local users.
+    pub jwt: Vec<u8>,
+    /// Signs the file store's upload and download URLs.
+    pub urls: Vec<u8>,
+}
+
+impl Secrets {
+    /// Reads `jwt.key` and `url.key` from `dir`, creating them (32 random bytes each, readable
+    /// by the owner only) if missing.
+    pub fn load_or_create(dir: &Path) -> std::io::Result<Secrets> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Secrets {
+            jwt: secret(&dir.join("jwt.key"))?,
+            urls: secret(&dir.join("url.key"))?,
+        })
+    }
+}
+
+fn secret(path: &Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} is shorter than 32 bytes; delete it to make a new one",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = vec![0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(format!("no randomness for a new secret: {e}")))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, &bytes)?;
+    Ok(bytes)
+}
+
+/// The embedded backend and the API state over it.
+pub struct Embedded {
+    /// The outbox pushes are written to.
+    pub outbox: Arc<OutboxNotifier>,
+    /// The secrets.
+    pub secrets: Secrets,
+    state: AppState,
+}
+
+impl Embedded {
+    /// Opens (creating if needed) the embedded backend under `data_dir`, with signed URLs
+    /// pointing at the server on `addr`.
+    pub fn open(data_dir: &Path, addr: SocketAddr) -> Result<Embedded, Box<dyn std::error::Error + Send + Sync>> {
+        let secrets = Secrets::load_or_create(data_dir)?;
+        let files = FileBlobStore::open(
+            data_dir.join("blobs"),
+            &format!("http://{addr}/blobs/"),
+            secrets.urls.clone(),
+        )?;
+        let signer = files.signer().clone();
+        let blobs = Arc::new(files);
+        let outbox = Arc::new(OutboxNotifier::open(data_dir.join("outbox"))?);
+        let database: PathBuf = data_dir.join("thisthat.db");
+        let backend = Backend {
+            blobs: blobs.clone(),
+            database: Arc::new(SqliteDatabase::open(&database)?),
+            notifier: outbox.clone(),
+            classifier: Arc::new(PixelClassifier::new()),
+        }
+        .layer(thisthat_core::layers::Trace);
+        let service = Thisthat::builder(backend).build()?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let state = AppState {
+            service,
+            auth: Auth::hs256(&secrets.jwt),
+            blobs: Some(BlobServer { store: blobs, signer }),
+            clock,
+        };
+        Ok(Embedded { outbox, secrets, state })
+    }
+
+    /// The API over this backend.
+    pub fn router(&self) -> thisthat_server::Router {
+        thisthat_server::router(self.state.clone())
+    }
+}

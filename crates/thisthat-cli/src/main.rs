@@ -1,0 +1,124 @@
+//! `thisthat`: run the "This, this or that" API on one machine with no cloud account, or watch
+//! the whole story play out against it.
+//!
+//! ```text
+//! thisthat demo                 # start the embedded backend, play 3 photos + 24 voters, print the result
+//! thisthat serve                # the API on http://127.0.0.1:8080, data in ./thisthat-data
+//! thisthat token --user alice   # a bearer token for curl against a local server
+//! ```
+
+mod demo;
+mod embedded;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "thisthat",
+    version,
+    about = "This, this or that: photo competitions on any cloud, or none"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API on the embedded backend (SQLite, files, an outbox file).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "THISTHAT_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Where the database, photos, outbox and secrets live.
+        #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
+        data_dir: PathBuf,
+    },
+    /// Start the embedded backend and play the whole story against it over HTTP.
+    Demo {
+        /// Keep the data here instead of a temporary directory.
+        #[arg(long, env = "THISTHAT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print a bearer token for a user of a local server (signed with its data dir's secret).
+    Token {
+        /// The user id to put in the token's `sub` claim.
+        #[arg(long)]
+        user: String,
+        /// The server's data directory.
+        #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
+        data_dir: PathBuf,
+        /// How long the token stays valid, in hours.
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The demo's story is its output; a server's log is its output.
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve { addr, data_dir } => serve(addr, data_dir).await,
+        Command::Demo { data_dir } => demo::run(data_dir).await,
+        Command::Token { user, data_dir, hours } => token(&user, &data_dir, hours),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&*e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn serve(addr: SocketAddr, data_dir: PathBuf) -> AnyResult {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = embedded::Embedded::open(&data_dir, listener.local_addr()?)?;
+    println!(
+        "thisthat API on http://{} (data in {})",
+        listener.local_addr()?,
+        data_dir.display()
+    );
+    println!(
+        "  get a token:  thisthat token --user alice --data-dir {}",
+        data_dir.display()
+    );
+    println!("  pushes go to: {}", local.outbox.outbox_path().display());
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down; finishing requests in flight");
+    };
+    thisthat_server::serve(listener, local.router(), shutdown).await?;
+    Ok(())
+}
+
+fn token(user: &str, data_dir: &std::path::Path, hours: u64) -> AnyResult {
+    let user = thisthat_core::UserId::new(user)?;
+    let secrets = embedded::Secrets::load_or_create(data_dir)?;
+    println!(
+        "{}",
+        thisthat_server::issue_hs256(&secrets.jwt, &user, Duration::from_secs(hours * 3600))?
+    );
+    Ok(())
+}
