@@ -26,6 +26,8 @@
 //!
 //! ## Cargo features
 //! - `local` (default): the embedded backend ([`local`]): SQLite today, files on disk next.
+//! - `model`: `local` plus its offline image classifier (`local::ModelClassifier`, `model:`
+//!   URLs), EfficientNet-Lite0 embedded in the binary and run by `tract`.
 //! - `testkit` (default): in-memory adapters, the conformance suites and test fixtures ([`testkit`]).
 //! - `mock`: mockall mocks of the four ports (`ports::MockBlobStore`, …) for testing your own
 //!   handlers.

@@ -1,5 +1,5 @@
 //! The embedded default backend, assembled: SQLite and files under a data directory, pushes to
-//! an outbox file, labels from the pixels.
+//! an outbox file, labels from the image model (EfficientNet-Lite0, run in-process).
 
 use std::{
     net::SocketAddr,
@@ -8,7 +8,7 @@ use std::{
 };
 
 use thisthat_core::{Backend, Clock, SystemClock, Thisthat};
-use thisthat_local::{FileBlobStore, OutboxNotifier, PixelClassifier, SqliteDatabase};
+use thisthat_local::{FileBlobStore, ModelClassifier, OutboxNotifier, SqliteDatabase};
 use thisthat_server::{AppState, Auth, BlobServer};
 
 /// The two secrets of a local server, created on first start and kept in the data directory.
@@ -80,7 +80,7 @@ impl Embedded {
             blobs: blobs.clone(),
             database: Arc::new(SqliteDatabase::open(&database)?),
             notifier: outbox.clone(),
-            classifier: Arc::new(PixelClassifier::new()),
+            classifier: Arc::new(ModelClassifier::new()?),
         }
         .layer(thisthat_core::layers::Trace);
         let service = Thisthat::builder(backend).build()?;

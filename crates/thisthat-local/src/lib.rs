@@ -7,13 +7,23 @@
 //!   URLs for the embedded HTTP server to verify.
 //! - [`OutboxNotifier`]: pushes appended to `outbox.jsonl` in a directory (and logged), for a
 //!   developer's machine; registered devices in `endpoints.json` beside it.
+//! - `ModelClassifier` (cargo feature `model`): names what a photo shows (`tiger cat`,
+//!   `espresso`) and the broader categories people use (`cat`, `drink`, `vehicle`) with
+//!   EfficientNet-Lite0, an ImageNet model embedded in the binary and run offline by `tract`;
+//!   it does not screen content.
 //! - [`PixelClassifier`]: labels a photo with what its pixels honestly show (orientation,
-//!   dominant colours), offline; it does not screen content.
+//!   dominant colours), offline; it does not screen content. The fallback when the model is not
+//!   compiled in.
 //!
-//! Open it by URL with [`LocalOpener`]: `sqlite:///var/lib/thisthat/thisthat.db`, or
-//! `sqlite::memory:` for a private in-memory database.
+//! Open them by URL with [`LocalOpener`]: `sqlite:///var/lib/thisthat/thisthat.db` (or
+//! `sqlite::memory:` for a private in-memory database), and `model:` (with the `model`
+//! feature).
 
 mod files;
+#[cfg(feature = "model")]
+mod model;
+#[cfg(feature = "model")]
+mod model_categories;
 mod outbox;
 mod pixels;
 mod sqlite;
@@ -22,23 +32,48 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use files::FileBlobStore;
+#[cfg(feature = "model")]
+pub use model::ModelClassifier;
 pub use outbox::{OutboxEntry, OutboxNotifier};
 pub use pixels::PixelClassifier;
 pub use sqlite::SqliteDatabase;
-use thisthat_core::{Result, UrlOpener, ports::Database};
+use thisthat_core::{
+    Result, UrlOpener,
+    ports::{Classifier, Database},
+};
 use url::Url;
 
-/// Opens the embedded adapters from `sqlite:` URLs.
+/// Opens the embedded adapters from `sqlite:` and `model:` URLs.
+///
+/// `model:` opens a `ModelClassifier` when this crate is built with its `model` feature;
+/// without it, it is an [`Error::Config`](thisthat_core::Error::Config) that says so.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalOpener;
+
+#[cfg(feature = "model")]
+fn model_classifier() -> Result<Arc<dyn Classifier>> {
+    Ok(Arc::new(ModelClassifier::new()?))
+}
+
+#[cfg(not(feature = "model"))]
+fn model_classifier() -> Result<Arc<dyn Classifier>> {
+    Err(thisthat_core::Error::config(
+        "model: needs the image model, which this build leaves out: build thisthat-local with its `model` cargo feature (or thisthat with `model`)",
+    ))
+}
 
 #[async_trait]
 impl UrlOpener for LocalOpener {
     fn schemes(&self) -> &[&'static str] {
-        &["sqlite"]
+        &["sqlite", "model"]
     }
 
     async fn database(&self, url: &Url) -> Result<Arc<dyn Database>> {
+        if url.scheme() != "sqlite" {
+            return Err(thisthat_core::Error::config(format!(
+                "{url}: databases open from sqlite: URLs"
+            )));
+        }
         if url.path() == ":memory:" {
             return Ok(Arc::new(SqliteDatabase::open_in_memory()?));
         }
@@ -46,5 +81,37 @@ impl UrlOpener for LocalOpener {
             .to_file_path()
             .map_err(|_| thisthat_core::Error::config(format!("{url} is not a sqlite:///absolute/path URL")))?;
         Ok(Arc::new(SqliteDatabase::open(&path)?))
+    }
+
+    async fn classifier(&self, url: &Url) -> Result<Arc<dyn Classifier>> {
+        match url.scheme() {
+            "model" => model_classifier(),
+            _ => Err(thisthat_core::Error::config(format!(
+                "{url}: the local classifier opens from model: URLs"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn model_urls_open_the_model_or_say_which_feature_it_needs() {
+        let url = Url::parse("model:").expect("url");
+        let result = LocalOpener.classifier(&url).await;
+        if cfg!(feature = "model") {
+            assert!(result.is_ok(), "{result:?}");
+        } else {
+            let Err(thisthat_core::Error::Config { reason, .. }) = result else {
+                panic!("{result:?}");
+            };
+            assert!(reason.contains("`model` cargo feature"), "{reason}");
+        }
+        let other = LocalOpener
+            .classifier(&Url::parse("sqlite::memory:").expect("url"))
+            .await;
+        assert!(matches!(other, Err(thisthat_core::Error::Config { .. })), "{other:?}");
     }
 }

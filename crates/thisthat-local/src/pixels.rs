@@ -1,11 +1,10 @@
 //! The classifier port offline, with only what the pixels themselves say.
 //!
-//! The real offline classifier will be an image-recognition model run locally
-//! (EfficientNet-Lite0 through `tract`), behind a cargo feature so that nobody who does not
-//! want the model pays for it. Until then, and whenever that feature is off, this is the
-//! honest fallback: it labels a photo with what can be derived from its pixels, its shape and
-//! its dominant colours, and never invents object names it cannot see. It does not screen
-//! content.
+//! The offline classifier that names what a photo shows is `ModelClassifier` (EfficientNet-Lite0
+//! through `tract`), behind the `model` cargo feature so that nobody who does not want the
+//! model pays for it. Whenever that feature is off, this is the honest fallback: it labels a
+//! photo with what can be derived from its pixels, its shape and its dominant colours, and
+//! never invents object names it cannot see. It does not screen content.
 
 use std::io::Cursor;
 
@@ -137,7 +136,7 @@ fn orientation(width: u32, height: u32) -> &'static str {
 
 /// Decodes the photo, turned upright as its EXIF orientation says. `None` when it cannot be
 /// decoded here (a variant of the format this decoder lacks, a damaged body, or too large).
-fn decode(bytes: &[u8]) -> Option<DynamicImage> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<DynamicImage> {
     let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
