@@ -33,7 +33,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> AnyResult {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let embedded = Embedded::open(&dir.path, addr)?;
+    let embedded = Embedded::open(&dir.path, addr, &Default::default()).await?;
     let router = embedded.router();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(thisthat_server::serve(listener, router, async {

@@ -7,9 +7,11 @@ use std::{
     sync::Arc,
 };
 
-use thisthat_core::{Backend, Clock, SystemClock, Thisthat};
-use thisthat_local::{FileBlobStore, ModelClassifier, OutboxNotifier, SqliteDatabase};
+use thisthat_core::ports::Classifier;
+use thisthat_core::{Backend, Clock, Registry, SystemClock, Thisthat};
+use thisthat_local::{FileBlobStore, LocalOpener, ModelClassifier, OutboxNotifier, SqliteDatabase};
 use thisthat_server::{AppState, Auth, BlobServer};
+use thisthat_testkit::memory::MemoryOpener;
 
 /// The two secrets of a local server, created on first start and kept in the data directory.
 pub struct Secrets {
@@ -53,6 +55,24 @@ fn secret(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Adapters to use instead of the embedded ones, by URL (`sqlite:///…`, `outbox:///…`,
+/// `model:`, `pixels:`, `memory://`, and each cloud adapter's schemes once their crates are in).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Blob storage instead of files under the data directory.
+    #[arg(long, env = "THISTHAT_STORAGE")]
+    pub storage: Option<String>,
+    /// Database instead of SQLite in the data directory.
+    #[arg(long, env = "THISTHAT_DATABASE")]
+    pub database: Option<String>,
+    /// Notifier instead of the outbox file.
+    #[arg(long, env = "THISTHAT_NOTIFIER")]
+    pub notifier: Option<String>,
+    /// Classifier instead of the image model (`pixels:` labels shape and colours only).
+    #[arg(long, env = "THISTHAT_CLASSIFIER")]
+    pub classifier: Option<String>,
+}
+
 /// The embedded backend and the API state over it.
 pub struct Embedded {
     /// The outbox pushes are written to.
@@ -65,7 +85,11 @@ pub struct Embedded {
 impl Embedded {
     /// Opens (creating if needed) the embedded backend under `data_dir`, with signed URLs
     /// pointing at the server on `addr`.
-    pub fn open(data_dir: &Path, addr: SocketAddr) -> Result<Embedded, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn open(
+        data_dir: &Path,
+        addr: SocketAddr,
+        overrides: &Overrides,
+    ) -> Result<Embedded, Box<dyn std::error::Error + Send + Sync>> {
         let secrets = Secrets::load_or_create(data_dir)?;
         let files = FileBlobStore::open(
             data_dir.join("blobs"),
@@ -76,19 +100,37 @@ impl Embedded {
         let blobs = Arc::new(files);
         let outbox = Arc::new(OutboxNotifier::open(data_dir.join("outbox"))?);
         let database: PathBuf = data_dir.join("thisthat.db");
-        let backend = Backend {
+        // Any port can be moved to another adapter by URL, the rest stay embedded.
+        let registry = Registry::new().with(LocalOpener).with(MemoryOpener);
+        // The model is loaded only when it is used (it takes a moment).
+        let classifier: Arc<dyn Classifier> = match &overrides.classifier {
+            Some(url) => registry.classifier(url).await?,
+            None => Arc::new(ModelClassifier::new()?),
+        };
+        let mut backend = Backend {
             blobs: blobs.clone(),
             database: Arc::new(SqliteDatabase::open(&database)?),
             notifier: outbox.clone(),
-            classifier: Arc::new(ModelClassifier::new()?),
+            classifier,
+        };
+        let mut blob_server = Some(BlobServer { store: blobs, signer });
+        if let Some(url) = &overrides.storage {
+            backend.blobs = registry.blob_store(url).await?;
+            blob_server = None;
         }
-        .layer(thisthat_core::layers::Trace);
+        if let Some(url) = &overrides.database {
+            backend.database = registry.database(url).await?;
+        }
+        if let Some(url) = &overrides.notifier {
+            backend.notifier = registry.notifier(url).await?;
+        }
+        let backend = backend.layer(thisthat_core::layers::Trace);
         let service = Thisthat::builder(backend).build()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = AppState {
             service,
             auth: Auth::hs256(&secrets.jwt),
-            blobs: Some(BlobServer { store: blobs, signer }),
+            blobs: blob_server,
             clock,
         };
         Ok(Embedded { outbox, secrets, state })

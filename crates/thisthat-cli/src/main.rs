@@ -35,6 +35,8 @@ enum Command {
         /// Where the database, photos, outbox and secrets live.
         #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        overrides: embedded::Overrides,
     },
     /// Start the embedded backend and play the whole story against it over HTTP.
     Demo {
@@ -70,7 +72,11 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Serve { addr, data_dir } => serve(addr, data_dir).await,
+        Command::Serve {
+            addr,
+            data_dir,
+            overrides,
+        } => serve(addr, data_dir, &overrides).await,
         Command::Demo { data_dir } => demo::run(data_dir).await,
         Command::Token { user, data_dir, hours } => token(&user, &data_dir, hours),
     };
@@ -90,11 +96,11 @@ async fn main() -> std::process::ExitCode {
 
 type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-async fn serve(addr: SocketAddr, data_dir: PathBuf) -> AnyResult {
+async fn serve(addr: SocketAddr, data_dir: PathBuf, overrides: &embedded::Overrides) -> AnyResult {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = embedded::Embedded::open(&data_dir, listener.local_addr()?)?;
+    let local = embedded::Embedded::open(&data_dir, listener.local_addr()?, overrides).await?;
     println!(
         "thisthat API on http://{} (data in {})",
         listener.local_addr()?,

@@ -31,7 +31,7 @@ pub use key::BlobKey;
 pub use media::{ImageInfo, MediaType};
 pub use model::{
     Category, Classification, Competition, Device, Endpoint, Label, Notification, Outcome, Photo, Platform,
-    PushMessage, Status, Tally, Vote, VoteReceipt,
+    PushMessage, Standing, Status, Tally, Vote, VoteReceipt,
 };
 pub use page::{Cursor, FeedPage, FeedQuery};
 pub use registry::{BackendConfig, Registry, UrlOpener};

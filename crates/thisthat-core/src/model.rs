@@ -314,15 +314,34 @@ pub struct VoteReceipt {
     pub closed: Option<Outcome>,
 }
 
-impl Competition {
-    /// Applies `vote` to this competition's state as the rules of the domain say, or says why
-    /// it must be rejected. Returns the receipt and leaves `self` as it must be stored.
+/// The part of a competition a vote reads and changes: who owns it, whether it is open, its
+/// tally and threshold. Small enough to keep in a row's columns or an item's attributes, so a
+/// database can run a vote without reading or rewriting the whole competition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standing {
+    /// The competition.
+    pub id: CompetitionId,
+    /// Its owner, who may not vote.
+    pub owner: UserId,
+    /// Draft, open or closed.
+    pub status: Status,
+    /// How many photos there are to choose from.
+    pub photos: usize,
+    /// Votes so far, per photo.
+    pub tally: Tally,
+    /// The vote that brings the total to this closes the competition.
+    pub votes_to_close: u32,
+}
+
+impl Standing {
+    /// Applies `vote` as the rules of the domain say, or says why it must be rejected (leaving
+    /// `self` unchanged). Returns the receipt; `self` is then as it must be stored.
     ///
     /// Adapters that read-check-write inside a transaction (SQLite, Firestore, Azure Tables,
     /// in memory) call this inside it, so the rules live in one place; adapters that push
     /// conditions down to the service (DynamoDB) must agree with it, which the conformance
-    /// suite checks.
-    pub fn apply_vote(&mut self, vote: &Vote) -> Result<VoteReceipt> {
+    /// suite checks. Checking for a second vote by the same voter is the database's part.
+    pub fn apply(&mut self, vote: &Vote) -> Result<VoteReceipt> {
         if vote.competition != self.id {
             return Err(Error::invalid("competition_id", "the vote is for another competition"));
         }
@@ -335,16 +354,13 @@ impl Competition {
         if self.status == Status::Closed || self.tally.total() >= self.votes_to_close {
             return Err(Error::Closed);
         }
-        if vote.choice >= self.photos.len() {
+        if vote.choice >= self.photos {
             return Err(Error::invalid(
                 "choice",
-                format!(
-                    "must be a photo index from 0 to {}",
-                    self.photos.len().saturating_sub(1)
-                ),
+                format!("must be a photo index from 0 to {}", self.photos.saturating_sub(1)),
             ));
         }
-        let (id, photos, tallied) = (self.id, self.photos.len(), self.tally.0.len());
+        let (id, photos, tallied) = (self.id, self.photos, self.tally.0.len());
         let count = self.tally.0.get_mut(vote.choice).ok_or_else(|| Error::Backend {
             provider: "thisthat",
             message: format!("competition {id} has {photos} photos but a tally of {tallied}"),
@@ -353,14 +369,39 @@ impl Competition {
         *count += 1;
         let closed = (self.tally.total() >= self.votes_to_close).then(|| {
             self.status = Status::Closed;
-            let outcome = Outcome::from_tally(self.tally.clone());
-            self.outcome = Some(outcome.clone());
-            outcome
+            Outcome::from_tally(self.tally.clone())
         });
         Ok(VoteReceipt {
             tally: self.tally.clone(),
             closed,
         })
+    }
+}
+
+impl Competition {
+    /// The part of this competition a vote reads and changes.
+    pub fn standing(&self) -> Standing {
+        Standing {
+            id: self.id,
+            owner: self.owner.clone(),
+            status: self.status,
+            photos: self.photos.len(),
+            tally: self.tally.clone(),
+            votes_to_close: self.votes_to_close,
+        }
+    }
+
+    /// Applies `vote` to this competition (see [`Standing::apply`]), recording the outcome
+    /// when the vote closes it. A rejection leaves `self` unchanged.
+    pub fn apply_vote(&mut self, vote: &Vote) -> Result<VoteReceipt> {
+        let mut standing = self.standing();
+        let receipt = standing.apply(vote)?;
+        self.status = standing.status;
+        self.tally = standing.tally;
+        if let Some(outcome) = &receipt.closed {
+            self.outcome = Some(outcome.clone());
+        }
+        Ok(receipt)
     }
 }
 

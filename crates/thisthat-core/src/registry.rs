@@ -119,21 +119,37 @@ impl Registry {
         Ok((url, opener))
     }
 
+    /// Opens blob storage from a URL such as `s3://photos`.
+    pub async fn blob_store(&self, url: &str) -> Result<Arc<dyn BlobStore>> {
+        let (url, opener) = self.opener("storage", url)?;
+        opener.blob_store(&url).await
+    }
+
+    /// Opens a database from a URL such as `sqlite:///var/lib/thisthat.db`.
+    pub async fn database(&self, url: &str) -> Result<Arc<dyn Database>> {
+        let (url, opener) = self.opener("database", url)?;
+        opener.database(&url).await
+    }
+
+    /// Opens a notifier from a URL such as `outbox:///tmp/outbox`.
+    pub async fn notifier(&self, url: &str) -> Result<Arc<dyn Notifier>> {
+        let (url, opener) = self.opener("notifier", url)?;
+        opener.notifier(&url).await
+    }
+
+    /// Opens a classifier from a URL such as `pixels:`.
+    pub async fn classifier(&self, url: &str) -> Result<Arc<dyn Classifier>> {
+        let (url, opener) = self.opener("classifier", url)?;
+        opener.classifier(&url).await
+    }
+
     /// Opens the four adapters a configuration names.
     pub async fn open(&self, config: &BackendConfig) -> Result<Backend> {
-        let (url, opener) = self.opener("storage", &config.storage)?;
-        let blobs = opener.blob_store(&url).await?;
-        let (url, opener) = self.opener("database", &config.database)?;
-        let database = opener.database(&url).await?;
-        let (url, opener) = self.opener("notifier", &config.notifier)?;
-        let notifier = opener.notifier(&url).await?;
-        let (url, opener) = self.opener("classifier", &config.classifier)?;
-        let classifier = opener.classifier(&url).await?;
         Ok(Backend {
-            blobs,
-            database,
-            notifier,
-            classifier,
+            blobs: self.blob_store(&config.storage).await?,
+            database: self.database(&config.database).await?,
+            notifier: self.notifier(&config.notifier).await?,
+            classifier: self.classifier(&config.classifier).await?,
         })
     }
 }

@@ -16,8 +16,9 @@
 //!   compiled in.
 //!
 //! Open them by URL with [`LocalOpener`]: `sqlite:///var/lib/thisthat/thisthat.db` (or
-//! `sqlite::memory:` for a private in-memory database), and `model:` (with the `model`
-//! feature).
+//! `sqlite::memory:`), `outbox:///var/lib/thisthat/outbox`, `model:` (with the `model`
+//! feature), `pixels:`. The file store needs the public URL of the server that serves it and a
+//! signing secret, so it is built in code ([`FileBlobStore::open`]).
 
 mod files;
 #[cfg(feature = "model")]
@@ -39,16 +40,21 @@ pub use pixels::PixelClassifier;
 pub use sqlite::SqliteDatabase;
 use thisthat_core::{
     Result, UrlOpener,
-    ports::{Classifier, Database},
+    ports::{Classifier, Database, Notifier},
 };
 use url::Url;
 
-/// Opens the embedded adapters from `sqlite:` and `model:` URLs.
+/// Opens the embedded adapters from `sqlite:`, `outbox:`, `model:` and `pixels:` URLs.
 ///
 /// `model:` opens a `ModelClassifier` when this crate is built with its `model` feature;
 /// without it, it is an [`Error::Config`](thisthat_core::Error::Config) that says so.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalOpener;
+
+fn local_path(url: &Url) -> Result<std::path::PathBuf> {
+    url.to_file_path()
+        .map_err(|_| thisthat_core::Error::config(format!("{url} is not a {}:///absolute/path URL", url.scheme())))
+}
 
 #[cfg(feature = "model")]
 fn model_classifier() -> Result<Arc<dyn Classifier>> {
@@ -65,7 +71,7 @@ fn model_classifier() -> Result<Arc<dyn Classifier>> {
 #[async_trait]
 impl UrlOpener for LocalOpener {
     fn schemes(&self) -> &[&'static str] {
-        &["sqlite", "model"]
+        &["sqlite", "outbox", "pixels", "model"]
     }
 
     async fn database(&self, url: &Url) -> Result<Arc<dyn Database>> {
@@ -77,17 +83,24 @@ impl UrlOpener for LocalOpener {
         if url.path() == ":memory:" {
             return Ok(Arc::new(SqliteDatabase::open_in_memory()?));
         }
-        let path = url
-            .to_file_path()
-            .map_err(|_| thisthat_core::Error::config(format!("{url} is not a sqlite:///absolute/path URL")))?;
-        Ok(Arc::new(SqliteDatabase::open(&path)?))
+        Ok(Arc::new(SqliteDatabase::open(&local_path(url)?)?))
+    }
+
+    async fn notifier(&self, url: &Url) -> Result<Arc<dyn Notifier>> {
+        if url.scheme() != "outbox" {
+            return Err(thisthat_core::Error::config(format!(
+                "{url}: the local notifier opens from outbox: URLs"
+            )));
+        }
+        Ok(Arc::new(OutboxNotifier::open(local_path(url)?)?))
     }
 
     async fn classifier(&self, url: &Url) -> Result<Arc<dyn Classifier>> {
         match url.scheme() {
+            "pixels" => Ok(Arc::new(PixelClassifier::new())),
             "model" => model_classifier(),
             _ => Err(thisthat_core::Error::config(format!(
-                "{url}: the local classifier opens from model: URLs"
+                "{url}: the local classifiers open from model: and pixels: URLs"
             ))),
         }
     }

@@ -9,14 +9,15 @@ use std::{
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use thisthat_core::{
-    Competition, CompetitionId, Cursor, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Result, Status,
-    UserId, Vote, VoteReceipt,
+    Competition, CompetitionId, Cursor, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Result, Standing,
+    Status, UserId, Vote, VoteReceipt,
     ports::{Database, NotificationClaim},
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Never edit
 /// a migration that has shipped: add a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE competitions (
     id             TEXT PRIMARY KEY,
     owner          TEXT NOT NULL,
@@ -57,7 +58,19 @@ CREATE TABLE endpoints (
     body  TEXT NOT NULL,
     PRIMARY KEY (user, token)
 ) STRICT, WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- v2: a vote reads and writes only the competition's standing, kept in columns; the JSON body
+-- keeps what never changes after publishing (photos, title, categories, ...).
+ALTER TABLE competitions ADD COLUMN photo_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE competitions ADD COLUMN tally TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE competitions ADD COLUMN outcome TEXT;
+UPDATE competitions SET
+    photo_count = json_array_length(body, '$.photos'),
+    tally = json_extract(body, '$.tally'),
+    outcome = json_extract(body, '$.outcome');
+"#,
+];
 
 /// Competitions, votes, devices and the notification outbox in one SQLite database.
 ///
@@ -89,6 +102,36 @@ fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+fn status_from(name: &str) -> Result<Status> {
+    match name {
+        "draft" => Ok(Status::Draft),
+        "open" => Ok(Status::Open),
+        "closed" => Ok(Status::Closed),
+        other => Err(Error::Backend {
+            provider: "sqlite",
+            message: format!("unknown status {other:?} in the database"),
+            source: None,
+        }),
+    }
+}
+
+/// The columns that make a competition: the body, with the standing columns laid over it.
+const COMPETITION_COLUMNS: &str = "body, status, tally, outcome";
+
+fn competition_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Option<String>)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn assemble((body, status, tally, outcome): (String, String, String, Option<String>)) -> Result<Competition> {
+    let mut competition: Competition = serde_json::from_str(&body).map_err(json_error)?;
+    competition.status = status_from(&status)?;
+    competition.tally = serde_json::from_str(&tally).map_err(json_error)?;
+    competition.outcome = outcome
+        .map(|o| serde_json::from_str(&o).map_err(json_error))
+        .transpose()?;
+    Ok(competition)
+}
+
 fn status_name(status: Status) -> &'static str {
     match status {
         Status::Draft => "draft",
@@ -98,6 +141,9 @@ fn status_name(status: Status) -> &'static str {
 }
 
 impl SqliteDatabase {
+    /// The schema version this build brings a database to.
+    pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
     /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
@@ -136,14 +182,22 @@ impl SqliteDatabase {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
+        let work = move || {
             // A panic inside a transaction rolls it back when the transaction is dropped, so a
             // poisoned lock still guards a consistent database.
             let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut guard)
-        })
-        .await
-        .map_err(|e| Error::backend("sqlite", e))?
+        };
+        // On a multi-threaded runtime, run in place (the runtime moves this worker's other
+        // tasks elsewhere): a vote is ~20 µs of SQLite, and handing it to the blocking pool
+        // and back cost more than that (see docs/performance.md). A current-thread runtime
+        // cannot block in place, so it uses the blocking pool.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+            _ => tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| Error::backend("sqlite", e))?,
+        }
     }
 
     /// The schema version the database is at.
@@ -184,44 +238,89 @@ fn immediate(c: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
 }
 
 fn read_competition(c: &Connection, id: &CompetitionId) -> Result<Option<Competition>> {
-    let body: Option<String> = c
-        .query_row("SELECT body FROM competitions WHERE id = ?1", [id.to_string()], |r| {
-            r.get(0)
+    let row = c
+        .prepare_cached(&format!("SELECT {COMPETITION_COLUMNS} FROM competitions WHERE id = ?1"))
+        .map_err(sqlite_error)?
+        .query_row([id.to_string()], competition_from_row)
+        .optional()
+        .map_err(sqlite_error)?;
+    row.map(assemble).transpose()
+}
+
+fn read_standing(c: &Connection, id: &CompetitionId) -> Result<Option<Standing>> {
+    let row = c
+        .prepare_cached("SELECT owner, status, photo_count, tally, votes_to_close FROM competitions WHERE id = ?1")
+        .map_err(sqlite_error)?
+        .query_row([id.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, u32>(4)?,
+            ))
         })
         .optional()
         .map_err(sqlite_error)?;
-    body.map(|b| serde_json::from_str(&b).map_err(json_error)).transpose()
+    let Some((owner, status, photos, tally, votes_to_close)) = row else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| Error::Backend {
+        provider: "sqlite",
+        message: format!("competition {id} has a bad {what}"),
+        source: None,
+    };
+    Ok(Some(Standing {
+        id: *id,
+        owner: UserId::new(owner).map_err(|_| corrupt("owner"))?,
+        status: status_from(&status)?,
+        photos: usize::try_from(photos).map_err(|_| corrupt("photo count"))?,
+        tally: serde_json::from_str(&tally).map_err(json_error)?,
+        votes_to_close,
+    }))
+}
+
+fn write_standing(c: &Connection, standing: &Standing, outcome: Option<&thisthat_core::Outcome>) -> Result<()> {
+    let tally = serde_json::to_string(&standing.tally).map_err(json_error)?;
+    let outcome = outcome.map(serde_json::to_string).transpose().map_err(json_error)?;
+    c.prepare_cached("UPDATE competitions SET status = ?2, total = ?3, tally = ?4, outcome = ?5 WHERE id = ?1")
+        .map_err(sqlite_error)?
+        .execute(params![
+            standing.id.to_string(),
+            status_name(standing.status),
+            standing.tally.total(),
+            tally,
+            outcome
+        ])
+        .map_err(sqlite_error)?;
+    Ok(())
 }
 
 fn write_categories(c: &Connection, competition: &Competition) -> Result<()> {
-    c.execute(
-        "DELETE FROM categories WHERE competition = ?1",
-        [competition.id.to_string()],
-    )
-    .map_err(sqlite_error)?;
-    for category in &competition.categories {
-        c.execute(
-            "INSERT OR IGNORE INTO categories (category, competition) VALUES (?1, ?2)",
-            params![category.as_str(), competition.id.to_string()],
-        )
+    c.prepare_cached("DELETE FROM categories WHERE competition = ?1")
+        .map_err(sqlite_error)?
+        .execute([competition.id.to_string()])
         .map_err(sqlite_error)?;
+    for category in &competition.categories {
+        c.prepare_cached("INSERT OR IGNORE INTO categories (category, competition) VALUES (?1, ?2)")
+            .map_err(sqlite_error)?
+            .execute(params![category.as_str(), competition.id.to_string()])
+            .map_err(sqlite_error)?;
     }
     Ok(())
 }
 
 fn update_competition(c: &Connection, competition: &Competition) -> Result<()> {
     let body = serde_json::to_string(competition).map_err(json_error)?;
-    c.execute(
-        "UPDATE competitions SET status = ?2, total = ?3, body = ?4 WHERE id = ?1",
-        params![
+    c.prepare_cached("UPDATE competitions SET body = ?2, photo_count = ?3 WHERE id = ?1")
+        .map_err(sqlite_error)?
+        .execute(params![
             competition.id.to_string(),
-            status_name(competition.status),
-            competition.tally.total(),
-            body
-        ],
-    )
-    .map_err(sqlite_error)?;
-    Ok(())
+            body,
+            competition.photos.len() as i64
+        ])
+        .map_err(sqlite_error)?;
+    write_standing(c, &competition.standing(), competition.outcome.as_ref())
 }
 
 #[async_trait]
@@ -231,10 +330,8 @@ impl Database for SqliteDatabase {
         self.run(move |c| {
             let tx = immediate(c)?;
             let body = serde_json::to_string(&competition).map_err(json_error)?;
-            let inserted = tx
-                .execute(
-                    "INSERT INTO competitions (id, owner, status, total, votes_to_close, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (id) DO NOTHING",
+            let inserted = tx.prepare_cached("INSERT INTO competitions (id, owner, status, total, votes_to_close, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) DO NOTHING").map_err(sqlite_error)?.execute(
                     params![
                         competition.id.to_string(),
                         competition.owner.as_str(),
@@ -248,6 +345,11 @@ impl Database for SqliteDatabase {
             if inserted == 0 {
                 return Err(Error::conflict(format!("competition {} already exists", competition.id)));
             }
+            write_standing(&tx, &competition.standing(), competition.outcome.as_ref())?;
+            tx.prepare_cached("UPDATE competitions SET photo_count = ?2 WHERE id = ?1")
+                .map_err(sqlite_error)?
+                .execute(params![competition.id.to_string(), competition.photos.len() as i64])
+                .map_err(sqlite_error)?;
             write_categories(&tx, &competition)?;
             tx.commit().map_err(sqlite_error)
         })
@@ -279,9 +381,13 @@ impl Database for SqliteDatabase {
                 Some(Status::Draft) => {}
                 Some(_) => return Err(Error::conflict("only drafts can be deleted")),
             }
-            tx.execute("DELETE FROM categories WHERE competition = ?1", [id.to_string()])
+            tx.prepare_cached("DELETE FROM categories WHERE competition = ?1")
+                .map_err(sqlite_error)?
+                .execute([id.to_string()])
                 .map_err(sqlite_error)?;
-            tx.execute("DELETE FROM competitions WHERE id = ?1", [id.to_string()])
+            tx.prepare_cached("DELETE FROM competitions WHERE id = ?1")
+                .map_err(sqlite_error)?
+                .execute([id.to_string()])
                 .map_err(sqlite_error)?;
             tx.commit().map_err(sqlite_error)
         })
@@ -298,29 +404,41 @@ impl Database for SqliteDatabase {
         let vote = vote.clone();
         self.run(move |c| {
             let tx = immediate(c)?;
-            let mut competition = read_competition(&tx, &vote.competition)?
+            // Only the standing is read and written: the photos, title and categories in the
+            // body never change after publishing.
+            let mut standing = read_standing(&tx, &vote.competition)?
                 .ok_or_else(|| Error::not_found(Entity::Competition, vote.competition))?;
             let choice = i64::try_from(vote.choice).unwrap_or(i64::MAX);
             let recorded = tx
-                .execute(
+                .prepare_cached(
                     "INSERT INTO votes (competition, voter, choice) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                    params![vote.competition.to_string(), vote.voter.as_str(), choice],
                 )
+                .map_err(sqlite_error)?
+                .execute(params![vote.competition.to_string(), vote.voter.as_str(), choice])
                 .map_err(sqlite_error)?;
             if recorded == 0 {
                 return Err(Error::AlreadyVoted);
             }
             // Any rejection returns before commit: dropping `tx` rolls the vote row back.
-            let receipt = competition.apply_vote(&vote)?;
-            update_competition(&tx, &competition)?;
+            let receipt = standing.apply(&vote)?;
+            write_standing(&tx, &standing, receipt.closed.as_ref())?;
             if let Some(outcome) = &receipt.closed {
-                let notification =
-                    serde_json::to_string(&Notification::for_close(&competition, outcome)).map_err(json_error)?;
-                tx.execute(
-                    "INSERT INTO notifications (competition, body) VALUES (?1, ?2)",
-                    params![competition.id.to_string(), notification],
-                )
-                .map_err(sqlite_error)?;
+                let title: Option<String> = tx
+                    .prepare_cached("SELECT json_extract(body, '$.title') FROM competitions WHERE id = ?1")
+                    .map_err(sqlite_error)?
+                    .query_row([vote.competition.to_string()], |r| r.get(0))
+                    .map_err(sqlite_error)?;
+                let notification = Notification {
+                    competition: standing.id,
+                    owner: standing.owner.clone(),
+                    title,
+                    outcome: outcome.clone(),
+                };
+                let body = serde_json::to_string(&notification).map_err(json_error)?;
+                tx.prepare_cached("INSERT INTO notifications (competition, body) VALUES (?1, ?2)")
+                    .map_err(sqlite_error)?
+                    .execute(params![standing.id.to_string(), body])
+                    .map_err(sqlite_error)?;
             }
             tx.commit().map_err(sqlite_error)?;
             Ok(receipt)
@@ -334,7 +452,7 @@ impl Database for SqliteDatabase {
         self.run(move |c| {
             let mut statement = c
                 .prepare_cached(
-                    "SELECT body FROM competitions c
+                    "SELECT body, status, tally, outcome FROM competitions c
                      WHERE status = 'open'
                        AND (?1 IS NULL OR id < ?1)
                        AND (?2 IS NULL OR owner <> ?2)
@@ -348,11 +466,11 @@ impl Database for SqliteDatabase {
             let viewer = query.viewer.as_ref().map(UserId::as_str);
             let category = query.category.as_ref().map(|c| c.as_str());
             let rows = statement
-                .query_map(params![cursor, viewer, category, (query.limit + 1) as i64], |r| r.get::<_, String>(0))
+                .query_map(params![cursor, viewer, category, (query.limit + 1) as i64], competition_from_row)
                 .map_err(sqlite_error)?;
             let mut competitions = Vec::with_capacity(query.limit + 1);
             for body in rows {
-                competitions.push(serde_json::from_str::<Competition>(&body.map_err(sqlite_error)?).map_err(json_error)?);
+                competitions.push(assemble(body.map_err(sqlite_error)?)?);
             }
             let next = if competitions.len() > query.limit {
                 competitions.truncate(query.limit);
@@ -404,11 +522,9 @@ impl Database for SqliteDatabase {
         self.run(move |c| {
             let tx = immediate(c)?;
             let delivered: Option<i64> = tx
-                .query_row(
-                    "SELECT delivered FROM notifications WHERE competition = ?1",
-                    [id.to_string()],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT delivered FROM notifications WHERE competition = ?1")
+                .map_err(sqlite_error)?
+                .query_row([id.to_string()], |r| r.get(0))
                 .optional()
                 .map_err(sqlite_error)?;
             match delivered {
@@ -416,11 +532,10 @@ impl Database for SqliteDatabase {
                 Some(1) => return Err(Error::conflict("the notification was already delivered")),
                 Some(_) => {}
             }
-            tx.execute(
-                "UPDATE notifications SET delivered = 1 WHERE competition = ?1",
-                [id.to_string()],
-            )
-            .map_err(sqlite_error)?;
+            tx.prepare_cached("UPDATE notifications SET delivered = 1 WHERE competition = ?1")
+                .map_err(sqlite_error)?
+                .execute([id.to_string()])
+                .map_err(sqlite_error)?;
             tx.commit().map_err(sqlite_error)
         })
         .await
@@ -430,11 +545,12 @@ impl Database for SqliteDatabase {
         let endpoint = endpoint.clone();
         self.run(move |c| {
             let body = serde_json::to_string(&endpoint).map_err(json_error)?;
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO endpoints (user, token, body) VALUES (?1, ?2, ?3)
                  ON CONFLICT (user, token) DO UPDATE SET body = excluded.body",
-                params![endpoint.device.user.as_str(), endpoint.device.token, body],
             )
+            .map_err(sqlite_error)?
+            .execute(params![endpoint.device.user.as_str(), endpoint.device.token, body])
             .map_err(sqlite_error)?;
             Ok(())
         })
@@ -459,13 +575,39 @@ impl Database for SqliteDatabase {
     async fn delete_endpoint(&self, user: &UserId, token: &str) -> Result<()> {
         let (user, token) = (user.clone(), token.to_string());
         self.run(move |c| {
-            c.execute(
-                "DELETE FROM endpoints WHERE user = ?1 AND token = ?2",
-                params![user.as_str(), token],
-            )
-            .map_err(sqlite_error)?;
+            c.prepare_cached("DELETE FROM endpoints WHERE user = ?1 AND token = ?2")
+                .map_err(sqlite_error)?
+                .execute(params![user.as_str(), token])
+                .map_err(sqlite_error)?;
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_database_migrates_with_its_standing() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        let id = CompetitionId::new();
+        let body = format!(
+            r#"{{"id":"{id}","owner":"alice","title":"old","status":"open","photos":[{{"key":"competitions/{id}/0.png","media_type":"png","size":1,"width":1,"height":1,"labels":[]}},{{"key":"competitions/{id}/1.png","media_type":"png","size":1,"width":1,"height":1,"labels":[]}}],"categories":[],"tally":[2,5],"votes_to_close":24,"outcome":null,"created_at":0}}"#
+        );
+        c.execute(
+            "INSERT INTO competitions (id, owner, status, total, votes_to_close, body) VALUES (?1, 'alice', 'open', 7, 24, ?2)",
+            params![id.to_string(), body],
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let standing = read_standing(&c, &id).unwrap().unwrap();
+        assert_eq!((standing.photos, standing.tally.counts().to_vec()), (2, vec![2, 5]));
+        let competition = read_competition(&c, &id).unwrap().unwrap();
+        assert_eq!(competition.title.as_deref(), Some("old"));
+        assert_eq!(competition.tally.total(), 7);
     }
 }

@@ -72,7 +72,10 @@ async fn a_file_database_survives_reopening_and_migrates_once() {
             .expect("vote");
     }
     let db = SqliteDatabase::open(&path).expect("reopen");
-    assert_eq!(db.schema_version().await.expect("version"), 1);
+    assert_eq!(
+        db.schema_version().await.expect("version"),
+        SqliteDatabase::SCHEMA_VERSION
+    );
     use thisthat_core::ports::Database;
     assert_eq!(db.competition(&c.id).await.expect("read").tally.counts(), &[0, 1, 0]);
     std::fs::remove_dir_all(&dir).expect("clean up");

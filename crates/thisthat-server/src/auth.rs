@@ -1,4 +1,5 @@
-//! Who is calling: `Authorization: Bearer <JWT>`, whose `sub` claim is the user.
+//! Who is calling: `Authorization: Bearer <JWT>` whose `sub` claim is the user, or behind API
+//! Gateway, the claims its JWT authorizer already verified.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,18 +10,35 @@ use thisthat_core::UserId;
 
 use crate::{AppState, error::ApiError};
 
-/// How tokens are verified.
+/// How callers are identified.
 #[derive(Clone)]
 pub struct Auth {
-    key: DecodingKey,
-    validation: Validation,
+    mode: Mode,
+}
+
+#[derive(Clone)]
+enum Mode {
+    /// Bearer JWTs verified here.
+    Verify {
+        key: Box<DecodingKey>,
+        validation: Box<Validation>,
+    },
+    /// Behind API Gateway with a JWT authorizer: the gateway verified the token, and the Lambda
+    /// runtime hands its claims over in the request context.
+    #[cfg(feature = "lambda")]
+    ApiGateway,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("algorithms", &self.validation.algorithms)
-            .finish_non_exhaustive()
+        match &self.mode {
+            Mode::Verify { validation, .. } => f
+                .debug_struct("Auth")
+                .field("algorithms", &validation.algorithms)
+                .finish_non_exhaustive(),
+            #[cfg(feature = "lambda")]
+            Mode::ApiGateway => f.write_str("Auth(ApiGateway)"),
+        }
     }
 }
 
@@ -32,22 +50,57 @@ struct Claims {
 
 impl Auth {
     /// HS256 tokens signed with a shared secret: for local development and tests. Production
-    /// deployments verify tokens of their identity provider (Cognito, Firebase Auth, Entra ID).
+    /// deployments let API Gateway verify their identity provider's tokens
+    /// ([`Auth::api_gateway`], feature `lambda`).
     pub fn hs256(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         Auth {
-            key: DecodingKey::from_secret(secret),
-            validation,
+            mode: Mode::Verify {
+                key: Box::new(DecodingKey::from_secret(secret)),
+                validation: Box::new(validation),
+            },
         }
     }
 
-    fn user(&self, token: &str) -> Result<UserId, ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| ApiError::unauthenticated(format!("the bearer token was refused: {e}")))?;
-        UserId::new(data.claims.sub)
-            .map_err(|e| ApiError::unauthenticated(format!("the token's sub claim is not a user id: {e}")))
+    /// Trusts the claims of API Gateway's JWT authorizer (Cognito, Firebase Auth or Entra ID
+    /// tokens, verified by the gateway), handed over by the Lambda runtime. Only for a function
+    /// that API Gateway alone can invoke, with the authorizer on every write route: a request
+    /// without authorizer claims is unauthenticated, and client headers are never trusted.
+    #[cfg(feature = "lambda")]
+    pub fn api_gateway() -> Self {
+        Auth { mode: Mode::ApiGateway }
     }
+
+    /// The caller of a request: `Ok(None)` when it carries no credentials at all.
+    fn caller(&self, parts: &Parts) -> Result<Option<UserId>, ApiError> {
+        match &self.mode {
+            Mode::Verify { key, validation } => match bearer(parts)? {
+                None => Ok(None),
+                Some(token) => verify(key, validation, token).map(Some),
+            },
+            #[cfg(feature = "lambda")]
+            Mode::ApiGateway => {
+                let sub = parts
+                    .extensions
+                    .get::<lambda_http::request::RequestContext>()
+                    .and_then(|context| context.authorizer())
+                    .and_then(|authorizer| authorizer.jwt.as_ref())
+                    .and_then(|jwt| jwt.claims.get("sub"));
+                let Some(sub) = sub else { return Ok(None) };
+                UserId::new(sub.as_str())
+                    .map(Some)
+                    .map_err(|e| ApiError::unauthenticated(format!("the authorizer's sub claim is not a user id: {e}")))
+            }
+        }
+    }
+}
+
+fn verify(key: &DecodingKey, validation: &Validation, token: &str) -> Result<UserId, ApiError> {
+    let data = jsonwebtoken::decode::<Claims>(token, key, validation)
+        .map_err(|e| ApiError::unauthenticated(format!("the bearer token was refused: {e}")))?;
+    UserId::new(data.claims.sub)
+        .map_err(|e| ApiError::unauthenticated(format!("the token's sub claim is not a user id: {e}")))
 }
 
 /// Issues an HS256 token for `user`, valid for `ttl`: what `thisthat demo` and tests use to act
@@ -92,13 +145,15 @@ impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token =
-            bearer(parts)?.ok_or_else(|| ApiError::unauthenticated("this needs `Authorization: Bearer <token>`"))?;
-        state.auth.user(token).map(User)
+        state
+            .auth
+            .caller(parts)?
+            .map(User)
+            .ok_or_else(|| ApiError::unauthenticated("this needs `Authorization: Bearer <token>`"))
     }
 }
 
-/// The caller if a token was sent (it must then be valid); reads work without one.
+/// The caller if credentials were sent (they must then be valid); reads work without.
 #[derive(Debug, Clone)]
 pub struct MaybeUser(pub Option<UserId>);
 
@@ -106,9 +161,6 @@ impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match bearer(parts)? {
-            None => Ok(MaybeUser(None)),
-            Some(token) => state.auth.user(token).map(|u| MaybeUser(Some(u))),
-        }
+        state.auth.caller(parts).map(MaybeUser)
     }
 }

@@ -111,6 +111,14 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// Runs `router` as an AWS Lambda function behind API Gateway (HTTP API, payload v2): the
+/// same routes, errors and limits as [`serve`]. Use it with [`Auth::api_gateway`] so that the
+/// gateway's JWT authorizer identifies callers. Needs the Lambda runtime's environment.
+#[cfg(feature = "lambda")]
+pub async fn run_lambda(router: Router) -> Result<(), lambda_http::Error> {
+    lambda_http::run(router).await
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
 /// finish.
 pub async fn serve(
