@@ -55,10 +55,10 @@ async fn start(http: &reqwest::Client) -> (Server, Duration) {
         .spawn()
         .expect("spawn thisthat serve");
     let ready = loop {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                break started.elapsed();
-            }
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            break started.elapsed();
         }
         assert!(started.elapsed() < Duration::from_secs(30), "the server did not start");
         tokio::time::sleep(Duration::from_micros(500)).await;

@@ -71,6 +71,16 @@ pub struct Overrides {
     /// Classifier instead of the image model (`pixels:` labels shape and colours only).
     #[arg(long, env = "THISTHAT_CLASSIFIER")]
     pub classifier: Option<String>,
+    /// Verify bearer tokens against this identity provider's JWKS instead of the local
+    /// secret (Cognito, Firebase Auth, Entra ID); needs `--jwt-issuer`.
+    #[arg(long, env = "THISTHAT_JWKS_URL", requires = "jwt_issuer")]
+    pub jwks_url: Option<String>,
+    /// The `iss` the identity provider's tokens carry.
+    #[arg(long, env = "THISTHAT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` the identity provider's tokens carry, if any.
+    #[arg(long, env = "THISTHAT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 }
 
 /// The embedded backend and the API state over it.
@@ -129,7 +139,14 @@ impl Embedded {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = AppState {
             service,
-            auth: Auth::hs256(&secrets.jwt),
+            auth: match (&overrides.jwks_url, &overrides.jwt_issuer) {
+                (Some(url), Some(issuer)) => thisthat_server::Auth::jwks(thisthat_server::JwksConfig {
+                    url: url.clone(),
+                    issuer: issuer.clone(),
+                    audience: overrides.jwt_audience.clone(),
+                }),
+                _ => Auth::hs256(&secrets.jwt),
+            },
             blobs: blob_server,
             clock,
         };

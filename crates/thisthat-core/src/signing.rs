@@ -180,24 +180,24 @@ impl Grant {
     /// Checks an upload against what the grant allows: the exact content type and at most
     /// `max_size` bytes. [`Error::UnsupportedMediaType`] or [`Error::TooLarge`] otherwise.
     pub fn check_upload(&self, content_type: Option<&str>, size: u64) -> Result<()> {
-        if let Some(expected) = &self.content_type {
-            if content_type != Some(expected.as_str()) {
-                return Err(Error::UnsupportedMediaType {
-                    detected: format!(
-                        "upload declared {:?}, the URL was signed for {expected:?}",
-                        content_type.unwrap_or("")
-                    ),
-                });
-            }
+        if let Some(expected) = &self.content_type
+            && content_type != Some(expected.as_str())
+        {
+            return Err(Error::UnsupportedMediaType {
+                detected: format!(
+                    "upload declared {:?}, the URL was signed for {expected:?}",
+                    content_type.unwrap_or("")
+                ),
+            });
         }
-        if let Some(limit) = self.max_size {
-            if size > limit {
-                return Err(Error::TooLarge {
-                    what: "upload".into(),
-                    size,
-                    limit,
-                });
-            }
+        if let Some(limit) = self.max_size
+            && size > limit
+        {
+            return Err(Error::TooLarge {
+                what: "upload".into(),
+                size,
+                limit,
+            });
         }
         Ok(())
     }
@@ -244,7 +244,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -191,14 +191,14 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
         let path = entry.path();
         if entry.file_type().map_err(io_error)?.is_dir() {
             walk(root, &path, out)?;
-        } else if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
-            if let Ok(relative) = path.strip_prefix(root) {
-                let key: Vec<_> = relative
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                out.push(key.join("/"));
-            }
+        } else if !entry.file_name().to_string_lossy().starts_with(".tmp-")
+            && let Ok(relative) = path.strip_prefix(root)
+        {
+            let key: Vec<_> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            out.push(key.join("/"));
         }
     }
     Ok(())

@@ -1,7 +1,11 @@
 //! Who is calling: `Authorization: Bearer <JWT>` whose `sub` claim is the user, or behind API
 //! Gateway, the claims its JWT authorizer already verified.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -23,6 +27,8 @@ enum Mode {
         key: Box<DecodingKey>,
         validation: Box<Validation>,
     },
+    /// Bearer JWTs signed by an identity provider whose public keys are published as a JWKS.
+    Jwks(Arc<Jwks>),
     /// Behind API Gateway with a JWT authorizer: the gateway verified the token, and the Lambda
     /// runtime hands its claims over in the request context.
     #[cfg(feature = "lambda")]
@@ -36,9 +42,112 @@ impl std::fmt::Debug for Auth {
                 .debug_struct("Auth")
                 .field("algorithms", &validation.algorithms)
                 .finish_non_exhaustive(),
+            Mode::Jwks(jwks) => f
+                .debug_struct("Auth")
+                .field("jwks", &jwks.config.url)
+                .finish_non_exhaustive(),
             #[cfg(feature = "lambda")]
             Mode::ApiGateway => f.write_str("Auth(ApiGateway)"),
         }
+    }
+}
+
+/// Where an identity provider publishes its signing keys, and what its tokens must say.
+///
+/// - Cognito: `https://cognito-idp.{region}.amazonaws.com/{pool}/.well-known/jwks.json`,
+///   issuer `https://cognito-idp.{region}.amazonaws.com/{pool}`.
+/// - Firebase Auth: `https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com`,
+///   issuer `https://securetoken.google.com/{project}`, audience `{project}`.
+/// - Entra ID: `https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys`, issuer
+///   `https://login.microsoftonline.com/{tenant}/v2.0`, audience the app's client id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksConfig {
+    /// The JWKS URL.
+    pub url: String,
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must carry, if the provider sets one.
+    pub audience: Option<String>,
+}
+
+/// A provider's signing keys by key id, with the algorithm each is for.
+type KeysById = HashMap<String, (DecodingKey, Algorithm)>;
+
+/// Signing keys fetched from a JWKS URL, refreshed when a token names a key not seen yet
+/// (providers rotate keys), at most every [`Jwks::REFRESH_INTERVAL`].
+struct Jwks {
+    config: JwksConfig,
+    client: reqwest::Client,
+    keys: tokio::sync::RwLock<(KeysById, Option<Instant>)>,
+}
+
+impl Jwks {
+    const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+    async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), ApiError> {
+        if let Some(found) = self.keys.read().await.0.get(kid) {
+            return Ok(found.clone());
+        }
+        let mut keys = self.keys.write().await;
+        let stale = keys.1.is_none_or(|fetched| fetched.elapsed() >= Self::REFRESH_INTERVAL);
+        if !keys.0.contains_key(kid) && stale {
+            let fetched = self.fetch().await?;
+            *keys = (fetched, Some(Instant::now()));
+        }
+        keys.0
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| ApiError::unauthenticated("the token was signed with a key the issuer does not publish"))
+    }
+
+    async fn fetch(&self) -> Result<KeysById, ApiError> {
+        let unavailable = |e: reqwest::Error| ApiError::from(thisthat_core::Error::unavailable("jwks", e));
+        let set: jsonwebtoken::jwk::JwkSet = self
+            .client
+            .get(&self.config.url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) else {
+                continue;
+            };
+            let algorithm = match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                _ => continue,
+            };
+            keys.insert(kid.clone(), (key, algorithm));
+        }
+        tracing::info!(url = %self.config.url, keys = keys.len(), "fetched the identity provider's signing keys");
+        Ok(keys)
+    }
+
+    async fn verify(&self, token: &str) -> Result<UserId, ApiError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| ApiError::unauthenticated(format!("the bearer token was refused: {e}")))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| ApiError::unauthenticated("the bearer token names no signing key (kid)"))?;
+        let (key, algorithm) = self.key(&kid).await?;
+        if header.alg != algorithm {
+            return Err(ApiError::unauthenticated(
+                "the token's algorithm does not match its key",
+            ));
+        }
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.set_issuer(&[&self.config.issuer]);
+        match &self.config.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        verify(&key, &validation, token)
     }
 }
 
@@ -63,6 +172,23 @@ impl Auth {
         }
     }
 
+    /// Bearer JWTs from an identity provider (Cognito, Firebase Auth, Entra ID), verified
+    /// against the keys it publishes at `config.url`, with its issuer and audience checked.
+    /// Keys are fetched on first use and again when a token names an unknown key.
+    pub fn jwks(config: JwksConfig) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Auth {
+            mode: Mode::Jwks(Arc::new(Jwks {
+                config,
+                client,
+                keys: Default::default(),
+            })),
+        }
+    }
+
     /// Trusts the claims of API Gateway's JWT authorizer (Cognito, Firebase Auth or Entra ID
     /// tokens, verified by the gateway), handed over by the Lambda runtime. Only for a function
     /// that API Gateway alone can invoke, with the authorizer on every write route: a request
@@ -73,11 +199,15 @@ impl Auth {
     }
 
     /// The caller of a request: `Ok(None)` when it carries no credentials at all.
-    fn caller(&self, parts: &Parts) -> Result<Option<UserId>, ApiError> {
+    async fn caller(&self, parts: &Parts) -> Result<Option<UserId>, ApiError> {
         match &self.mode {
             Mode::Verify { key, validation } => match bearer(parts)? {
                 None => Ok(None),
                 Some(token) => verify(key, validation, token).map(Some),
+            },
+            Mode::Jwks(jwks) => match bearer(parts)? {
+                None => Ok(None),
+                Some(token) => jwks.verify(token).await.map(Some),
             },
             #[cfg(feature = "lambda")]
             Mode::ApiGateway => {
@@ -147,7 +277,8 @@ impl FromRequestParts<AppState> for User {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         state
             .auth
-            .caller(parts)?
+            .caller(parts)
+            .await?
             .map(User)
             .ok_or_else(|| ApiError::unauthenticated("this needs `Authorization: Bearer <token>`"))
     }
@@ -161,6 +292,6 @@ impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        state.auth.caller(parts).map(MaybeUser)
+        state.auth.caller(parts).await.map(MaybeUser)
     }
 }

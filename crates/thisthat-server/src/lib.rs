@@ -35,7 +35,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-pub use auth::{Auth, MaybeUser, User, issue_hs256};
+pub use auth::{Auth, JwksConfig, MaybeUser, User, issue_hs256};
 /// The router type [`router`] returns.
 pub use axum::Router;
 pub use error::ApiError;

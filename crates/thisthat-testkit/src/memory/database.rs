@@ -176,11 +176,11 @@ impl Database for MemoryDatabase {
             if claim.competition.is_some_and(|c| c != *id) {
                 continue;
             }
-            if let Delivery::Pending { leased_until } = delivery {
-                if leased_until.is_none_or(|until| until <= claim.now) {
-                    *leased_until = Some(claim.now.checked_add(claim.lease).unwrap_or(claim.now));
-                    claimed.push(notification.clone());
-                }
+            if let Delivery::Pending { leased_until } = delivery
+                && leased_until.is_none_or(|until| until <= claim.now)
+            {
+                *leased_until = Some(claim.now.checked_add(claim.lease).unwrap_or(claim.now));
+                claimed.push(notification.clone());
             }
         }
         Ok(claimed)
