@@ -97,10 +97,28 @@ async fn main() -> std::process::ExitCode {
 type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 async fn serve(addr: SocketAddr, data_dir: PathBuf, overrides: &embedded::Overrides) -> AnyResult {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = embedded::Embedded::open(&data_dir, listener.local_addr()?, overrides).await?;
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    // Open the backend before listening, so that a bad configuration fails without ever taking
+    // the port, and an open port means a ready server. Only port 0 (any free port) must be
+    // bound first, to learn the address that signed URLs point at.
+    let early = if addr.port() == 0 {
+        Some(bind(addr).await?)
+    } else {
+        None
+    };
+    let public = match &early {
+        Some(listener) => listener.local_addr()?,
+        None => addr,
+    };
+    let local = embedded::Embedded::open(&data_dir, public, overrides).await?;
+    let listener = match early {
+        Some(listener) => listener,
+        None => bind(addr).await?,
+    };
     println!(
         "thisthat API on http://{} (data in {})",
         listener.local_addr()?,

@@ -61,7 +61,7 @@ fn serve_refuses_an_unknown_adapter_with_what_to_do() {
         .args([
             "serve",
             "--addr",
-            "127.0.0.1:0",
+            "127.0.0.1:9",
             "--database",
             "s4://nowhere",
             "--data-dir",
@@ -71,6 +71,8 @@ fn serve_refuses_an_unknown_adapter_with_what_to_do() {
         .expect("run");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // It fails before listening: port 9 is never taken.
+    assert!(!stderr.contains("cannot listen"), "{stderr}");
     assert!(
         stderr.contains("no adapter for the s4:// scheme") && stderr.contains("sqlite"),
         "{stderr}"
@@ -98,7 +100,10 @@ fn serve_answers_requests_on_a_mix_of_adapters() {
         ])
         .arg(&dir)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(std::env::temp_dir().join(format!("thisthat-cli-mix-{}.log", std::process::id())))
+                .expect("log file"),
+        )
         .spawn()
         .expect("spawn");
     let mut answered = None;
@@ -109,9 +114,19 @@ fn serve_answers_requests_on_a_mix_of_adapters() {
                 .write_all(b"GET /v1/feed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 .expect("write");
             let mut response = String::new();
-            stream.read_to_string(&mut response).expect("read");
-            answered = Some(response);
-            break;
+            match stream.read_to_string(&mut response) {
+                Ok(_) => {
+                    answered = Some(response);
+                    break;
+                }
+                Err(e) => {
+                    let log = std::env::temp_dir().join(format!("thisthat-cli-mix-{}.log", std::process::id()));
+                    panic!(
+                        "reading the response failed ({e}); the server said:\n{}",
+                        std::fs::read_to_string(log).unwrap_or_default()
+                    );
+                }
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
