@@ -48,6 +48,12 @@ use url::Url;
 ///
 /// `model:` opens a `ModelClassifier` when this crate is built with its `model` feature;
 /// without it, it is an [`Error::Config`](thisthat_core::Error::Config) that says so.
+///
+/// `outbox:///dir?webhook={url}` opens an [`OutboxNotifier`] that also POSTs every push to
+/// `{url}`, an `http://` or `https://` URL percent-encoded as a query value (see
+/// [`OutboxNotifier::with_webhook`]):
+/// `outbox:///var/lib/thisthat/outbox?webhook=http%3A%2F%2F127.0.0.1%3A9000%2Fpush`. Any other
+/// query parameter, or `webhook` given twice, is an [`Error::Config`](thisthat_core::Error::Config).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalOpener;
 
@@ -92,7 +98,29 @@ impl UrlOpener for LocalOpener {
                 "{url}: the local notifier opens from outbox: URLs"
             )));
         }
-        Ok(Arc::new(OutboxNotifier::open(local_path(url)?)?))
+        let mut webhook = None;
+        for (name, value) in url.query_pairs() {
+            match &*name {
+                "webhook" if webhook.is_none() => webhook = Some(value),
+                "webhook" => {
+                    return Err(thisthat_core::Error::config(
+                        "outbox: URLs take at most one webhook= parameter",
+                    ));
+                }
+                _ => {
+                    return Err(thisthat_core::Error::config(format!(
+                        "outbox: URLs take only a webhook= parameter, not {name}="
+                    )));
+                }
+            }
+        }
+        let mut plain = url.clone();
+        plain.set_query(None);
+        let notifier = OutboxNotifier::open(local_path(&plain)?)?;
+        Ok(Arc::new(match webhook {
+            Some(webhook) => notifier.with_webhook(&webhook)?,
+            None => notifier,
+        }))
     }
 
     async fn classifier(&self, url: &Url) -> Result<Arc<dyn Classifier>> {

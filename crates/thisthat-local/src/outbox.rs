@@ -1,24 +1,35 @@
-//! The notifier port on a developer's machine: pushes go to a file instead of a phone.
+//! The notifier port on a developer's machine: pushes go to a file instead of a phone, and
+//! optionally to a webhook.
 
 use std::{
     collections::BTreeMap,
     io::{BufRead, Write},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::{
+    StatusCode,
+    header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER},
+};
 use serde::{Deserialize, Serialize};
 use thisthat_core::{
     Clock, CompetitionId, Device, Endpoint, Error, Platform, PushMessage, Result, SystemClock, UserId,
     ports::{Delivery, Notifier},
 };
+use url::{Host, Url};
 
 /// The file of registered devices, under the notifier's directory.
 const ENDPOINTS_FILE: &str = "endpoints.json";
 /// The file every push is appended to, one JSON object per line.
 const OUTBOX_FILE: &str = "outbox.jsonl";
+/// How long one POST to the webhook may take, connecting and reading the answer included.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much of a refusing webhook's answer goes into the error message, in bytes.
+const WEBHOOK_EXCERPT: usize = 200;
 
 fn io_error(e: std::io::Error) -> Error {
     Error::backend("outbox", e)
@@ -135,12 +146,142 @@ impl Inner {
 /// each push is one `write_all` of a whole line, flushed. One process per directory: two
 /// processes registering devices in the same directory can lose each other's registrations.
 ///
-/// Not yet done: forwarding each push to a webhook (for a developer who wants to see it on a
-/// real device through their own relay).
+/// # Webhook
+///
+/// With [`OutboxNotifier::with_webhook`] (or `outbox:///dir?webhook=…` through
+/// [`LocalOpener`](crate::LocalOpener)), every accepted push is also POSTed to a URL, for a
+/// developer who wants to see it on a real device through their own relay. The request body
+/// is the same JSON object as the push's line in `outbox.jsonl` (an [`OutboxEntry`]), with
+/// `Content-Type: application/json` and `Idempotency-Key: {the push's idempotency key}`, and
+/// the request may take 5 seconds in all. Pushes to a gone device are not posted. Redirects
+/// are not followed.
+///
+/// - A 2xx answer: [`Delivery::Accepted`].
+/// - No connection, a timeout, 429 or 5xx: [`Error::Unavailable`] (provider `webhook`, with
+///   `retry_after` from a `Retry-After: {seconds}` header), so the service leaves the
+///   notification pending and delivers it again later.
+/// - Any other answer (4xx, 3xx): [`Error::Backend`] with the status in its message.
+///
+/// The line is written to `outbox.jsonl` before the POST, so a push sent again after the
+/// webhook failed is written again: **the outbox file may hold a push more than once when a
+/// webhook failed**, every copy with the same idempotency key. The webhook may likewise
+/// receive a push more than once (an answer lost to a timeout after the relay acted on it);
+/// the `Idempotency-Key` header is what lets the receiver drop the duplicates.
 #[derive(Debug, Clone)]
 pub struct OutboxNotifier {
     inner: Arc<Inner>,
     clock: Arc<dyn Clock>,
+    webhook: Option<Arc<Webhook>>,
+}
+
+/// Where accepted pushes are also POSTed.
+struct Webhook {
+    url: Url,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Webhook {
+    // Only the origin: the path or query of a relay's URL often carries a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("origin", &self.url.origin().ascii_serialization())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhook {
+    fn new(url: &str) -> Result<Self> {
+        let url = Url::parse(url).map_err(|e| Error::Config {
+            reason: format!("the outbox webhook is not a URL: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(Error::config(format!(
+                "the outbox webhook must be an http:// or https:// URL with a host, not a {}: URL",
+                url.scheme()
+            )));
+        }
+        let mut client = reqwest::Client::builder()
+            .timeout(WEBHOOK_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none());
+        if is_loopback(&url) {
+            // A proxy from the environment cannot reach this machine's loopback interface.
+            client = client.no_proxy();
+        }
+        let client = client.build().map_err(|e| Error::Config {
+            reason: "cannot build the outbox webhook's HTTP client".into(),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(Webhook { url, client })
+    }
+
+    /// POSTs one push's JSON and maps the answer (see [`OutboxNotifier`]'s docs).
+    async fn post(&self, json: Bytes, idempotency_key: HeaderValue) -> Result<()> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("idempotency-key", idempotency_key)
+            .body(json)
+            .send()
+            .await
+            .map_err(|e| {
+                // Without the URL, which may carry a secret, in errors and logs.
+                let e = e.without_url();
+                if e.is_builder() {
+                    Error::backend("webhook", e)
+                } else {
+                    Error::unavailable("webhook", e)
+                }
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(Error::Unavailable {
+                provider: "webhook",
+                retry_after: retry_after(response.headers()),
+                source: Some(format!("the webhook answered {status}").into()),
+            });
+        }
+        let excerpt = excerpt(response).await;
+        Err(Error::Backend {
+            provider: "webhook",
+            message: format!("the webhook refused the push with {status}{excerpt}"),
+            source: None,
+        })
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// A `Retry-After` given in seconds. The HTTP-date form is ignored.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// The start of a refusing webhook's answer on one line, as `": {text}"`, or nothing.
+async fn excerpt(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < WEBHOOK_EXCERPT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(WEBHOOK_EXCERPT);
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() { text } else { format!(": {text}") }
 }
 
 impl OutboxNotifier {
@@ -170,7 +311,16 @@ impl OutboxNotifier {
                 registered: Mutex::new(registered),
             }),
             clock: Arc::new(SystemClock),
+            webhook: None,
         })
+    }
+
+    /// Also POSTs every accepted push to `url`, an `http://` or `https://` URL; anything else
+    /// is an [`Error::Config`]. What is sent and how the answer is reported is described under
+    /// [Webhook](OutboxNotifier#webhook).
+    pub fn with_webhook(mut self, url: &str) -> Result<Self> {
+        self.webhook = Some(Arc::new(Webhook::new(url)?));
+        Ok(self)
     }
 
     /// Uses `clock` for the time of each push.
@@ -243,9 +393,11 @@ impl OutboxNotifier {
     }
 }
 
-/// Appends one line to `outbox.jsonl`: one `write_all` of the whole line, then a flush.
-fn append(path: &Path, entry: &OutboxEntry) -> Result<()> {
-    let mut line = serde_json::to_vec(entry).map_err(json_error)?;
+/// Appends one entry's JSON as a line to `outbox.jsonl`: one `write_all` of the whole line,
+/// then a flush.
+fn append(path: &Path, json: &[u8]) -> Result<()> {
+    let mut line = Vec::with_capacity(json.len() + 1);
+    line.extend_from_slice(json);
     line.push(b'\n');
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -299,16 +451,32 @@ impl Notifier for OutboxNotifier {
             competition: message.competition,
             idempotency_key: message.idempotency_key.clone(),
         };
-        self.blocking(move |inner| {
-            // Held while appending, so that a concurrent revoke or unregister is either
-            // before the send (Gone) or after it, and lines never interleave.
-            let registered = inner.lock();
-            if registered.get(&entry.endpoint).is_none_or(|r| r.revoked) {
-                tracing::info!(endpoint = %entry.endpoint, competition = %entry.competition, "outbox: device gone, push not sent");
-                return Ok(Delivery::Gone);
-            }
-            append(&inner.dir.join(OUTBOX_FILE), &entry)?;
-            drop(registered);
+        // Checked before anything is written: a push that cannot go to the webhook is not
+        // written to the outbox either.
+        let idempotency_key = match &self.webhook {
+            Some(_) => Some(HeaderValue::from_str(&entry.idempotency_key).map_err(|_| {
+                Error::invalid(
+                    "idempotency_key",
+                    "must be printable ASCII to go in the webhook's Idempotency-Key header",
+                )
+            })?),
+            None => None,
+        };
+        // The same bytes go into the outbox line and the webhook's request body.
+        let json = Bytes::from(serde_json::to_vec(&entry).map_err(json_error)?);
+        let line = json.clone();
+        let logged = entry.clone();
+        let delivery = self
+            .blocking(move |inner| {
+                // Held while appending, so that a concurrent revoke or unregister is either
+                // before the send (Gone) or after it, and lines never interleave.
+                let registered = inner.lock();
+                if registered.get(&entry.endpoint).is_none_or(|r| r.revoked) {
+                    tracing::info!(endpoint = %entry.endpoint, competition = %entry.competition, "outbox: device gone, push not sent");
+                    return Ok(Delivery::Gone);
+                }
+                append(&inner.dir.join(OUTBOX_FILE), &line)?;
+                drop(registered);
             tracing::info!(
                 endpoint = %entry.endpoint,
                 user = %entry.user,
@@ -320,6 +488,26 @@ impl Notifier for OutboxNotifier {
             );
             Ok(Delivery::Accepted)
         })
-        .await
+        .await?;
+        let (Delivery::Accepted, Some(webhook), Some(idempotency_key)) = (delivery, &self.webhook, idempotency_key)
+        else {
+            return Ok(delivery);
+        };
+        match webhook.post(json, idempotency_key).await {
+            Ok(()) => {
+                tracing::info!(endpoint = %logged.endpoint, idempotency_key = %logged.idempotency_key, "outbox: push posted to the webhook");
+                Ok(Delivery::Accepted)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    endpoint = %logged.endpoint,
+                    idempotency_key = %logged.idempotency_key,
+                    error = %e,
+                    retryable = e.is_retryable(),
+                    "outbox: the webhook did not take the push (it is in outbox.jsonl)"
+                );
+                Err(e)
+            }
+        }
     }
 }
