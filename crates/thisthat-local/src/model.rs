@@ -69,6 +69,19 @@ const MIN_CONFIDENCE: f32 = 0.02;
 /// blocking pool, about 40 ms per photo on two cores.
 #[derive(Clone)]
 pub struct ModelClassifier {
+    classes: Arc<[&'static str]>,
+    /// Work for the inference threads. tract keeps scratch buffers per thread, so running on
+    /// tokio's blocking pool (hundreds of threads over time) grew a server past 1 GiB; a fixed
+    /// thread per core bounds that (docs/performance.md).
+    jobs: Arc<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>,
+}
+
+/// One photo to classify, and where to send the answer.
+type Job = (Bytes, tokio::sync::oneshot::Sender<Result<Classification>>);
+
+/// What an inference thread needs: the model and the class names.
+#[derive(Clone)]
+struct Worker {
     plan: Arc<TypedRunnableModel>,
     classes: Arc<[&'static str]>,
 }
@@ -95,9 +108,35 @@ impl ModelClassifier {
         }
         let plan = load().map_err(|e| Error::backend("model", e))?;
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "model: loaded");
-        Ok(ModelClassifier { plan, classes })
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        let worker = Worker {
+            plan,
+            classes: classes.clone(),
+        };
+        for i in 0..cores {
+            let (receiver, worker) = (receiver.clone(), worker.clone());
+            std::thread::Builder::new()
+                .name(format!("thisthat-model-{i}"))
+                .spawn(move || {
+                    // Ends when every clone of the classifier, and so the sender, is dropped.
+                    loop {
+                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((bytes, reply)) = job else { break };
+                        let _ = reply.send(worker.classify_bytes(&bytes));
+                    }
+                })
+                .map_err(|e| Error::backend("model", e))?;
+        }
+        Ok(ModelClassifier {
+            classes,
+            jobs: Arc::new(std::sync::Mutex::new(sender)),
+        })
     }
+}
 
+impl Worker {
     /// Labels a photo's bytes (blocking: decoding and inference).
     fn classify_bytes(&self, bytes: &[u8]) -> Result<Classification> {
         // The format comes from the bytes, never from what the caller declared.
@@ -214,11 +253,16 @@ fn upright_rgb(image: &DynamicImage) -> RgbImage {
 #[async_trait]
 impl Classifier for ModelClassifier {
     async fn classify(&self, photo: &PhotoInput) -> Result<Classification> {
-        let bytes: Bytes = photo.bytes.clone();
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.classify_bytes(&bytes))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send((photo.bytes.clone(), reply));
+        sent.map_err(|_| Error::backend("model", "the inference threads have stopped"))?;
+        answer
             .await
-            .map_err(|e| Error::backend("model", e))?
+            .map_err(|_| Error::backend("model", "an inference thread stopped mid-photo"))?
     }
 
     fn screens_content(&self) -> bool {
