@@ -25,7 +25,8 @@
 //! `s3://photos`: see [`registry`] and [`Registry`].
 //!
 //! ## Cargo features
-//! - `local` (default): the embedded backend ([`local`]): SQLite today, files on disk next.
+//! - `local` (default): the embedded backend ([`local`]): SQLite, files on disk, an outbox
+//!   notifier (with an optional webhook), pixel labels.
 //! - `model`: `local` plus its offline image classifier (`local::ModelClassifier`, `model:`
 //!   URLs), EfficientNet-Lite0 embedded in the binary and run by `tract`.
 //! - `testkit` (default): in-memory adapters, the conformance suites and test fixtures ([`testkit`]).
