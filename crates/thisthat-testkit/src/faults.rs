@@ -70,6 +70,64 @@ impl Interceptor for FailNext {
     }
 }
 
+/// Makes the next `count` calls of one operation, then loses their answers and reports
+/// [`Error::Unavailable`] instead: the "unclear failure" of a timeout after the provider acted.
+/// Tests use it to show that retries after such a failure change nothing twice.
+#[derive(Debug, Clone)]
+pub struct LoseReply {
+    port: &'static str,
+    operation: &'static str,
+    remaining: Arc<AtomicUsize>,
+}
+
+impl LoseReply {
+    /// Loses the answers of the next `count` calls of `port`'s `operation`.
+    pub fn new(port: &'static str, operation: &'static str, count: usize) -> Self {
+        LoseReply {
+            port,
+            operation,
+            remaining: Arc::new(AtomicUsize::new(count)),
+        }
+    }
+
+    /// How many answers are still to be lost.
+    pub fn remaining(&self) -> usize {
+        self.remaining.load(Ordering::SeqCst)
+    }
+}
+
+impl Interceptor for LoseReply {
+    async fn intercept<T, F, Fut>(&self, call: Call, op: F) -> Result<T>
+    where
+        T: Send,
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T>> + Send,
+    {
+        let result = op().await;
+        if call.port == self.port
+            && call.operation == self.operation
+            && result.is_ok()
+            && self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(Error::Unavailable {
+                provider: "fault injection",
+                retry_after: None,
+                source: Some(
+                    format!(
+                        "the answer of {}.{} was lost after it succeeded",
+                        call.port, call.operation
+                    )
+                    .into(),
+                ),
+            });
+        }
+        result
+    }
+}
+
 /// A clock that moves only when told, to step past leases and expiries in tests.
 #[derive(Debug)]
 pub struct ManualClock {

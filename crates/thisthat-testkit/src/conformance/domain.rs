@@ -677,3 +677,58 @@ pub async fn devices_register_and_unregister(h: &impl DomainHarness) {
     assert_eq!(h.delivered(&kept).await.expect("inspect").len(), 1);
     assert!(h.delivered(&dropped).await.expect("inspect").is_empty());
 }
+
+/// A push that reached the provider but whose answer was lost is retried with the same
+/// idempotency key (so a provider that dedupes drops it), and the notification is then done.
+pub async fn an_unclear_push_failure_is_retried_with_the_same_key(h: &impl DomainHarness) {
+    let lost = crate::faults::LoseReply::new("notifier", "send", 1);
+    let w = world_on(h.backend().layer(lost.clone()), DeliveryMode::Inline);
+    let s = &w.service;
+    let phone = s.register_device(device("owner")).await.expect("register");
+    let c = create(s, "owner").await;
+    for i in 0..24 {
+        s.vote(&user(&format!("v{i}")), &c.id, 1).await.expect("vote");
+    }
+    assert_eq!(lost.remaining(), 0, "the first push was made and its answer lost");
+    w.clock.advance(s.rules().notification_lease + Duration::from_secs(1));
+    assert_eq!(s.deliver_pending().await.expect("deliver").delivered, 1);
+    let got = h.delivered(&phone).await.expect("inspect");
+    assert_eq!(got.len(), 2, "the provider saw the push and its retry");
+    assert_eq!(
+        got[0].idempotency_key, got[1].idempotency_key,
+        "with one idempotency key to dedupe on"
+    );
+    w.clock.advance(Duration::from_secs(3600));
+    assert_eq!(
+        s.deliver_pending().await.expect("deliver").delivered,
+        0,
+        "done after the retry"
+    );
+}
+
+/// A vote that was recorded but whose answer was lost, retried by the retry layer, is counted
+/// once.
+pub async fn a_vote_whose_answer_was_lost_counts_once(h: &impl DomainHarness) {
+    let retry = thisthat_core::layers::Retry::new(thisthat_core::layers::RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+    });
+    let w = world_on(
+        h.backend()
+            .layer(crate::faults::LoseReply::new("database", "cast_vote", 1))
+            .layer(retry),
+        DeliveryMode::Inline,
+    );
+    let c = create(&w.service, "owner").await;
+    match w.service.vote(&user("voter"), &c.id, 2).await {
+        Ok(receipt) => assert_eq!(receipt.tally.counts(), &[0, 0, 1]),
+        // The retry finds its own first attempt; the vote stands either way.
+        Err(Error::AlreadyVoted) => {}
+        Err(other) => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        w.service.competition(&c.id).await.expect("read").tally.counts(),
+        &[0, 0, 1]
+    );
+}

@@ -261,6 +261,8 @@ macro_rules! database_conformance {
                 racing_claims_lease_once,
                 notifications_complete_once,
                 endpoints_are_saved_replaced_and_deleted,
+                filtered_feeds_page_past_non_matching_rows,
+                awkward_ids_and_tokens_roundtrip,
             ]
         );
     };
@@ -332,6 +334,8 @@ macro_rules! domain_conformance {
                 feed_through_the_service,
                 photo_urls_download_the_photos,
                 devices_register_and_unregister,
+                an_unclear_push_failure_is_retried_with_the_same_key,
+                a_vote_whose_answer_was_lost_counts_once,
             ]
         );
     };

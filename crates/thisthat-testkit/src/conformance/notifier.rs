@@ -28,6 +28,10 @@ pub async fn registered_devices_receive_pushes(h: &impl NotifierHarness) {
     assert_eq!(delivered[0].title, m.title);
     assert_eq!(delivered[0].body, m.body);
     assert_eq!(delivered[0].competition, m.competition);
+    assert_eq!(
+        delivered[0].idempotency_key, m.idempotency_key,
+        "the provider gets the key it dedupes on"
+    );
 }
 
 /// Registering the same device twice gives an endpoint that works, and one push reaches it
