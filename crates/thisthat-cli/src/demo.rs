@@ -146,7 +146,13 @@ pub async fn run(data_dir: Option<PathBuf>) -> AnyResult {
     println!("a 25th vote is refused: {status} {}", body["error"]["code"]);
 
     println!("\nthe outbox ({}):", embedded.outbox.outbox_path().display());
-    let sent = embedded.outbox.read_outbox()?;
+    // Only this run's competition: a --data-dir may hold earlier demos.
+    let sent: Vec<_> = embedded
+        .outbox
+        .read_outbox()?
+        .into_iter()
+        .filter(|e| e.competition.to_string() == id)
+        .collect();
     for entry in &sent {
         println!(
             "  push to {} ({}): {} / {}",
@@ -157,7 +163,11 @@ pub async fn run(data_dir: Option<PathBuf>) -> AnyResult {
         );
     }
     if sent.len() != 1 {
-        return Err(format!("expected exactly one push, the outbox holds {}", sent.len()).into());
+        return Err(format!(
+            "expected exactly one push for this competition, the outbox holds {}",
+            sent.len()
+        )
+        .into());
     }
     let _ = stop.send(());
     server.await??;

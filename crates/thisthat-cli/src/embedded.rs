@@ -25,11 +25,34 @@ impl Secrets {
     /// Reads `jwt.key` and `url.key` from `dir`, creating them (32 random bytes each, readable
     /// by the owner only) if missing.
     pub fn load_or_create(dir: &Path) -> std::io::Result<Secrets> {
-        std::fs::create_dir_all(dir)?;
+        // The data directory holds the secrets, the database and device tokens: owner only.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
         Ok(Secrets {
             jwt: secret(&dir.join("jwt.key"))?,
             urls: secret(&dir.join("url.key"))?,
         })
+    }
+
+    /// Reads the token secret of an existing data directory, for `thisthat token`: creating one
+    /// there would only print tokens the running server rejects.
+    pub fn jwt_of(dir: &Path) -> std::io::Result<Vec<u8>> {
+        let path = dir.join("jwt.key");
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
+            Ok(_) => Err(std::io::Error::other(format!(
+                "{} is shorter than 32 bytes",
+                path.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(std::io::Error::other(format!(
+                "{} does not exist: pass the --data-dir of a server that has started once",
+                path.display()
+            ))),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -47,12 +70,24 @@ fn secret(path: &Path) -> std::io::Result<Vec<u8>> {
     }
     let mut bytes = vec![0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(format!("no randomness for a new secret: {e}")))?;
+    // Written whole under a temporary name, then linked into place: a process starting at the
+    // same moment sees either no key or the whole key, and the one that loses the race reads
+    // the winner's.
+    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(path)?, &bytes)?;
-    Ok(bytes)
+    let mut file = options.open(&temp)?;
+    std::io::Write::write_all(&mut file, &bytes)?;
+    file.sync_all()?;
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path),
+        Err(e) => Err(e),
+    }
 }
 
 /// Adapters to use instead of the embedded ones, by URL (`sqlite:///…`, `outbox:///…`,
@@ -71,15 +106,19 @@ pub struct Overrides {
     /// Classifier instead of the image model (`pixels:` labels shape and colours only).
     #[arg(long, env = "THISTHAT_CLASSIFIER")]
     pub classifier: Option<String>,
+    /// The address clients reach this server at, for the photo upload and download URLs it
+    /// signs (default: the listen address). Set it behind a proxy or when listening on 0.0.0.0.
+    #[arg(long, env = "THISTHAT_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Verify bearer tokens against this identity provider's JWKS instead of the local
     /// secret (Cognito, Firebase Auth, Entra ID); needs `--jwt-issuer`.
     #[arg(long, env = "THISTHAT_JWKS_URL", requires = "jwt_issuer")]
     pub jwks_url: Option<String>,
     /// The `iss` the identity provider's tokens carry.
-    #[arg(long, env = "THISTHAT_JWT_ISSUER")]
+    #[arg(long, env = "THISTHAT_JWT_ISSUER", requires = "jwks_url")]
     pub jwt_issuer: Option<String>,
     /// The `aud` the identity provider's tokens carry, if any.
-    #[arg(long, env = "THISTHAT_JWT_AUDIENCE")]
+    #[arg(long, env = "THISTHAT_JWT_AUDIENCE", requires = "jwks_url")]
     pub jwt_audience: Option<String>,
 }
 
@@ -103,7 +142,10 @@ impl Embedded {
         let secrets = Secrets::load_or_create(data_dir)?;
         let files = FileBlobStore::open(
             data_dir.join("blobs"),
-            &format!("http://{addr}/blobs/"),
+            &match &overrides.public_url {
+                Some(public) => format!("{}/blobs/", public.trim_end_matches('/')),
+                None => format!("http://{addr}/blobs/"),
+            },
             secrets.urls.clone(),
         )?;
         let signer = files.signer().clone();
@@ -144,7 +186,7 @@ impl Embedded {
                     url: url.clone(),
                     issuer: issuer.clone(),
                     audience: overrides.jwt_audience.clone(),
-                }),
+                })?,
                 _ => Auth::hs256(&secrets.jwt),
             },
             blobs: blob_server,

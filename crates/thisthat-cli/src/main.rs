@@ -41,7 +41,9 @@ enum Command {
     /// Start the embedded backend and play the whole story against it over HTTP.
     Demo {
         /// Keep the data here instead of a temporary directory.
-        #[arg(long, env = "THISTHAT_DATA_DIR")]
+        // No env: a THISTHAT_DATA_DIR exported for `serve` must not fill a real server's data
+        // with demo voters.
+        #[arg(long)]
         data_dir: Option<PathBuf>,
     },
     /// Print a bearer token for a user of a local server (signed with its data dir's secret).
@@ -130,6 +132,19 @@ async fn serve(addr: SocketAddr, data_dir: PathBuf, overrides: &embedded::Overri
     );
     println!("  pushes go to: {}", local.outbox.outbox_path().display());
     let shutdown = async {
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down; finishing requests in flight");
     };
@@ -139,10 +154,11 @@ async fn serve(addr: SocketAddr, data_dir: PathBuf, overrides: &embedded::Overri
 
 fn token(user: &str, data_dir: &std::path::Path, hours: u64) -> AnyResult {
     let user = thisthat_core::UserId::new(user)?;
-    let secrets = embedded::Secrets::load_or_create(data_dir)?;
+    let secret = embedded::Secrets::jwt_of(data_dir)?;
+    let seconds = hours.checked_mul(3600).ok_or("--hours is too large")?;
     println!(
         "{}",
-        thisthat_server::issue_hs256(&secrets.jwt, &user, Duration::from_secs(hours * 3600))?
+        thisthat_server::issue_hs256(&secret, &user, Duration::from_secs(seconds))?
     );
     Ok(())
 }

@@ -35,6 +35,14 @@ fn tokens_are_stable_per_data_dir_and_users_are_validated() {
             .output()
             .expect("run")
     };
+    let missing = token("alice");
+    assert!(
+        !missing.status.success(),
+        "no secret is made up for a data dir no server has used"
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("jwt.key does not exist"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("jwt.key"), [7u8; 32]).expect("key");
     let ok = token("alice");
     assert!(ok.status.success());
     assert_eq!(

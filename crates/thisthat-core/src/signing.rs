@@ -68,6 +68,10 @@ impl UrlSigner {
             reason: format!("bad signed URL base {base:?}"),
             source: Some(Box::new(e)),
         })?;
+        if !base.path().ends_with('/') {
+            // Url::join would drop the last segment, and no URL would verify.
+            return Err(Error::config(format!("the signed URL base {base} must end with '/'")));
+        }
         Ok(UrlSigner { secret, base })
     }
 

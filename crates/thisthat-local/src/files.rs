@@ -106,12 +106,18 @@ fn write_blob(path: &Path, body: &[u8], content_type: Option<&str>, mode: PutMod
         file.write_all(body).map_err(io_error)?;
         file.sync_data().map_err(io_error)?;
         match mode {
+            // The message names no path: it may reach a client, and the data directory is ours.
             PutMode::Create => std::fs::hard_link(&temp, path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::conflict(format!("{} already exists", path.display())),
+                std::io::ErrorKind::AlreadyExists => Error::conflict("a blob is already stored under this key"),
                 _ => io_error(e),
-            }),
-            _ => std::fs::rename(&temp, path).map_err(io_error),
+            })?,
+            _ => std::fs::rename(&temp, path).map_err(io_error)?,
         }
+        // The new name is durable only once its directory is (a power loss could otherwise
+        // lose a blob the database already refers to).
+        #[cfg(unix)]
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)?;
+        Ok(())
     })();
     // After a link the temporary name is still there; after a rename it is gone.
     let _ = std::fs::remove_file(&temp);

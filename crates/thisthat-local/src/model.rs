@@ -73,7 +73,7 @@ pub struct ModelClassifier {
     /// Work for the inference threads. tract keeps scratch buffers per thread, so running on
     /// tokio's blocking pool (hundreds of threads over time) grew a server past 1 GiB; a fixed
     /// thread per core bounds that (docs/performance.md).
-    jobs: Arc<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>,
+    jobs: tokio::sync::mpsc::Sender<Job>,
 }
 
 /// One photo to classify, and where to send the answer.
@@ -109,7 +109,10 @@ impl ModelClassifier {
         let plan = load().map_err(|e| Error::backend("model", e))?;
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "model: loaded");
         let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
-        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let cores = cores.max(1);
+        // A bounded queue: under overload callers wait for room (backpressure) instead of
+        // queueing photos without limit behind requests that may already have timed out.
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(cores * 8);
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
         let worker = Worker {
             plan,
@@ -122,17 +125,21 @@ impl ModelClassifier {
                 .spawn(move || {
                     // Ends when every clone of the classifier, and so the sender, is dropped.
                     loop {
-                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((bytes, reply)) = job else { break };
-                        let _ = reply.send(worker.classify_bytes(&bytes));
+                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                        let Some((bytes, reply)) = job else { break };
+                        if reply.is_closed() {
+                            continue; // Its request gave up waiting.
+                        }
+                        // A panic in a decoder or in tract fails this photo, not the thread.
+                        let answer =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.classify_bytes(&bytes)))
+                                .unwrap_or_else(|_| Err(Error::backend("model", "classifying this photo panicked")));
+                        let _ = reply.send(answer);
                     }
                 })
                 .map_err(|e| Error::backend("model", e))?;
         }
-        Ok(ModelClassifier {
-            classes,
-            jobs: Arc::new(std::sync::Mutex::new(sender)),
-        })
+        Ok(ModelClassifier { classes, jobs: sender })
     }
 }
 
@@ -254,12 +261,10 @@ fn upright_rgb(image: &DynamicImage) -> RgbImage {
 impl Classifier for ModelClassifier {
     async fn classify(&self, photo: &PhotoInput) -> Result<Classification> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let sent = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send((photo.bytes.clone(), reply));
-        sent.map_err(|_| Error::backend("model", "the inference threads have stopped"))?;
+        self.jobs
+            .send((photo.bytes.clone(), reply))
+            .await
+            .map_err(|_| Error::backend("model", "the inference threads have stopped"))?;
         answer
             .await
             .map_err(|_| Error::backend("model", "an inference thread stopped mid-photo"))?

@@ -22,7 +22,10 @@ const THUMBNAIL: u32 = 32;
 /// Images wider or taller than this are not decoded (orientation only).
 const MAX_SIDE: u32 = 16_384;
 /// Images whose decoded pixels would take more than this are not decoded (orientation only).
-const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+const MAX_DECODED_BYTES: u64 = 96 * 1024 * 1024;
+/// Decodes at once, process-wide: each may hold [`MAX_DECODED_BYTES`] (and a rotated copy),
+/// so the number in flight, not the number of requests, bounds the memory decoding takes.
+static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 /// A second colour is reported only when at least this share of the pixels has it.
 const SECOND_COLOUR_SHARE: f32 = 0.15;
 /// Pixels more transparent than this (alpha out of 255) are not counted.
@@ -236,6 +239,7 @@ impl PixelClassifier {
 impl Classifier for PixelClassifier {
     async fn classify(&self, photo: &PhotoInput) -> Result<Classification> {
         let bytes: Bytes = photo.bytes.clone();
+        let _decoding = DECODES.acquire().await.map_err(|e| Error::backend("pixels", e))?;
         tokio::task::spawn_blocking(move || classify_bytes(&bytes))
             .await
             .map_err(|e| Error::backend("pixels", e))?

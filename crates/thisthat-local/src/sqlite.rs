@@ -165,10 +165,11 @@ impl SqliteDatabase {
     }
 
     fn with_connection(mut connection: Connection) -> Result<Self> {
+        // The busy timeout first: switching to WAL needs a lock another process may hold.
+        connection.busy_timeout(Duration::from_secs(5)).map_err(sqlite_error)?;
         connection
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(sqlite_error)?;
-        connection.busy_timeout(Duration::from_secs(5)).map_err(sqlite_error)?;
         migrate(&mut connection)?;
         Ok(SqliteDatabase {
             connection: Arc::new(Mutex::new(connection)),

@@ -91,8 +91,11 @@ impl Jwks {
         let mut keys = self.keys.write().await;
         let stale = keys.1.is_none_or(|fetched| fetched.elapsed() >= Self::REFRESH_INTERVAL);
         if !keys.0.contains_key(kid) && stale {
+            // The attempt counts whether it works or not: tokens with made-up key ids must not
+            // make the server hammer the identity provider.
+            keys.1 = Some(Instant::now());
             let fetched = self.fetch().await?;
-            *keys = (fetched, Some(Instant::now()));
+            keys.0 = fetched;
         }
         keys.0
             .get(kid)
@@ -117,10 +120,23 @@ impl Jwks {
             let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) else {
                 continue;
             };
-            let algorithm = match &jwk.algorithm {
-                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                _ => continue,
+            if matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            ) {
+                continue;
+            }
+            // The algorithm the key declares; only keys that declare none get the usual one for
+            // their type.
+            let algorithm = match (
+                jwk.common.key_algorithm.map(|a| a.to_string().parse::<Algorithm>()),
+                &jwk.algorithm,
+            ) {
+                (Some(Ok(declared)), _) => declared,
+                (Some(Err(_)), _) => continue,
+                (None, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) => Algorithm::RS256,
+                (None, jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)) => Algorithm::ES256,
+                (None, _) => continue,
             };
             keys.insert(kid.clone(), (key, algorithm));
         }
@@ -175,18 +191,31 @@ impl Auth {
     /// Bearer JWTs from an identity provider (Cognito, Firebase Auth, Entra ID), verified
     /// against the keys it publishes at `config.url`, with its issuer and audience checked.
     /// Keys are fetched on first use and again when a token names an unknown key.
-    pub fn jwks(config: JwksConfig) -> Self {
+    /// The URL must be https (plain http only on loopback, for tests): keys fetched in the
+    /// clear could be swapped by anyone on the path.
+    pub fn jwks(config: JwksConfig) -> Result<Self, thisthat_core::Error> {
+        let url = url::Url::parse(&config.url)
+            .map_err(|e| thisthat_core::Error::config(format!("the JWKS URL {:?} is not a URL: {e}", config.url)))?;
+        let loopback = matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+            || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+            || url.host_str() == Some("localhost");
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err(thisthat_core::Error::config(format!(
+                "the JWKS URL {} must be https",
+                config.url
+            )));
+        }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        Auth {
+        Ok(Auth {
             mode: Mode::Jwks(Arc::new(Jwks {
                 config,
                 client,
                 keys: Default::default(),
             })),
-        }
+        })
     }
 
     /// Trusts the claims of API Gateway's JWT authorizer (Cognito, Firebase Auth or Entra ID
@@ -236,7 +265,9 @@ fn verify(key: &DecodingKey, validation: &Validation, token: &str) -> Result<Use
 /// Issues an HS256 token for `user`, valid for `ttl`: what `thisthat demo` and tests use to act
 /// as users of a local server.
 pub fn issue_hs256(secret: &[u8], user: &UserId, ttl: Duration) -> Result<String, thisthat_core::Error> {
-    let exp = (SystemTime::now() + ttl)
+    let exp = SystemTime::now()
+        .checked_add(ttl)
+        .ok_or_else(|| thisthat_core::Error::invalid("ttl", "is too far in the future"))?
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);

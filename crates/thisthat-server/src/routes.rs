@@ -2,7 +2,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::{Multipart, OriginalUri, Path, Query, State, rejection::JsonRejection},
     http::{HeaderMap, StatusCode},
     response::IntoResponse,
@@ -238,22 +237,29 @@ pub(crate) async fn blob_put(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> ApiResult<StatusCode> {
     let server = blob_server(&state)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(e.body_text())
-        } else {
-            ApiError::bad_request("body", e.body_text())
-        }
+    let url = signed_url(server, &uri);
+    let now = state.clock.now();
+    // The signature first: a stranger with a made-up URL gets nothing read into memory.
+    let grant = server.signer.verify("PUT", &url, now)?;
+    let limit = grant
+        .max_size
+        .and_then(|m| usize::try_from(m).ok())
+        .unwrap_or(usize::MAX);
+    let body = axum::body::to_bytes(body, limit.saturating_add(1)).await.map_err(|_| {
+        ApiError::from(thisthat_core::Error::TooLarge {
+            what: "upload".into(),
+            size: limit as u64 + 1,
+            limit: limit as u64,
+        })
     })?;
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
-    let url = signed_url(server, &uri);
     thisthat_core::signing::serve(
         &*server.store,
         &server.signer,
-        state.clock.now(),
+        now,
         "PUT",
         &url,
         content_type,

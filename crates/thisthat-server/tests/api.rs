@@ -409,6 +409,12 @@ async fn signed_uploads_over_http_and_tampering() {
         put(first.clone(), "image/gif", photos::cat_png()).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
+    let over = photos::png_of_size(10 * 1024 * 1024 + 1);
+    assert_eq!(
+        put(first.clone(), "image/png", over).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "over the signed size"
+    );
 
     for (upload, (body, content_type)) in
         uploads.iter().zip(

@@ -52,7 +52,8 @@ async fn setup() -> Setup {
         url: format!("{jwks_base}/.well-known/jwks.json"),
         issuer: ISSUER.into(),
         audience: Some(AUDIENCE.into()),
-    });
+    })
+    .expect("jwks");
     let service = Thisthat::builder(MemoryBackend::new().backend())
         .build()
         .expect("service");
@@ -159,7 +160,8 @@ async fn an_unreachable_key_server_is_503_not_401() {
         url: format!("http://127.0.0.1:{port}/jwks.json"),
         issuer: ISSUER.into(),
         audience: None,
-    });
+    })
+    .expect("jwks");
     let service = Thisthat::builder(MemoryBackend::new().backend())
         .build()
         .expect("service");
@@ -178,4 +180,17 @@ async fn an_unreachable_key_server_is_503_not_401() {
         register(&s, &rs256("test-key-1", claims())).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
+}
+
+#[test]
+fn key_sets_are_fetched_over_https_only_except_on_loopback() {
+    let config = |url: &str| JwksConfig {
+        url: url.into(),
+        issuer: ISSUER.into(),
+        audience: None,
+    };
+    assert!(Auth::jwks(config("http://issuer.example/jwks.json")).is_err());
+    assert!(Auth::jwks(config("not a url")).is_err());
+    assert!(Auth::jwks(config("https://issuer.example/jwks.json")).is_ok());
+    assert!(Auth::jwks(config("http://127.0.0.1:9/jwks.json")).is_ok());
 }
