@@ -72,6 +72,17 @@ impl Server {
         }
     }
 
+    /// GETs an API path (no token) and reads its JSON answer.
+    async fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("send");
+        response.json().await.expect("json")
+    }
+
     fn token(&self, user: &str) -> String {
         issue_hs256(SECRET, &UserId::new(user).expect("user"), Duration::from_secs(3600)).expect("token")
     }
@@ -131,26 +142,10 @@ async fn the_whole_story_over_http() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let id = created(&s, "alice").await;
 
-    let feed: Value = s
-        .http
-        .get(format!("{}/v1/feed", s.base))
-        .send()
-        .await
-        .expect("feed")
-        .json()
-        .await
-        .expect("json");
+    let feed: Value = s.get_json(&format!("/v1/feed")).await;
     assert_eq!(feed["competitions"][0]["id"], json!(id));
 
-    let urls: Value = s
-        .http
-        .get(format!("{}/v1/competitions/{id}/photos", s.base))
-        .send()
-        .await
-        .expect("urls")
-        .json()
-        .await
-        .expect("json");
+    let urls: Value = s.get_json(&format!("/v1/competitions/{id}/photos")).await;
     let first = urls[0]["url"].as_str().expect("url");
     let photo = s.http.get(first).send().await.expect("download");
     assert_eq!(photo.status(), StatusCode::OK);
@@ -165,15 +160,7 @@ async fn the_whole_story_over_http() {
     }
     assert_eq!(last["tally"], json!([8, 8, 8]));
     assert_eq!(last["closed"]["winners"], json!([0, 1, 2]));
-    let c: Value = s
-        .http
-        .get(format!("{}/v1/competitions/{id}", s.base))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let c: Value = s.get_json(&format!("/v1/competitions/{id}")).await;
     assert_eq!(c["status"], "closed");
     let sent = s.notifier.sent();
     assert_eq!(sent.len(), 1);
@@ -214,15 +201,7 @@ async fn every_vote_rejection_has_its_status_and_code() {
         error_of(s.vote("late", &id, json!(0)).await, StatusCode::CONFLICT).await["code"],
         "closed"
     );
-    let c: Value = s
-        .http
-        .get(format!("{}/v1/competitions/{id}", s.base))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let c: Value = s.get_json(&format!("/v1/competitions/{id}")).await;
     assert_eq!(c["tally"], json!([24, 0, 0]));
 }
 
@@ -260,15 +239,7 @@ async fn bad_photos_are_refused_with_their_status() {
         "unsafe_content"
     );
     // Nothing of any rejected competition was kept.
-    let feed: Value = s
-        .http
-        .get(format!("{}/v1/feed", s.base))
-        .send()
-        .await
-        .expect("feed")
-        .json()
-        .await
-        .expect("json");
+    let feed: Value = s.get_json(&format!("/v1/feed")).await;
     assert_eq!(feed["competitions"], json!([]));
     assert!(
         !s.dir.join("blobs/competitions").exists()
@@ -443,15 +414,7 @@ async fn signed_uploads_over_http_and_tampering() {
     assert_eq!(c["status"], "open");
 
     s.clock.advance(Duration::from_secs(16 * 60));
-    let urls: Value = s
-        .http
-        .get(format!("{}/v1/competitions/{id}/photos", s.base))
-        .send()
-        .await
-        .expect("urls")
-        .json()
-        .await
-        .expect("json");
+    let urls: Value = s.get_json(&format!("/v1/competitions/{id}/photos")).await;
     let fresh = urls[0]["url"].as_str().expect("url").to_string();
     assert_eq!(s.http.get(&fresh).send().await.expect("send").status(), StatusCode::OK);
     s.clock.advance(Duration::from_secs(2 * 3600));
@@ -487,15 +450,7 @@ async fn errors_are_json_with_request_ids() {
         .await
         .expect("send");
     assert_eq!(error_of(r, StatusCode::BAD_REQUEST).await["field"], "limit");
-    let doc: Value = s
-        .http
-        .get(format!("{}/v1/openapi.json", s.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let doc: Value = s.get_json(&format!("/v1/openapi.json")).await;
     assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/v1/competitions",
