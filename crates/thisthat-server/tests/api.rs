@@ -142,7 +142,7 @@ async fn the_whole_story_over_http() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let id = created(&s, "alice").await;
 
-    let feed: Value = s.get_json(&format!("/v1/feed")).await;
+    let feed: Value = s.get_json("/v1/feed").await;
     assert_eq!(feed["competitions"][0]["id"], json!(id));
 
     let urls: Value = s.get_json(&format!("/v1/competitions/{id}/photos")).await;
@@ -239,7 +239,7 @@ async fn bad_photos_are_refused_with_their_status() {
         "unsafe_content"
     );
     // Nothing of any rejected competition was kept.
-    let feed: Value = s.get_json(&format!("/v1/feed")).await;
+    let feed: Value = s.get_json("/v1/feed").await;
     assert_eq!(feed["competitions"], json!([]));
     assert!(
         !s.dir.join("blobs/competitions").exists()
@@ -450,7 +450,7 @@ async fn errors_are_json_with_request_ids() {
         .await
         .expect("send");
     assert_eq!(error_of(r, StatusCode::BAD_REQUEST).await["field"], "limit");
-    let doc: Value = s.get_json(&format!("/v1/openapi.json")).await;
+    let doc: Value = s.get_json("/v1/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/v1/competitions",
