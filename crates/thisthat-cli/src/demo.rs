@@ -34,6 +34,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> AnyResult {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let embedded = Embedded::open(&dir.path, addr, &Default::default()).await?;
+    let outbox = embedded.outbox.clone().ok_or("the demo runs on the embedded outbox")?;
     let router = embedded.router();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(thisthat_server::serve(listener, router, async {
@@ -145,10 +146,9 @@ pub async fn run(data_dir: Option<PathBuf>) -> AnyResult {
     let body: Value = late.json().await?;
     println!("a 25th vote is refused: {status} {}", body["error"]["code"]);
 
-    println!("\nthe outbox ({}):", embedded.outbox.outbox_path().display());
+    println!("\nthe outbox ({}):", outbox.outbox_path().display());
     // Only this run's competition: a --data-dir may hold earlier demos.
-    let sent: Vec<_> = embedded
-        .outbox
+    let sent: Vec<_> = outbox
         .read_outbox()?
         .into_iter()
         .filter(|e| e.competition.to_string() == id)

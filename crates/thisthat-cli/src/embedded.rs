@@ -1,11 +1,7 @@
 //! The embedded default backend, assembled: SQLite and files under a data directory, pushes to
 //! an outbox file, labels from the image model (EfficientNet-Lite0, run in-process).
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use thisthat_core::ports::Classifier;
 use thisthat_core::{Backend, Clock, Registry, SystemClock, Thisthat};
@@ -124,8 +120,8 @@ pub struct Overrides {
 
 /// The embedded backend and the API state over it.
 pub struct Embedded {
-    /// The outbox pushes are written to.
-    pub outbox: Arc<OutboxNotifier>,
+    /// The outbox pushes are written to, unless another notifier was chosen.
+    pub outbox: Option<Arc<OutboxNotifier>>,
     /// The secrets.
     pub secrets: Secrets,
     state: AppState,
@@ -140,42 +136,52 @@ impl Embedded {
         overrides: &Overrides,
     ) -> Result<Embedded, Box<dyn std::error::Error + Send + Sync>> {
         let secrets = Secrets::load_or_create(data_dir)?;
-        let files = FileBlobStore::open(
-            data_dir.join("blobs"),
-            &match &overrides.public_url {
-                Some(public) => format!("{}/blobs/", public.trim_end_matches('/')),
-                None => format!("http://{addr}/blobs/"),
-            },
-            secrets.urls.clone(),
-        )?;
-        let signer = files.signer().clone();
-        let blobs = Arc::new(files);
-        let outbox = Arc::new(OutboxNotifier::open(data_dir.join("outbox"))?);
-        let database: PathBuf = data_dir.join("thisthat.db");
-        // Any port can be moved to another adapter by URL, the rest stay embedded.
+        // Each port is an embedded adapter unless an override names another one; an overridden
+        // port opens nothing of its embedded adapter (no SQLite file, no outbox).
         let registry = Registry::new().with(LocalOpener).with(MemoryOpener);
+        let (blobs, blob_server): (Arc<dyn thisthat_core::ports::BlobStore>, _) = match &overrides.storage {
+            Some(url) => (registry.blob_store(url).await?, None),
+            None => {
+                let base = match &overrides.public_url {
+                    Some(public) => format!("{}/blobs/", public.trim_end_matches('/')),
+                    None => format!("http://{addr}/blobs/"),
+                };
+                let files = Arc::new(FileBlobStore::open(
+                    data_dir.join("blobs"),
+                    &base,
+                    secrets.urls.clone(),
+                )?);
+                (
+                    files.clone(),
+                    Some(BlobServer {
+                        store: files.clone(),
+                        signer: files.signer().clone(),
+                    }),
+                )
+            }
+        };
+        let database: Arc<dyn thisthat_core::ports::Database> = match &overrides.database {
+            Some(url) => registry.database(url).await?,
+            None => Arc::new(SqliteDatabase::open(&data_dir.join("thisthat.db"))?),
+        };
+        let (notifier, outbox): (Arc<dyn thisthat_core::ports::Notifier>, _) = match &overrides.notifier {
+            Some(url) => (registry.notifier(url).await?, None),
+            None => {
+                let outbox = Arc::new(OutboxNotifier::open(data_dir.join("outbox"))?);
+                (outbox.clone(), Some(outbox))
+            }
+        };
         // The model is loaded only when it is used (it takes a moment).
         let classifier: Arc<dyn Classifier> = match &overrides.classifier {
             Some(url) => registry.classifier(url).await?,
             None => Arc::new(ModelClassifier::new()?),
         };
-        let mut backend = Backend {
-            blobs: blobs.clone(),
-            database: Arc::new(SqliteDatabase::open(&database)?),
-            notifier: outbox.clone(),
+        let backend = Backend {
+            blobs,
+            database,
+            notifier,
             classifier,
         };
-        let mut blob_server = Some(BlobServer { store: blobs, signer });
-        if let Some(url) = &overrides.storage {
-            backend.blobs = registry.blob_store(url).await?;
-            blob_server = None;
-        }
-        if let Some(url) = &overrides.database {
-            backend.database = registry.database(url).await?;
-        }
-        if let Some(url) = &overrides.notifier {
-            backend.notifier = registry.notifier(url).await?;
-        }
         let backend = backend.layer(thisthat_core::layers::Trace);
         let service = Thisthat::builder(backend).build()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -130,7 +130,9 @@ async fn serve(addr: SocketAddr, data_dir: PathBuf, overrides: &embedded::Overri
         "  get a token:  thisthat token --user alice --data-dir {}",
         data_dir.display()
     );
-    println!("  pushes go to: {}", local.outbox.outbox_path().display());
+    if let Some(outbox) = &local.outbox {
+        println!("  pushes go to: {}", outbox.outbox_path().display());
+    }
     let shutdown = async {
         #[cfg(unix)]
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

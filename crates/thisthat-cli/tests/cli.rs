@@ -140,7 +140,13 @@ fn serve_answers_requests_on_a_mix_of_adapters() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    let opened_anyway = (dir.join("thisthat.db").exists(), dir.join("outbox").exists());
     let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        opened_anyway,
+        (false, false),
+        "the replaced embedded database and outbox are not opened"
+    );
     let response = answered.expect("the server came up");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"competitions\":[]"), "{response}");
