@@ -42,14 +42,14 @@ fn json_error(e: serde_json::Error) -> Error {
 /// One push as written to `outbox.jsonl`: one JSON object per line.
 ///
 /// ```json
-/// {"time":1767225600000,"endpoint":"outbox:fcm:abc","user":"alice","platform":"fcm","title":"Results are in","body":"Photo 2 won","competition":"01J...","idempotency_key":"thisthat-result-01J..."}
+/// {"time":1767225600000,"endpoint":"outbox:alice:fcm:abc","user":"alice","platform":"fcm","title":"Results are in","body":"Photo 2 won","competition":"01J...","idempotency_key":"thisthat-result-01J..."}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     /// When it was sent (serialised as Unix milliseconds).
     #[serde(with = "thisthat_core::model::unix_ms")]
     pub time: SystemTime,
-    /// The endpoint's address (`outbox:{platform}:{token}`).
+    /// The endpoint's address (`outbox:{user}:{platform}:{token}`).
     pub endpoint: String,
     /// Whose device it went to.
     pub user: UserId,
@@ -137,7 +137,7 @@ impl Inner {
 /// a directory and logged with `tracing::info!`, instead of reaching a phone.
 ///
 /// - [`Notifier::register`] records the device in `endpoints.json` in the same directory, with
-///   the address `outbox:{platform}:{token}`; [`Notifier::unregister`] removes it.
+///   the address `outbox:{user}:{platform}:{token}`; [`Notifier::unregister`] removes it.
 /// - [`Notifier::send`] answers [`Delivery::Gone`] for a device that is not registered or was
 ///   [revoked](OutboxNotifier::revoke), as a provider does for an uninstalled app.
 /// - [`OutboxNotifier::read_outbox`] reads back what was sent.
@@ -339,9 +339,10 @@ impl OutboxNotifier {
         self.inner.dir.join(OUTBOX_FILE)
     }
 
-    /// The address a device gets: `outbox:{platform}:{token}`.
+    /// The address a device gets: `outbox:{user}:{platform}:{token}`. The user is part of it so
+    /// that one user registering or removing a token never touches another user's device.
     pub fn address(device: &Device) -> String {
-        format!("outbox:{}:{}", device.platform.as_str(), device.token)
+        format!("outbox:{}:{}:{}", device.user, device.platform.as_str(), device.token)
     }
 
     /// Makes the endpoint's token stale, as when the app is uninstalled: later sends report

@@ -75,7 +75,7 @@ async fn the_outbox_is_one_json_line_per_push_with_every_field() {
     let outbox = Outbox::new();
     let d = device("alice");
     let endpoint = outbox.notifier.register(&d).await.expect("register");
-    assert_eq!(endpoint.address, format!("outbox:fcm:{}", d.token));
+    assert_eq!(endpoint.address, format!("outbox:{}:fcm:{}", d.user, d.token));
     let m = message("Results are in: \"quotes\" and\nnewlines");
     assert_eq!(
         outbox.notifier.send(&endpoint, &m).await.expect("send"),
@@ -179,4 +179,25 @@ async fn bad_input_is_an_error_not_a_panic() {
         OutboxNotifier::open(&outbox.dir),
         Err(thisthat_core::Error::Backend { .. })
     ));
+}
+
+#[tokio::test]
+async fn one_user_cannot_unregister_anothers_device() {
+    let outbox = Outbox::new();
+    let notifier = outbox.notifier();
+    let alices = device("alice");
+    let same_token_for_bob = thisthat_core::Device {
+        user: thisthat_testkit::fixtures::user("bob"),
+        ..alices.clone()
+    };
+    let alice = notifier.register(&alices).await.expect("register");
+    let bob = notifier.register(&same_token_for_bob).await.expect("register");
+    notifier.unregister(&bob).await.expect("unregister");
+    let message = PushMessage {
+        title: "t".into(),
+        body: "b".into(),
+        competition: CompetitionId::new(),
+        idempotency_key: "k".into(),
+    };
+    assert_eq!(notifier.send(&alice, &message).await.expect("send"), Delivery::Accepted);
 }
