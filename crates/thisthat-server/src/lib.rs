@@ -63,6 +63,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
 }
 
+/// Competition creations handled at once: each may hold three photos in memory.
+const CREATES_AT_ONCE: usize = 8;
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole API as an axum router.
@@ -77,7 +80,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(routes::openapi))
         .route(
             "/v1/competitions",
-            post(routes::create).layer(DefaultBodyLimit::max(create_limit)),
+            // At most CREATES_AT_ONCE bodies of up to `create_limit` in memory at a time; further
+            // creations wait their turn (and time out after 30 s like every request).
+            post(routes::create).layer(
+                tower::ServiceBuilder::new()
+                    .layer(tower::limit::ConcurrencyLimitLayer::new(CREATES_AT_ONCE))
+                    .layer(DefaultBodyLimit::max(create_limit)),
+            ),
         )
         .route("/v1/competitions/{id}", get(routes::competition))
         .route("/v1/competitions/{id}/photos", get(routes::photo_urls))
