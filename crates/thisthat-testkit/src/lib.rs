@@ -20,6 +20,7 @@ pub mod faults;
 pub mod fixtures;
 pub mod memory;
 pub mod photos;
+pub mod wire;
 
 pub use conformance::{
     BlobHarness, ClassifierHarness, DatabaseHarness, DirectResponse, DomainHarness, NotifierHarness, SignedUrls,
