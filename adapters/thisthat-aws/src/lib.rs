@@ -1,0 +1,1 @@
+//! thisthat on AWS (work in progress: see issue 4).
