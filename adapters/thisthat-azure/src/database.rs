@@ -1,0 +1,560 @@
+//! The database on Azure Table Storage, over [`TableClient`].
+//!
+//! One table holds everything, in these partitions (see `docs/azure.md`):
+//!
+//! | partition | row | what |
+//! |---|---|---|
+//! | competition id | `competition` | the competition (`Body`), its `Standing` and `Outcome` |
+//! | competition id | `vote_{voter}` | one vote (the row's existence is the "already voted" check) |
+//! | competition id | `notification` | the pending result notification, its lease, whether delivered |
+//! | `feed` | inverted id | an open competition, newest first in key order |
+//! | `user_{user}` | token hash | a registered device |
+//!
+//! A vote is one point read of the standing plus one entity-group transaction in the
+//! competition's partition: insert the vote row, merge the new standing with the read ETag as
+//! `If-Match`, and at the threshold insert the notification in the same batch.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use futures::future::join_all;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use thisthat_core::{
+    Competition, CompetitionId, Cursor, Endpoint, Entity as What, Error, FeedPage, FeedQuery, Notification, Result,
+    Standing, Status, UserId, Vote, VoteReceipt,
+    ports::{Database, NotificationClaim},
+};
+use tracing::instrument;
+
+use crate::table::{BatchOp, Entity, PROVIDER, TableClient, put_i64, quote};
+
+const COMPETITION: &str = "competition";
+const NOTIFICATION: &str = "notification";
+const FEED: &str = "feed";
+
+/// How often a vote re-reads and tries again after losing the ETag race before it reports the
+/// competition as unavailable. Only 24 votes per competition ever win, so a voter loses at most
+/// that many races; the margin covers retries of the service itself.
+const MAX_VOTE_ATTEMPTS: u32 = 200;
+
+/// thisthat's database on Azure Table Storage.
+#[derive(Debug, Clone)]
+pub struct AzureTableDatabase {
+    table: TableClient,
+}
+
+impl AzureTableDatabase {
+    /// The database in `table`, which [`AzureTableDatabase::create_tables`] creates.
+    pub fn new(table: TableClient) -> Self {
+        AzureTableDatabase { table }
+    }
+
+    /// Creates the table for a new deployment (an existing one is left as it is).
+    #[instrument(skip(self), fields(table = self.table.table()))]
+    pub async fn create_tables(&self) -> Result<()> {
+        self.table.create_table().await
+    }
+
+    /// The table client, for what the port does not cover.
+    pub fn client(&self) -> &TableClient {
+        &self.table
+    }
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+fn vote_row(voter: &UserId) -> String {
+    format!("vote_{}", b64(voter.as_str()))
+}
+
+fn user_partition(user: &UserId) -> String {
+    format!("user_{}", b64(user.as_str()))
+}
+
+fn token_row(token: &str) -> String {
+    // Tokens run to 4 KiB and hold characters keys may not; their hash is a key of 64 hex digits.
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// The id with every Crockford digit mirrored, so ascending row keys are newest first.
+fn inverted(id: &CompetitionId) -> String {
+    id.to_string()
+        .bytes()
+        .map(|b| {
+            let i = CROCKFORD.iter().position(|c| *c == b).unwrap_or(0);
+            CROCKFORD[31 - i] as char
+        })
+        .collect()
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn corrupt(what: &str, e: impl Into<thisthat_core::BoxError>) -> Error {
+    Error::Backend {
+        provider: PROVIDER,
+        message: format!("a stored {what} could not be read"),
+        source: Some(e.into()),
+    }
+}
+
+fn json_prop<T: serde::de::DeserializeOwned>(entity: &Entity, name: &str) -> Result<T> {
+    let raw = entity
+        .str(name)
+        .ok_or_else(|| corrupt(name, format!("property {name} is missing")))?;
+    serde_json::from_str(raw).map_err(|e| corrupt(name, e))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    let s = serde_json::to_string(value).map_err(|e| Error::backend(PROVIDER, e))?;
+    // A string property holds at most 64 KiB (32K UTF-16 units).
+    if s.encode_utf16().count() > 32 * 1024 {
+        return Err(Error::invalid("competition", "too large to store in one table entity"));
+    }
+    Ok(s)
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Draft => "draft",
+        Status::Open => "open",
+        _ => "closed",
+    }
+}
+
+fn keys(partition: &str, row: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("PartitionKey".into(), Value::String(partition.into()));
+    m.insert("RowKey".into(), Value::String(row.into()));
+    m
+}
+
+/// The competition entity's properties.
+fn competition_props(c: &Competition) -> Result<Map<String, Value>> {
+    let mut m = Map::new();
+    m.insert("Body".into(), Value::String(to_json(c)?));
+    m.insert("Standing".into(), Value::String(to_json(&c.standing())?));
+    m.insert("Status".into(), Value::String(status_name(c.status).into()));
+    m.insert(
+        "Outcome".into(),
+        Value::String(match &c.outcome {
+            Some(o) => to_json(o)?,
+            None => String::new(),
+        }),
+    );
+    Ok(m)
+}
+
+/// A competition as stored: its body, with the parts a vote changes taken from the standing.
+fn read_competition(entity: &Entity) -> Result<Competition> {
+    let mut c: Competition = json_prop(entity, "Body")?;
+    let standing: Standing = json_prop(entity, "Standing")?;
+    c.status = standing.status;
+    c.tally = standing.tally;
+    c.outcome = match entity.str("Outcome") {
+        Some(raw) if !raw.is_empty() => Some(serde_json::from_str(raw).map_err(|e| corrupt("outcome", e))?),
+        _ => None,
+    };
+    Ok(c)
+}
+
+impl AzureTableDatabase {
+    async fn read(&self, id: &CompetitionId) -> Result<Option<(Competition, String)>> {
+        let Some(entity) = self.table.get(&id.to_string(), COMPETITION, None).await? else {
+            return Ok(None);
+        };
+        let etag = entity.etag.clone().unwrap_or_else(|| "*".into());
+        Ok(Some((read_competition(&entity)?, etag)))
+    }
+
+    async fn add_to_feed(&self, c: &Competition) -> Result<()> {
+        let mut props = keys(FEED, &inverted(&c.id));
+        props.insert("Id".into(), Value::String(c.id.to_string()));
+        props.insert("Owner".into(), Value::String(c.owner.as_str().into()));
+        props.insert("Categories".into(), Value::String(to_json(&c.categories)?));
+        match self.table.insert(&props).await {
+            // Already listed (a retried insert or publish): the first entry stands.
+            Ok(()) | Err(Error::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One attempt at a vote: `Ok(None)` when another vote changed the standing in between.
+    async fn try_vote(&self, vote: &Vote) -> Result<Option<VoteReceipt>> {
+        let partition = vote.competition.to_string();
+        let Some(entity) = self.table.get(&partition, COMPETITION, Some("Standing")).await? else {
+            return Err(Error::not_found(What::Competition, vote.competition));
+        };
+        let etag = entity
+            .etag
+            .clone()
+            .ok_or_else(|| corrupt("competition", "the service sent no ETag"))?;
+        let mut standing: Standing = json_prop(&entity, "Standing")?;
+        let receipt = standing.apply(vote)?;
+        let mut vote_props = keys(&partition, &vote_row(&vote.voter));
+        vote_props.insert("Voter".into(), Value::String(vote.voter.as_str().into()));
+        vote_props.insert("Choice".into(), json!(vote.choice));
+        let mut update = Map::new();
+        update.insert("Standing".into(), Value::String(to_json(&standing)?));
+        update.insert("Status".into(), Value::String(status_name(standing.status).into()));
+        let mut ops = vec![BatchOp::Insert(vote_props)];
+        if let Some(outcome) = &receipt.closed {
+            update.insert("Outcome".into(), Value::String(to_json(outcome)?));
+            // The notification needs the title, which only the body holds: read once, at the close.
+            let Some((competition, _)) = self.read(&vote.competition).await? else {
+                return Err(Error::not_found(What::Competition, vote.competition));
+            };
+            let notification = Notification::for_close(&competition, outcome);
+            let mut n = keys(&partition, NOTIFICATION);
+            n.insert("Notification".into(), Value::String(to_json(&notification)?));
+            n.insert("Delivered".into(), Value::Bool(false));
+            put_i64(&mut n, "LeaseUntil", 0);
+            ops.push(BatchOp::Merge {
+                partition: partition.clone(),
+                row: COMPETITION.into(),
+                props: update,
+                if_match: etag,
+            });
+            ops.push(BatchOp::Insert(n));
+        } else {
+            ops.push(BatchOp::Merge {
+                partition: partition.clone(),
+                row: COMPETITION.into(),
+                props: update,
+                if_match: etag,
+            });
+        }
+        match self.table.batch(&ops).await? {
+            Ok(()) => Ok(Some(receipt)),
+            Err(failure) => match (failure.status, failure.index) {
+                // The vote row exists: this voter voted before (whatever else failed, the
+                // service stops at the first operation it refuses, and the vote is first).
+                (409, Some(0) | None) => Err(Error::AlreadyVoted),
+                // The standing changed since it was read: read again and decide again.
+                (412, _) => Ok(None),
+                // The competition vanished between the read and the batch (a deleted draft).
+                (404, _) => Err(Error::not_found(What::Competition, vote.competition)),
+                (status, _) => Err(
+                    match thisthat_http::status_error(
+                        PROVIDER,
+                        thisthat_http::HttpStatusError::new(status, failure.code.clone()),
+                    ) {
+                        Error::Backend { provider, message, .. } => Error::Backend {
+                            provider,
+                            message,
+                            source: Some(failure.into()),
+                        },
+                        other => other,
+                    },
+                ),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Database for AzureTableDatabase {
+    #[instrument(skip(self, competition), fields(table = self.table.table(), id = %competition.id))]
+    async fn insert_competition(&self, competition: &Competition) -> Result<()> {
+        let mut props = keys(&competition.id.to_string(), COMPETITION);
+        props.extend(competition_props(competition)?);
+        // Listed before it is stored: a crash in between leaves a feed entry that reads as
+        // missing and is skipped, never a competition that the feed does not show.
+        if competition.status == Status::Open {
+            self.add_to_feed(competition).await?;
+        }
+        self.table.insert(&props).await.map_err(|e| match e {
+            Error::Conflict { source, .. } => Error::Conflict {
+                reason: format!("competition {} exists", competition.id),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    #[instrument(skip(self, competition), fields(table = self.table.table(), id = %competition.id))]
+    async fn publish_competition(&self, competition: &Competition) -> Result<()> {
+        let Some((stored, etag)) = self.read(&competition.id).await? else {
+            return Err(Error::not_found(What::Competition, competition.id));
+        };
+        if stored.status != Status::Draft {
+            return Err(Error::conflict(format!(
+                "competition {} is no longer a draft",
+                competition.id
+            )));
+        }
+        self.add_to_feed(competition).await?;
+        let mut props = keys(&competition.id.to_string(), COMPETITION);
+        props.extend(competition_props(competition)?);
+        self.table
+            .write(&competition.id.to_string(), COMPETITION, &props, false, Some(&etag))
+            .await
+            .map_err(|e| match e {
+                Error::Conflict { source, .. } => Error::Conflict {
+                    reason: format!("competition {} changed while it was published", competition.id),
+                    source,
+                },
+                other => other,
+            })
+    }
+
+    #[instrument(skip(self), fields(table = self.table.table()))]
+    async fn delete_draft(&self, id: &CompetitionId) -> Result<()> {
+        let Some((stored, etag)) = self.read(id).await? else {
+            return Ok(());
+        };
+        if stored.status != Status::Draft {
+            return Err(Error::conflict(format!("competition {id} is not a draft")));
+        }
+        self.table.delete(&id.to_string(), COMPETITION, &etag).await
+    }
+
+    #[instrument(skip(self), fields(table = self.table.table()))]
+    async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
+        self.read(id)
+            .await?
+            .map(|(c, _)| c)
+            .ok_or_else(|| Error::not_found(What::Competition, id))
+    }
+
+    #[instrument(skip(self), fields(table = self.table.table(), competition = %vote.competition))]
+    async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
+        for attempt in 0..MAX_VOTE_ATTEMPTS {
+            if let Some(receipt) = self.try_vote(vote).await? {
+                if receipt.closed.is_some() {
+                    // Off the feed; readers also check the status, so a failure here only
+                    // leaves an entry they skip.
+                    if let Err(e) = self.table.delete(FEED, &inverted(&vote.competition), "*").await {
+                        tracing::warn!(error = %e, "could not remove a closed competition from the feed");
+                    }
+                }
+                return Ok(receipt);
+            }
+            // Lost the race: back off a little (jittered, growing) so racing voters spread out.
+            let cap = 2u64.saturating_pow(attempt.min(6)).min(50);
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
+        }
+        Err(Error::Unavailable {
+            provider: PROVIDER,
+            retry_after: Some(Duration::from_millis(100)),
+            source: Some(format!("vote lost {MAX_VOTE_ATTEMPTS} races in a row").into()),
+        })
+    }
+
+    #[instrument(skip(self, query), fields(table = self.table.table()))]
+    async fn feed(&self, query: &FeedQuery) -> Result<FeedPage> {
+        query.validate()?;
+        let mut filter = format!("PartitionKey eq {}", quote(FEED));
+        if let Some(cursor) = &query.cursor {
+            filter.push_str(&format!(" and RowKey gt {}", quote(&inverted(&cursor.last_seen()))));
+        }
+        let mut admitted: Vec<Competition> = Vec::new();
+        let mut continuation = None;
+        // One more than the page, to know whether another page exists.
+        let want = query.limit + 1;
+        'pages: loop {
+            let (entries, next) = self.table.query(&filter, Some(100), continuation.as_ref()).await?;
+            // The entry's owner and categories are fixed at creation, so they filter before
+            // any competition is read; status and tally come from the competition itself.
+            let candidates: Vec<CompetitionId> = entries
+                .iter()
+                .filter(|e| query.viewer.as_ref().is_none_or(|v| e.str("Owner") != Some(v.as_str())))
+                .filter(|e| {
+                    query.category.as_ref().is_none_or(|cat| {
+                        e.str("Categories")
+                            .and_then(|raw| serde_json::from_str::<Vec<thisthat_core::Category>>(raw).ok())
+                            .is_some_and(|cats| cats.contains(cat))
+                    })
+                })
+                .filter_map(|e| e.str("Id")?.parse().ok())
+                .collect();
+            for chunk in candidates.chunks(want) {
+                let read = join_all(chunk.iter().map(|id| self.read(id))).await;
+                for (id, result) in chunk.iter().zip(read) {
+                    match result? {
+                        Some((c, _)) if query.admits(&c) => {
+                            admitted.push(c);
+                            if admitted.len() >= want {
+                                break 'pages;
+                            }
+                        }
+                        Some((c, _)) if c.status == Status::Closed => {
+                            // A closed competition whose entry was not removed at the close.
+                            let _ = self.table.delete(FEED, &inverted(id), "*").await;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            match next {
+                Some(n) => continuation = Some(n),
+                None => break,
+            }
+        }
+        let next = if admitted.len() > query.limit {
+            admitted.truncate(query.limit);
+            admitted.last().map(|c| Cursor::after(c.id))
+        } else {
+            None
+        };
+        Ok(FeedPage {
+            competitions: admitted,
+            next,
+        })
+    }
+
+    #[instrument(skip(self, claim), fields(table = self.table.table()))]
+    async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
+        let now = millis(claim.now);
+        let candidates: Vec<Entity> = match &claim.competition {
+            Some(id) => self
+                .table
+                .get(&id.to_string(), NOTIFICATION, None)
+                .await?
+                .into_iter()
+                .collect(),
+            None => {
+                // No secondary index: a filtered scan of the table (see docs/azure.md).
+                let filter = format!(
+                    "RowKey eq {} and Delivered eq false and LeaseUntil le {now}L",
+                    quote(NOTIFICATION)
+                );
+                let mut all = Vec::new();
+                let mut continuation = None;
+                loop {
+                    let (page, next) = self.table.query(&filter, None, continuation.as_ref()).await?;
+                    all.extend(page);
+                    match next {
+                        Some(n) if all.len() < claim.limit => continuation = Some(n),
+                        _ => break,
+                    }
+                }
+                all
+            }
+        };
+        let until = millis(claim.now + claim.lease);
+        let mut claimed = Vec::new();
+        for entity in candidates {
+            if claimed.len() >= claim.limit {
+                break;
+            }
+            if entity.bool("Delivered") != Some(false) || entity.i64("LeaseUntil").unwrap_or(0) > now {
+                continue;
+            }
+            let (Some(partition), Some(etag)) = (entity.str("PartitionKey"), entity.etag.as_deref()) else {
+                continue;
+            };
+            let notification: Notification = json_prop(&entity, "Notification")?;
+            let mut lease = Map::new();
+            put_i64(&mut lease, "LeaseUntil", until);
+            // The ETag makes the claim exclusive: of racing workers, one merge succeeds.
+            match self
+                .table
+                .write(partition, NOTIFICATION, &lease, true, Some(etag))
+                .await
+            {
+                Ok(()) => claimed.push(notification),
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(claimed)
+    }
+
+    #[instrument(skip(self), fields(table = self.table.table()))]
+    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
+        loop {
+            let Some(entity) = self.table.get(&competition.to_string(), NOTIFICATION, None).await? else {
+                return Err(Error::not_found(What::Notification, competition));
+            };
+            if entity.bool("Delivered") == Some(true) {
+                return Err(Error::conflict(format!(
+                    "the notification of {competition} was already delivered"
+                )));
+            }
+            let etag = entity.etag.as_deref().unwrap_or("*");
+            let mut done = Map::new();
+            done.insert("Delivered".into(), Value::Bool(true));
+            match self
+                .table
+                .write(&competition.to_string(), NOTIFICATION, &done, true, Some(etag))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                // A lease changed it in between: read again (a second completion then conflicts).
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    #[instrument(skip(self, endpoint), fields(table = self.table.table()))]
+    async fn save_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        let partition = user_partition(&endpoint.device.user);
+        let row = token_row(&endpoint.device.token);
+        let mut props = keys(&partition, &row);
+        props.insert("Endpoint".into(), Value::String(to_json(endpoint)?));
+        self.table.write(&partition, &row, &props, false, None).await
+    }
+
+    #[instrument(skip(self), fields(table = self.table.table()))]
+    async fn endpoints(&self, user: &UserId) -> Result<Vec<Endpoint>> {
+        let filter = format!("PartitionKey eq {}", quote(&user_partition(user)));
+        let mut out = Vec::new();
+        let mut continuation = None;
+        loop {
+            let (page, next) = self.table.query(&filter, None, continuation.as_ref()).await?;
+            for entity in page {
+                out.push(json_prop(&entity, "Endpoint")?);
+            }
+            match next {
+                Some(n) => continuation = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    #[instrument(skip(self, token), fields(table = self.table.table()))]
+    async fn delete_endpoint(&self, user: &UserId, token: &str) -> Result<()> {
+        self.table.delete(&user_partition(user), &token_row(token), "*").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverted_ids_sort_newest_first() {
+        let older = CompetitionId::new();
+        let newer = CompetitionId::new();
+        assert!(older < newer);
+        assert!(inverted(&newer) < inverted(&older));
+        assert_eq!(inverted(&older).len(), 26);
+    }
+
+    #[test]
+    fn keys_hold_only_allowed_characters() {
+        let user = UserId::new("auth0|a.b@c:d").expect("user");
+        for key in [vote_row(&user), user_partition(&user), token_row("a/b#c?\\")] {
+            assert!(
+                key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "{key}"
+            );
+        }
+        assert_ne!(
+            vote_row(&UserId::new("UPPER").expect("u")),
+            vote_row(&UserId::new("upper").expect("u"))
+        );
+    }
+}
