@@ -10,6 +10,8 @@
 
 pub mod backend;
 pub mod clock;
+#[cfg(feature = "decode")]
+pub mod decode;
 pub mod error;
 pub mod id;
 pub mod key;

@@ -6,11 +6,9 @@
 //! photo with what can be derived from its pixels, its shape and its dominant colours, and
 //! never invents object names it cannot see. It does not screen content.
 
-use std::io::Cursor;
-
 use async_trait::async_trait;
 use bytes::Bytes;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, metadata::Orientation};
+use image::DynamicImage;
 use thisthat_core::{
     Classification, Error, Label, Result,
     media::sniff,
@@ -19,11 +17,7 @@ use thisthat_core::{
 
 /// The side of the thumbnail the colours are counted on.
 const THUMBNAIL: u32 = 32;
-/// Images wider or taller than this are not decoded (orientation only).
-const MAX_SIDE: u32 = 16_384;
-/// Images whose decoded pixels would take more than this are not decoded (orientation only).
-const MAX_DECODED_BYTES: u64 = 96 * 1024 * 1024;
-/// Decodes at once, process-wide: each may hold [`MAX_DECODED_BYTES`] (and a rotated copy),
+/// Decodes at once, process-wide: each may hold [`thisthat_core::decode::MAX_DECODED_BYTES`] (and a rotated copy),
 /// so the number in flight, not the number of requests, bounds the memory decoding takes.
 static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 /// A second colour is reported only when at least this share of the pixels has it.
@@ -137,24 +131,7 @@ fn orientation(width: u32, height: u32) -> &'static str {
     }
 }
 
-/// Decodes the photo, turned upright as its EXIF orientation says. `None` when it cannot be
-/// decoded here (a variant of the format this decoder lacks, a damaged body, or too large).
-pub(crate) fn decode(bytes: &[u8]) -> Option<DynamicImage> {
-    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_DECODED_BYTES);
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().ok()?;
-    if decoder.total_bytes() > MAX_DECODED_BYTES {
-        return None;
-    }
-    let turn = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).ok()?;
-    image.apply_orientation(turn);
-    Some(image)
-}
+pub(crate) use thisthat_core::decode::decode;
 
 /// The share of the (opaque) pixels in each named colour, largest first, without empty ones.
 fn colour_shares(image: &DynamicImage) -> Vec<(Colour, f32)> {

@@ -1,0 +1,882 @@
+//! The DynamoDB database. Design and reasoning: `docs/aws.md`.
+//!
+//! One table. A competition is one item, and everything a vote reads or changes lives on it:
+//! the standing (status, tally, votes remaining), the votes cast (a map from voter to
+//! choice), and once closed the outcome and the pending notification. A vote is therefore one
+//! conditional `UpdateItem` whose condition is the domain's rules (open, not the owner, not
+//! voted yet, a real photo, not the closing vote) and which returns the new tally. The closing
+//! vote is the one whose blind attempt is refused because a single vote remains: the refusal
+//! carries the item (`ReturnValuesOnConditionCheckFailure`), the adapter computes the outcome
+//! with [`Standing::apply`], and a second `UpdateItem`, conditioned on exactly that state,
+//! counts the vote, closes the competition, stores the outcome and records the pending
+//! notification at once.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::{
+    Client,
+    operation::{delete_item::DeleteItemError, put_item::PutItemError, update_item::UpdateItemError},
+    types::{
+        AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        KeysAndAttributes, Projection, ProjectionType, ReturnValue, ReturnValuesOnConditionCheckFailure,
+        ScalarAttributeType, TableStatus,
+    },
+};
+use thisthat_core::{
+    Competition, CompetitionId, Cursor, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Outcome, Result,
+    Standing, Status, Tally, UserId, Vote, VoteReceipt,
+    ports::{Database, NotificationClaim},
+};
+use tracing::Instrument;
+
+use crate::error;
+
+const SERVICE: &str = "dynamodb";
+type Item = HashMap<String, AttributeValue>;
+
+/// Index of open competitions, newest first: partition `feed` (present only while open),
+/// sort `id` (a ULID, so time order). Projects only what the feed filters on, so votes, which
+/// change neither, never write to it.
+const FEED_INDEX: &str = "feed";
+/// Index of undelivered notifications: partition `pending` (present until delivered).
+const PENDING_INDEX: &str = "pending";
+const OPEN: &str = "open";
+const PENDING: &str = "pending";
+/// A vote's choice is written into the update expression as a list index, so an absurd one
+/// is never sent: it is checked against the stored photo count after a read instead.
+const MAX_INDEX_IN_EXPRESSION: usize = 64;
+/// How many times a vote re-reads and tries again when the competition changed under it.
+/// Each retry follows another vote landing, and at most one vote can be the closing one, so
+/// this is never reached unless the conditions and the rules disagree.
+const MAX_VOTE_ATTEMPTS: usize = 8;
+
+/// The thisthat database on one DynamoDB table (see the module docs and `docs/aws.md`).
+#[derive(Debug, Clone)]
+pub struct DynamoDatabase {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDatabase {
+    /// The database in `table`, with the given client.
+    pub fn from_client(client: Client, table: impl Into<String>) -> Self {
+        DynamoDatabase {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The database in `table`, configured from the standard AWS chain.
+    pub async fn new(table: impl Into<String>) -> Self {
+        Self::from_client(Client::new(&crate::load_config().await), table)
+    }
+
+    /// The DynamoDB client, for anything thisthat does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table and its two indexes (on-demand billing) and waits until it is active,
+    /// for a new deployment or a test. An existing table is left as it is.
+    pub async fn create_table(&self) -> Result<()> {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| Error::backend(SERVICE, e))
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| Error::backend(SERVICE, e))
+        };
+        let index = |name: &str, partition: &str, projection: Projection| -> Result<GlobalSecondaryIndex> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(partition, KeyType::Hash)?)
+                .key_schema(key("id", KeyType::Range)?)
+                .projection(projection)
+                .build()
+                .map_err(|e| Error::backend(SERVICE, e))
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_attribute_definitions(Some(vec![
+                attribute("pk")?,
+                attribute("sk")?,
+                attribute("feed")?,
+                attribute("pending")?,
+                attribute("id")?,
+            ]))
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(index(
+                FEED_INDEX,
+                "feed",
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .non_key_attributes("owner")
+                    .non_key_attributes("categories")
+                    .build(),
+            )?)
+            .global_secondary_indexes(index(
+                PENDING_INDEX,
+                "pending",
+                Projection::builder().projection_type(ProjectionType::KeysOnly).build(),
+            )?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if error::code(&e) == Some("ResourceInUseException") => {}
+            Err(e) => return Err(error::map(SERVICE, e)),
+        }
+        for _ in 0..300 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| error::map(SERVICE, e))?;
+            if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(Error::unavailable(
+            SERVICE,
+            "the table did not become active within 5 minutes",
+        ))
+    }
+
+    fn span(&self, operation: &'static str) -> tracing::Span {
+        tracing::debug_span!("dynamodb", operation, table = %self.table)
+    }
+
+    async fn get(&self, pk: String) -> Result<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(COMPETITION_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| error::map(SERVICE, e))?;
+        Ok(output.item)
+    }
+
+    /// Tries to count `vote` as one that does not close the competition. `Err(item)` is the
+    /// competition as it was when the condition failed (`None`: there is none).
+    async fn count(&self, vote: &Vote, attempt: &str) -> Result<std::result::Result<VoteReceipt, Option<Item>>> {
+        let index = vote.choice;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(competition_pk(&vote.competition)))
+            .key("sk", s(COMPETITION_SK))
+            .update_expression(format!(
+                "SET #tally[{index}] = #tally[{index}] + :one, #votes.#voter = :ballot, #remaining = #remaining - :one"
+            ))
+            .condition_expression(
+                "#status = :open AND #owner <> :voter AND attribute_not_exists(#votes.#voter) \
+                 AND #remaining > :one AND #photos > :choice",
+            )
+            .expression_attribute_names("#tally", "tally")
+            .expression_attribute_names("#votes", "votes")
+            .expression_attribute_names("#voter", vote.voter.as_str())
+            .expression_attribute_names("#remaining", "remaining")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#photos", "photos")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":choice", n(index))
+            .expression_attribute_values(":ballot", ballot(index, attempt))
+            .expression_attribute_values(":open", s(OPEN))
+            .expression_attribute_values(":voter", s(vote.voter.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes.unwrap_or_default();
+                Ok(Ok(VoteReceipt {
+                    tally: tally(&item)?,
+                    closed: None,
+                }))
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => Ok(Err(refused.item.clone())),
+                _ => Err(error::map(SERVICE, e)),
+            },
+        }
+    }
+
+    /// Counts the closing vote, closes the competition, stores its outcome and records the
+    /// pending notification, on condition that the competition is exactly as `before` (open,
+    /// one vote remaining: no other vote can then have changed the tally). `Err(item)` as in
+    /// [`DynamoDatabase::count`].
+    async fn close(
+        &self,
+        vote: &Vote,
+        attempt: &str,
+        closed: &Competition,
+        outcome: &Outcome,
+    ) -> Result<std::result::Result<(), Option<Item>>> {
+        let index = vote.choice;
+        let notification = Notification::for_close(closed, outcome);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(competition_pk(&vote.competition)))
+            .key("sk", s(COMPETITION_SK))
+            .update_expression(format!(
+                "SET #tally[{index}] = #tally[{index}] + :one, #votes.#voter = :ballot, #remaining = :zero, \
+                 #status = :closed, #outcome = :outcome, #notification = :notification, #pending = :pending, \
+                 #closed_by = :attempt REMOVE #feed"
+            ))
+            .condition_expression(
+                "#status = :open AND #owner <> :voter AND attribute_not_exists(#votes.#voter) AND #remaining = :one",
+            )
+            .expression_attribute_names("#tally", "tally")
+            .expression_attribute_names("#votes", "votes")
+            .expression_attribute_names("#voter", vote.voter.as_str())
+            .expression_attribute_names("#remaining", "remaining")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#outcome", "outcome")
+            .expression_attribute_names("#notification", "notification")
+            .expression_attribute_names("#pending", "pending")
+            .expression_attribute_names("#feed", "feed")
+            .expression_attribute_names("#closed_by", "closed_by")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":ballot", ballot(index, attempt))
+            .expression_attribute_values(":attempt", s(attempt))
+            .expression_attribute_values(":open", s(OPEN))
+            .expression_attribute_values(":closed", s(status_str(Status::Closed)))
+            .expression_attribute_values(":voter", s(vote.voter.as_str()))
+            .expression_attribute_values(":outcome", s(to_json(outcome)?))
+            .expression_attribute_values(":notification", s(to_json(&notification)?))
+            .expression_attribute_values(":pending", s(PENDING))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => Ok(Err(refused.item.clone())),
+                _ => Err(error::map(SERVICE, e)),
+            },
+        }
+    }
+
+    /// Leases one competition's pending notification if nobody holds it.
+    async fn lease(&self, id: &CompetitionId, claim: &NotificationClaim) -> Result<Option<Notification>> {
+        let until = claim.now.checked_add(claim.lease).unwrap_or(claim.now);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(competition_pk(id)))
+            .key("sk", s(COMPETITION_SK))
+            .update_expression("SET #lease = :until")
+            .condition_expression("attribute_exists(#pending) AND (attribute_not_exists(#lease) OR #lease <= :now)")
+            .expression_attribute_names("#pending", "pending")
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_values(":until", n(millis(until)))
+            .expression_attribute_values(":now", n(millis(claim.now)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes.unwrap_or_default();
+                Ok(Some(from_json(string(&item, "notification")?)?))
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
+                _ => Err(error::map(SERVICE, e)),
+            },
+        }
+    }
+
+    /// Full items for `ids`, in the order given (missing ones left out).
+    async fn competitions(&self, ids: &[CompetitionId]) -> Result<Vec<Item>> {
+        let mut found: HashMap<String, Item> = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        ("pk".to_owned(), s(competition_pk(id))),
+                        ("sk".to_owned(), s(COMPETITION_SK)),
+                    ])
+                })
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| Error::backend(SERVICE, e))?,
+            );
+            // BatchGetItem may hand back part of the keys as unprocessed under load; ask again
+            // for those until none are left.
+            while let Some(keys) = request.take() {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| error::map(SERVICE, e))?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    found.insert(string(&item, "pk")?.to_owned(), item);
+                }
+                request = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(&competition_pk(id))).collect())
+    }
+}
+
+const COMPETITION_SK: &str = "competition";
+
+fn competition_pk(id: &CompetitionId) -> String {
+    format!("competition#{id}")
+}
+
+fn user_pk(user: &UserId) -> String {
+    format!("user#{user}")
+}
+
+/// Device tokens can be longer than a sort key may be (1 KiB), so the key holds a hash of the
+/// token; the token itself is in the stored endpoint.
+fn device_sk(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("device#{hex}")
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn millis(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+fn status_str(status: Status) -> &'static str {
+    match status {
+        Status::Draft => "draft",
+        Status::Open => OPEN,
+        _ => "closed",
+    }
+}
+
+fn parse_status(value: &str) -> Result<Status> {
+    match value {
+        "draft" => Ok(Status::Draft),
+        OPEN => Ok(Status::Open),
+        "closed" => Ok(Status::Closed),
+        other => Err(corrupt(format!("unknown status {other:?}"))),
+    }
+}
+
+fn corrupt(message: impl Into<String>) -> Error {
+    Error::Backend {
+        provider: SERVICE,
+        message: format!("a stored item is not as thisthat writes it: {}", message.into()),
+        source: None,
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::backend(SERVICE, e))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: &str) -> Result<T> {
+    serde_json::from_str(value).map_err(|e| corrupt(e.to_string()))
+}
+
+fn string<'a>(item: &'a Item, name: &str) -> Result<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value),
+        _ => Err(corrupt(format!("missing string {name}"))),
+    }
+}
+
+fn tally(item: &Item) -> Result<Tally> {
+    match item.get("tally") {
+        Some(AttributeValue::L(counts)) => counts
+            .iter()
+            .map(|c| match c {
+                AttributeValue::N(v) => v.parse::<u32>().map_err(|_| corrupt("bad tally count")),
+                _ => Err(corrupt("bad tally count")),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Tally::from_counts),
+        _ => Err(corrupt("missing tally")),
+    }
+}
+
+fn has_voted(item: &Item, voter: &UserId) -> bool {
+    matches!(item.get("votes"), Some(AttributeValue::M(votes)) if votes.contains_key(voter.as_str()))
+}
+
+/// What a vote stores under its voter: the choice, and the attempt that cast it, so that a
+/// request the SDK retried after its answer was lost recognises its own vote.
+fn ballot(choice: usize, attempt: &str) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("choice".to_owned(), n(choice)),
+        ("attempt".to_owned(), s(attempt)),
+    ]))
+}
+
+/// Whether `item` holds the vote cast by `attempt`.
+fn cast_by(item: &Item, voter: &UserId, attempt: &str) -> bool {
+    let Some(AttributeValue::M(votes)) = item.get("votes") else {
+        return false;
+    };
+    matches!(votes.get(voter.as_str()), Some(AttributeValue::M(b)) if b.get("attempt") == Some(&s(attempt)))
+}
+
+/// A fresh, unguessable attempt id.
+fn new_attempt() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// The item that stores `c`. Its `body` keeps the parts that never change after publishing;
+/// the parts a vote changes are attributes of their own, and win over the body when read.
+fn competition_item(c: &Competition) -> Result<Item> {
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(competition_pk(&c.id))),
+        ("sk".to_owned(), s(COMPETITION_SK)),
+        ("id".to_owned(), s(c.id.to_string())),
+        ("body".to_owned(), s(to_json(c)?)),
+        ("status".to_owned(), s(status_str(c.status))),
+        ("owner".to_owned(), s(c.owner.as_str())),
+        ("photos".to_owned(), n(c.photos.len())),
+        (
+            "tally".to_owned(),
+            AttributeValue::L(c.tally.counts().iter().map(|v| n(*v)).collect()),
+        ),
+        (
+            "remaining".to_owned(),
+            n(c.votes_to_close.saturating_sub(c.tally.total())),
+        ),
+        ("votes".to_owned(), AttributeValue::M(HashMap::new())),
+        (
+            "categories".to_owned(),
+            AttributeValue::L(c.categories.iter().map(|cat| s(cat.as_str())).collect()),
+        ),
+    ]);
+    if c.status == Status::Open {
+        item.insert("feed".to_owned(), s(OPEN));
+    }
+    if let Some(outcome) = &c.outcome {
+        item.insert("outcome".to_owned(), s(to_json(outcome)?));
+    }
+    Ok(item)
+}
+
+fn competition_from(item: &Item) -> Result<Competition> {
+    let mut c: Competition = from_json(string(item, "body")?)?;
+    c.status = parse_status(string(item, "status")?)?;
+    c.tally = tally(item)?;
+    c.outcome = match item.get("outcome") {
+        Some(AttributeValue::S(json)) => Some(from_json(json)?),
+        _ => None,
+    };
+    Ok(c)
+}
+
+#[async_trait]
+impl Database for DynamoDatabase {
+    async fn insert_competition(&self, competition: &Competition) -> Result<()> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(competition_item(competition)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .instrument(self.span("insert_competition"))
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Err(Error::conflict(format!(
+                    "competition {} already exists",
+                    competition.id
+                ))),
+                _ => Err(error::map(SERVICE, e)),
+            },
+        }
+    }
+
+    async fn publish_competition(&self, competition: &Competition) -> Result<()> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(competition_item(competition)?))
+            .condition_expression("#status = :draft")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":draft", s(status_str(Status::Draft)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .instrument(self.span("publish_competition"))
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(refused)) => Err(match refused.item {
+                    Some(_) => Error::conflict("the competition is no longer a draft"),
+                    None => Error::not_found(Entity::Competition, competition.id),
+                }),
+                _ => Err(error::map(SERVICE, e)),
+            },
+        }
+    }
+
+    async fn delete_draft(&self, id: &CompetitionId) -> Result<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(competition_pk(id)))
+            .key("sk", s(COMPETITION_SK))
+            .condition_expression("attribute_not_exists(pk) OR #status = :draft")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":draft", s(status_str(Status::Draft)))
+            .send()
+            .instrument(self.span("delete_draft"))
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(_)) => {
+                    Err(Error::conflict("only drafts can be deleted"))
+                }
+                _ => Err(error::map(SERVICE, e)),
+            },
+        }
+    }
+
+    async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
+        let item = self
+            .get(competition_pk(id))
+            .instrument(self.span("competition"))
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Competition, id))?;
+        competition_from(&item)
+    }
+
+    async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
+        async {
+            // What the competition looked like when the last attempt was refused; `None` until
+            // an attempt (or a read) says.
+            let attempt = new_attempt();
+            let mut known: Option<Option<Item>> = None;
+            let mut last_state = String::new();
+            for _ in 0..MAX_VOTE_ATTEMPTS {
+                let item = match known.take() {
+                    None if vote.choice < MAX_INDEX_IN_EXPRESSION => match self.count(vote, &attempt).await? {
+                        Ok(receipt) => return Ok(receipt),
+                        Err(item) => item,
+                    },
+                    None => self.get(competition_pk(&vote.competition)).await?,
+                    Some(item) => item,
+                };
+                let item = item.ok_or_else(|| Error::not_found(Entity::Competition, vote.competition))?;
+                let competition = competition_from(&item)?;
+                if cast_by(&item, &vote.voter, &attempt) {
+                    // Our own vote, landed by a request whose answer was lost and that the SDK
+                    // sent again: it counted once, so answer as if the first answer arrived.
+                    let closed_by_us = matches!(item.get("closed_by"), Some(AttributeValue::S(a)) if *a == attempt);
+                    return Ok(VoteReceipt {
+                        tally: competition.tally.clone(),
+                        closed: competition.outcome.clone().filter(|_| closed_by_us),
+                    });
+                }
+                if has_voted(&item, &vote.voter) {
+                    return Err(Error::AlreadyVoted);
+                }
+                last_state = format!(
+                    "status {:?}, tally {:?}, remaining {:?}",
+                    competition.status,
+                    competition.tally.counts(),
+                    item.get("remaining")
+                );
+                let mut standing: Standing = competition.standing();
+                let receipt = standing.apply(vote)?;
+                let Some(outcome) = &receipt.closed else {
+                    // The rules allow the vote and it does not close: the competition changed
+                    // between the attempt and now (it cannot, since the refusal carries the
+                    // state it was refused on, but a retry is the safe answer).
+                    continue;
+                };
+                let mut closed = competition;
+                closed.status = standing.status;
+                closed.tally = receipt.tally.clone();
+                closed.outcome = Some(outcome.clone());
+                match self.close(vote, &attempt, &closed, outcome).await? {
+                    Ok(()) => return Ok(receipt),
+                    Err(item) => known = Some(item),
+                }
+            }
+            Err(Error::Backend {
+                provider: SERVICE,
+                message: format!(
+                    "the vote on {} was refused {MAX_VOTE_ATTEMPTS} times for a reason the rules do not explain \
+                     (last seen: {last_state})",
+                    vote.competition
+                ),
+                source: None,
+            })
+        }
+        .instrument(self.span("cast_vote"))
+        .await
+    }
+
+    async fn feed(&self, query: &FeedQuery) -> Result<FeedPage> {
+        query.validate()?;
+        async {
+            let mut filters = Vec::new();
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FEED_INDEX)
+                .key_condition_expression("#feed = :open")
+                .expression_attribute_names("#feed", "feed")
+                .expression_attribute_values(":open", s(OPEN))
+                .scan_index_forward(false)
+                .limit(i32::try_from(query.limit * 2).unwrap_or(200));
+            if let Some(viewer) = &query.viewer {
+                filters.push("#owner <> :viewer");
+                request = request
+                    .expression_attribute_names("#owner", "owner")
+                    .expression_attribute_values(":viewer", s(viewer.as_str()));
+            }
+            if let Some(category) = &query.category {
+                filters.push("contains(#categories, :category)");
+                request = request
+                    .expression_attribute_names("#categories", "categories")
+                    .expression_attribute_values(":category", s(category.as_str()));
+            }
+            if !filters.is_empty() {
+                request = request.filter_expression(filters.join(" AND "));
+            }
+            let mut start = query.cursor.map(|cursor| {
+                let id = cursor.last_seen();
+                HashMap::from([
+                    ("pk".to_owned(), s(competition_pk(&id))),
+                    ("sk".to_owned(), s(COMPETITION_SK)),
+                    ("feed".to_owned(), s(OPEN)),
+                    ("id".to_owned(), s(id.to_string())),
+                ])
+            });
+            let mut page = Vec::new();
+            loop {
+                let output = request
+                    .clone()
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| error::map(SERVICE, e))?;
+                let ids = output
+                    .items()
+                    .iter()
+                    .map(|item| string(item, "id")?.parse().map_err(|_| corrupt("bad id")))
+                    .collect::<Result<Vec<CompetitionId>>>()?;
+                // The index is eventually consistent and holds only keys and filter fields:
+                // read the items themselves, and check them again against the query.
+                for item in self.competitions(&ids).await? {
+                    let competition = competition_from(&item)?;
+                    let voted = query.viewer.as_ref().is_some_and(|v| has_voted(&item, v));
+                    if query.admits(&competition) && !voted {
+                        page.push(competition);
+                    }
+                }
+                start = output.last_evaluated_key;
+                if page.len() > query.limit || start.is_none() {
+                    break;
+                }
+            }
+            let next = if page.len() > query.limit {
+                page.truncate(query.limit);
+                page.last().map(|c| Cursor::after(c.id))
+            } else {
+                None
+            };
+            Ok(FeedPage {
+                competitions: page,
+                next,
+            })
+        }
+        .instrument(self.span("feed"))
+        .await
+    }
+
+    async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
+        async {
+            if let Some(id) = &claim.competition {
+                return Ok(self.lease(id, claim).await?.into_iter().take(claim.limit).collect());
+            }
+            let mut claimed = Vec::new();
+            let mut start = None;
+            loop {
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(PENDING_INDEX)
+                    .key_condition_expression("#pending = :pending")
+                    .expression_attribute_names("#pending", "pending")
+                    .expression_attribute_values(":pending", s(PENDING))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| error::map(SERVICE, e))?;
+                for item in output.items() {
+                    if claimed.len() >= claim.limit {
+                        return Ok(claimed);
+                    }
+                    let id: CompetitionId = string(item, "id")?.parse().map_err(|_| corrupt("bad id"))?;
+                    if let Some(notification) = self.lease(&id, claim).await? {
+                        claimed.push(notification);
+                    }
+                }
+                start = output.last_evaluated_key;
+                if start.is_none() || claimed.len() >= claim.limit {
+                    return Ok(claimed);
+                }
+            }
+        }
+        .instrument(self.span("claim_notifications"))
+        .await
+    }
+
+    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(competition_pk(competition)))
+            .key("sk", s(COMPETITION_SK))
+            .update_expression("SET #delivered = :now REMOVE #pending, #lease")
+            .condition_expression("attribute_exists(#pending)")
+            .expression_attribute_names("#pending", "pending")
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_names("#delivered", "delivered_at")
+            .expression_attribute_values(":now", n(millis(SystemTime::now())))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .instrument(self.span("complete_notification"))
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                    match refused.item.as_ref().and_then(|i| i.get("notification")) {
+                        Some(_) => Err(Error::conflict("the notification was already delivered")),
+                        None => Err(Error::not_found(Entity::Notification, competition)),
+                    }
+                }
+                _ => Err(error::map(SERVICE, e)),
+            },
+        }
+    }
+
+    async fn save_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(user_pk(&endpoint.device.user)))
+            .item("sk", s(device_sk(&endpoint.device.token)))
+            .item("endpoint", s(to_json(endpoint)?))
+            .send()
+            .instrument(self.span("save_endpoint"))
+            .await
+            .map_err(|e| error::map(SERVICE, e))?;
+        Ok(())
+    }
+
+    async fn endpoints(&self, user: &UserId) -> Result<Vec<Endpoint>> {
+        async {
+            let mut endpoints = Vec::new();
+            let mut start = None;
+            loop {
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :device)")
+                    .expression_attribute_values(":pk", s(user_pk(user)))
+                    .expression_attribute_values(":device", s("device#"))
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| error::map(SERVICE, e))?;
+                for item in output.items() {
+                    endpoints.push(from_json(string(item, "endpoint")?)?);
+                }
+                start = output.last_evaluated_key;
+                if start.is_none() {
+                    return Ok(endpoints);
+                }
+            }
+        }
+        .instrument(self.span("endpoints"))
+        .await
+    }
+
+    async fn delete_endpoint(&self, user: &UserId, token: &str) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(user)))
+            .key("sk", s(device_sk(token)))
+            .send()
+            .instrument(self.span("delete_endpoint"))
+            .await
+            .map_err(|e| error::map(SERVICE, e))?;
+        Ok(())
+    }
+}

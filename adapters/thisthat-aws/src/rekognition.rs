@@ -1,0 +1,184 @@
+//! The Rekognition classifier.
+
+use async_trait::async_trait;
+use aws_sdk_rekognition::{
+    Client,
+    primitives::Blob,
+    types::{Image, S3Object},
+};
+use thisthat_core::{
+    Classification, Error, Label, MediaType, Result,
+    media::sniff,
+    ports::{Classifier, PhotoInput},
+};
+use tracing::Instrument;
+
+use crate::error;
+
+const SERVICE: &str = "rekognition";
+
+/// The largest photo Rekognition takes as bytes in the request (5 MB); larger ones must be read
+/// from S3, which takes up to 15 MB.
+pub const MAX_INLINE_BYTES: usize = 5 * 1024 * 1024;
+
+/// Image recognition with Rekognition: `DetectLabels` for what the photo shows and, unless
+/// turned off, `DetectModerationLabels` for the unsafe-content screen. Confidences come back
+/// as percentages and are scaled to 0..1.
+///
+/// When the photos live in S3 (tell it the bucket with [`RekognitionClassifier::reading_from`])
+/// Rekognition reads them there instead of receiving them in the request: smaller requests,
+/// and photos up to 15 MB. The bucket must be in the same region as Rekognition.
+#[derive(Debug, Clone)]
+pub struct RekognitionClassifier {
+    client: Client,
+    bucket: Option<(String, String)>,
+    screen: bool,
+    max_labels: i32,
+    min_confidence: f32,
+}
+
+impl RekognitionClassifier {
+    /// A classifier with the given client that screens content, up to 20 labels at 50 % or
+    /// more.
+    pub fn from_client(client: Client) -> Self {
+        RekognitionClassifier {
+            client,
+            bucket: None,
+            screen: true,
+            max_labels: 20,
+            min_confidence: 50.0,
+        }
+    }
+
+    /// A classifier configured from the standard AWS chain.
+    pub async fn new() -> Self {
+        Self::from_client(Client::new(&crate::load_config().await))
+    }
+
+    /// Reads stored photos from `bucket` (where an [`crate::S3BlobStore`] keeps them, under
+    /// `prefix`) instead of sending their bytes.
+    pub fn reading_from(mut self, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        let mut prefix = prefix.into();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        self.bucket = Some((bucket.into(), prefix));
+        self
+    }
+
+    /// Whether to call `DetectModerationLabels` (on by default). Without it the service cannot
+    /// reject unsafe photos.
+    pub fn screening(mut self, screen: bool) -> Self {
+        self.screen = screen;
+        self
+    }
+
+    /// The Rekognition client, for anything thisthat does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn image(&self, photo: &PhotoInput) -> Result<Image> {
+        // The format comes from the bytes, never from what the caller says; Rekognition reads
+        // JPEG and PNG only, so anything else thisthat accepts (WebP) is sent as PNG.
+        let format = sniff(&photo.bytes)?.media_type;
+        let readable = matches!(format, MediaType::Jpeg | MediaType::Png);
+        if readable && let (Some((bucket, prefix)), Some(key)) = (&self.bucket, &photo.key) {
+            let object = S3Object::builder()
+                .bucket(bucket)
+                .name(format!("{prefix}{}", key.as_str()))
+                .build();
+            return Ok(Image::builder().s3_object(object).build());
+        }
+        let bytes = if readable {
+            photo.bytes.to_vec()
+        } else {
+            thisthat_core::decode::to_png(&photo.bytes)?
+        };
+        if bytes.len() > MAX_INLINE_BYTES {
+            return Err(Error::TooLarge {
+                what: "photo sent to Rekognition (store it in S3 to classify up to 15 MB)".into(),
+                size: bytes.len() as u64,
+                limit: MAX_INLINE_BYTES as u64,
+            });
+        }
+        Ok(Image::builder().bytes(Blob::new(bytes)).build())
+    }
+}
+
+/// A Rekognition label as a domain label; names the domain cannot hold are dropped.
+fn label(name: Option<&str>, confidence: Option<f32>) -> Option<Label> {
+    Label::new(name?, (confidence? / 100.0).clamp(0.0, 1.0)).ok()
+}
+
+/// Rekognition says a request's image is unusable with these codes: the caller sent something
+/// that is not a photo it can read.
+fn refused_image(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("InvalidImageFormatException" | "ImageTooLargeException" | "InvalidS3ObjectException")
+    )
+}
+
+#[async_trait]
+impl Classifier for RekognitionClassifier {
+    async fn classify(&self, photo: &PhotoInput) -> Result<Classification> {
+        let image = self.image(photo)?;
+        let unreadable = |what: &str| Error::UnsupportedMediaType {
+            detected: format!("a photo Rekognition cannot read ({what})"),
+        };
+        async {
+            let labels = self
+                .client
+                .detect_labels()
+                .image(image.clone())
+                .max_labels(self.max_labels)
+                .min_confidence(self.min_confidence)
+                .send()
+                .await
+                .map_err(|e| match error::code(&e) {
+                    c if refused_image(c) => unreadable(c.unwrap_or_default()),
+                    _ => error::map(SERVICE, e),
+                })?;
+            let mut labels: Vec<Label> = labels
+                .labels()
+                .iter()
+                .filter_map(|l| label(l.name(), l.confidence()))
+                .collect();
+            labels.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+            let moderation = if self.screen {
+                let found = self
+                    .client
+                    .detect_moderation_labels()
+                    .image(image)
+                    .min_confidence(self.min_confidence)
+                    .send()
+                    .await
+                    .map_err(|e| match error::code(&e) {
+                        c if refused_image(c) => unreadable(c.unwrap_or_default()),
+                        _ => error::map(SERVICE, e),
+                    })?;
+                Some(
+                    found
+                        .moderation_labels()
+                        .iter()
+                        .filter_map(|l| label(l.name(), l.confidence()))
+                        .collect(),
+                )
+            } else {
+                None
+            };
+            Ok(Classification { labels, moderation })
+        }
+        .instrument(tracing::debug_span!(
+            "rekognition",
+            operation = "classify",
+            screen = self.screen
+        ))
+        .await
+    }
+
+    fn screens_content(&self) -> bool {
+        self.screen
+    }
+}

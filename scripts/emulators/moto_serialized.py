@@ -1,0 +1,40 @@
+"""moto's server, answering one request at a time.
+
+moto's backends are not thread-safe: its stock server handles requests on many threads, and
+two conditional DynamoDB writes to one item can then both pass their conditions (seen here: 25
+votes accepted on a competition that closes at 24). Real DynamoDB applies the writes to one
+item one after another. This runs the same moto application under one lock, so concurrent
+clients still connect and keep their connections alive, but moto sees one request at a time.
+
+Usage: python moto_serialized.py HOST PORT
+"""
+
+import signal
+import sys
+import threading
+
+import werkzeug.serving
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import run_simple
+
+# The tests open a thousand connections at once (the voter race); werkzeug's default listen
+# backlog of 128 would leave most of them waiting out their connect timeout.
+werkzeug.serving.BaseWSGIServer.request_queue_size = 4096
+
+
+def main() -> None:
+    host, port = sys.argv[1], int(sys.argv[2])
+    app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def one_at_a_time(environ, start_response):
+        with lock:
+            # Produce the whole response inside the lock: moto may build it lazily.
+            return list(app(environ, start_response))
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    run_simple(host, port, one_at_a_time, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()
