@@ -32,7 +32,10 @@
 //! - `testkit` (default): in-memory adapters, the conformance suites and test fixtures ([`testkit`]).
 //! - `mock`: mockall mocks of the four ports (`ports::MockBlobStore`, …) for testing your own
 //!   handlers.
+//! - `aws`: the AWS adapters ([`aws`]): S3, DynamoDB, SNS, Rekognition.
 
+#[cfg(feature = "aws")]
+pub use thisthat_aws as aws;
 pub use thisthat_core::*;
 #[cfg(feature = "local")]
 pub use thisthat_local as local;
@@ -50,6 +53,10 @@ pub fn registry() -> Registry {
     #[cfg(feature = "local")]
     {
         registry = registry.with(local::LocalOpener);
+    }
+    #[cfg(feature = "aws")]
+    {
+        registry = registry.with(aws::AwsOpener::new());
     }
     registry
 }
