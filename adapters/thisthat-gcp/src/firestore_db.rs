@@ -1,0 +1,939 @@
+//! The database port on Firestore.
+//!
+//! The `firestore` crate sets up the gRPC channel, the emulator (`FIRESTORE_EMULATOR_HOST`)
+//! and authentication; the port's operations are written against Firestore's own RPCs
+//! (`BatchGetDocuments`, `Commit`, `RunQuery`, `Rollback`) so that each is exactly the requests
+//! `docs/gcp.md` counts, with the preconditions it names.
+//!
+//! Documents (all under collections named `{prefix}competitions`, `{prefix}notifications`,
+//! `{prefix}endpoints`; the prefix isolates deployments or test cases sharing a database):
+//!
+//! - `competitions/{id}`: the competition as JSON (`body`, written when it is inserted or
+//!   published) plus its standing as fields a vote reads and writes (`owner`, `status`,
+//!   `photos`, `tally`, `votes_to_close`, `outcome`) and `categories` for the feed's
+//!   `array-contains` filter. A vote never rewrites the body.
+//! - `competitions/{id}/votes/{voter}`: one per vote, created with the precondition "must not
+//!   exist" (the voter id base64url-encoded: user ids may hold `/` or look like `__x__`).
+//! - `notifications/{competition}`: the pending result, created by the closing vote's commit.
+//! - `endpoints/{sha256(user, token)}`: a registered device (tokens are too long for ids).
+
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use firestore::gcloud_sdk::{
+    google::firestore::v1::{
+        BatchGetDocumentsRequest, CommitRequest, Cursor as QueryCursor, Document, DocumentMask, Precondition,
+        RollbackRequest, RunQueryRequest, StructuredQuery, TransactionOptions, Value, Write,
+        batch_get_documents_request, batch_get_documents_response, firestore_client::FirestoreClient, precondition,
+        run_query_request, structured_query, transaction_options, value::ValueType, write,
+    },
+    prost_types::Timestamp,
+};
+use futures::StreamExt as _;
+use sha2::{Digest, Sha256};
+use thisthat_core::{
+    Competition, CompetitionId, Cursor, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Outcome, Result,
+    Standing, Status, Tally, UserId, Vote, VoteReceipt,
+    ports::{Database, NotificationClaim},
+};
+use tonic::Code;
+
+use crate::error::{corrupt, firestore_crate, firestore_status};
+
+type Client = FirestoreClient<firestore::gcloud_sdk::GoogleAuthMiddleware>;
+
+/// How often a write that lost a race (a transaction Firestore aborted, a precondition on the
+/// document's update time) is tried again inside the adapter before it is reported as
+/// [`Error::Unavailable`]. Votes on one popular competition contend for one document, so this
+/// is generous; each retry waits a jittered, growing pause.
+const MAX_ATTEMPTS: u32 = 40;
+
+/// How many locks votes of this process are spread over (see [`FirestoreDatabase::cast_vote`]).
+const VOTE_LOCKS: usize = 64;
+
+/// Competitions, votes, devices and pending notifications in Firestore.
+///
+/// A vote is one Firestore transaction: a read of the competition and the voter's vote
+/// document that starts the transaction, then a commit that creates the vote document
+/// (precondition: it does not exist), writes the standing and, for the closing vote, creates
+/// the pending notification. Firestore serialises transactions on the competition document,
+/// across every process. Two things keep one popular competition from turning into a storm of
+/// aborted transactions: a plain read first answers the rejections that can never change
+/// (already voted, closed, the owner's own vote) without a transaction, and inside one process
+/// the transactions of one competition take turns (a lock per competition, striped over
+/// [`VOTE_LOCKS`]); across processes Firestore's own locking decides, and an aborted
+/// transaction is retried here with backoff.
+#[derive(Clone)]
+pub struct FirestoreDatabase {
+    db: firestore::FirestoreDb,
+    prefix: String,
+    vote_locks: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+impl std::fmt::Debug for FirestoreDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirestoreDatabase")
+            .field("database", self.db.get_database_path())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+fn string(v: impl Into<String>) -> Value {
+    Value {
+        value_type: Some(ValueType::StringValue(v.into())),
+    }
+}
+
+fn integer(v: i64) -> Value {
+    Value {
+        value_type: Some(ValueType::IntegerValue(v)),
+    }
+}
+
+fn boolean(v: bool) -> Value {
+    Value {
+        value_type: Some(ValueType::BooleanValue(v)),
+    }
+}
+
+fn null() -> Value {
+    Value {
+        value_type: Some(ValueType::NullValue(0)),
+    }
+}
+
+fn array(values: Vec<Value>) -> Value {
+    Value {
+        value_type: Some(ValueType::ArrayValue(
+            firestore::gcloud_sdk::google::firestore::v1::ArrayValue { values },
+        )),
+    }
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Draft => "draft",
+        Status::Open => "open",
+        _ => "closed",
+    }
+}
+
+fn status_from(name: &str) -> Result<Status> {
+    match name {
+        "draft" => Ok(Status::Draft),
+        "open" => Ok(Status::Open),
+        "closed" => Ok(Status::Closed),
+        other => Err(corrupt(format!("unknown status {other:?} in a competition document"))),
+    }
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::backend("firestore", e))
+}
+
+/// Reading the fields this adapter writes.
+struct Fields<'a>(&'a Document);
+
+impl Fields<'_> {
+    fn get(&self, name: &str) -> Option<&ValueType> {
+        self.0.fields.get(name)?.value_type.as_ref()
+    }
+
+    fn string(&self, name: &str) -> Result<&str> {
+        match self.get(name) {
+            Some(ValueType::StringValue(s)) => Ok(s),
+            _ => Err(corrupt(format!("{} has no string field {name}", self.0.name))),
+        }
+    }
+
+    fn optional_string(&self, name: &str) -> Result<Option<&str>> {
+        match self.get(name) {
+            None | Some(ValueType::NullValue(_)) => Ok(None),
+            Some(ValueType::StringValue(s)) => Ok(Some(s)),
+            _ => Err(corrupt(format!(
+                "{} has a field {name} that is not a string",
+                self.0.name
+            ))),
+        }
+    }
+
+    fn integer(&self, name: &str) -> Result<i64> {
+        match self.get(name) {
+            Some(ValueType::IntegerValue(i)) => Ok(*i),
+            _ => Err(corrupt(format!("{} has no integer field {name}", self.0.name))),
+        }
+    }
+
+    fn boolean(&self, name: &str) -> Result<bool> {
+        match self.get(name) {
+            Some(ValueType::BooleanValue(b)) => Ok(*b),
+            _ => Err(corrupt(format!("{} has no boolean field {name}", self.0.name))),
+        }
+    }
+
+    fn tally(&self) -> Result<Tally> {
+        let Some(ValueType::ArrayValue(values)) = self.get("tally") else {
+            return Err(corrupt(format!("{} has no tally", self.0.name)));
+        };
+        let counts = values
+            .values
+            .iter()
+            .map(|v| match v.value_type {
+                Some(ValueType::IntegerValue(i)) => u32::try_from(i).map_err(|_| corrupt("a tally count out of range")),
+                _ => Err(corrupt("a tally count that is not an integer")),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tally::from_counts(counts))
+    }
+}
+
+fn standing_of(id: CompetitionId, doc: &Document) -> Result<Standing> {
+    let f = Fields(doc);
+    Ok(Standing {
+        id,
+        owner: UserId::new(f.string("owner")?).map_err(|_| corrupt("a competition owner that is not a user id"))?,
+        status: status_from(f.string("status")?)?,
+        photos: usize::try_from(f.integer("photos")?).map_err(|_| corrupt("a negative photo count"))?,
+        tally: f.tally()?,
+        votes_to_close: u32::try_from(f.integer("votes_to_close")?)
+            .map_err(|_| corrupt("a vote threshold out of range"))?,
+    })
+}
+
+/// The competition a document holds: its body with the standing's fields laid over it.
+fn competition_of(doc: &Document) -> Result<Competition> {
+    let f = Fields(doc);
+    let mut competition: Competition =
+        serde_json::from_str(f.string("body")?).map_err(|e| Error::backend("firestore", e))?;
+    competition.status = status_from(f.string("status")?)?;
+    competition.tally = f.tally()?;
+    competition.outcome = f
+        .optional_string("outcome")?
+        .map(serde_json::from_str::<Outcome>)
+        .transpose()
+        .map_err(|e| Error::backend("firestore", e))?;
+    Ok(competition)
+}
+
+/// The standing's fields (what a vote writes).
+fn standing_fields(standing: &Standing, outcome: Option<&Outcome>) -> Result<HashMap<String, Value>> {
+    Ok(HashMap::from([
+        ("status".to_string(), string(status_name(standing.status))),
+        (
+            "tally".to_string(),
+            array(standing.tally.counts().iter().map(|c| integer(i64::from(*c))).collect()),
+        ),
+        (
+            "outcome".to_string(),
+            match outcome {
+                Some(o) => string(json(o)?),
+                None => null(),
+            },
+        ),
+    ]))
+}
+
+fn competition_fields(c: &Competition) -> Result<HashMap<String, Value>> {
+    let mut fields = standing_fields(&c.standing(), c.outcome.as_ref())?;
+    fields.extend([
+        ("owner".to_string(), string(c.owner.as_str())),
+        ("photos".to_string(), integer(c.photos.len() as i64)),
+        ("votes_to_close".to_string(), integer(i64::from(c.votes_to_close))),
+        (
+            "categories".to_string(),
+            array(c.categories.iter().map(|cat| string(cat.as_str())).collect()),
+        ),
+        ("body".to_string(), string(json(c)?)),
+    ]);
+    Ok(fields)
+}
+
+fn exists(exists: bool) -> Option<Precondition> {
+    Some(Precondition {
+        condition_type: Some(precondition::ConditionType::Exists(exists)),
+    })
+}
+
+fn updated_at(time: Option<Timestamp>) -> Option<Precondition> {
+    time.map(|t| Precondition {
+        condition_type: Some(precondition::ConditionType::UpdateTime(t)),
+    })
+}
+
+fn upsert(name: String, fields: HashMap<String, Value>, mask: Option<Vec<&str>>, pre: Option<Precondition>) -> Write {
+    Write {
+        update_mask: mask.map(|m| DocumentMask {
+            field_paths: m.into_iter().map(String::from).collect(),
+        }),
+        current_document: pre,
+        operation: Some(write::Operation::Update(Document {
+            name,
+            fields,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn field_filter(field: &str, op: structured_query::field_filter::Operator, value: Value) -> structured_query::Filter {
+    structured_query::Filter {
+        filter_type: Some(structured_query::filter::FilterType::FieldFilter(
+            structured_query::FieldFilter {
+                field: Some(structured_query::FieldReference {
+                    field_path: field.to_string(),
+                }),
+                op: op as i32,
+                value: Some(value),
+            },
+        )),
+    }
+}
+
+fn all_of(mut filters: Vec<structured_query::Filter>) -> Option<structured_query::Filter> {
+    if filters.len() <= 1 {
+        return filters.pop();
+    }
+    Some(structured_query::Filter {
+        filter_type: Some(structured_query::filter::FilterType::CompositeFilter(
+            structured_query::CompositeFilter {
+                op: structured_query::composite_filter::Operator::And as i32,
+                filters,
+            },
+        )),
+    })
+}
+
+fn order(field: &str, direction: structured_query::Direction) -> structured_query::Order {
+    structured_query::Order {
+        field: Some(structured_query::FieldReference {
+            field_path: field.to_string(),
+        }),
+        direction: direction as i32,
+    }
+}
+
+/// A jittered, growing pause before retrying a write that lost a race.
+async fn back_off(attempt: u32) {
+    let cap = Duration::from_millis(5 << attempt.min(7)).min(Duration::from_millis(500));
+    tokio::time::sleep(cap.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+}
+
+/// A write that lost a race: Firestore aborted the transaction, or a precondition on the
+/// document's update time failed because another writer got there first.
+fn contended(status: &tonic::Status) -> bool {
+    matches!(status.code(), Code::Aborted | Code::FailedPrecondition)
+}
+
+fn exhausted(what: &str, status: tonic::Status) -> Error {
+    tracing::warn!(%status, "{what}: still contended after {MAX_ATTEMPTS} attempts");
+    Error::Unavailable {
+        provider: "firestore",
+        retry_after: Some(Duration::from_millis(100)),
+        source: Some(Box::new(status)),
+    }
+}
+
+impl FirestoreDatabase {
+    /// Opens the `(default)` database of `project`, with Application Default Credentials, or
+    /// the emulator when `FIRESTORE_EMULATOR_HOST` is set. Collections are named without a
+    /// prefix.
+    pub async fn open(project: &str) -> Result<Self> {
+        Self::open_database(project, firestore::FIREBASE_DEFAULT_DATABASE_ID, "").await
+    }
+
+    /// Opens database `database_id` of `project`, naming its collections `{prefix}competitions`
+    /// and so on, so that several deployments (or test cases) can share one database.
+    pub async fn open_database(project: &str, database_id: &str, prefix: &str) -> Result<Self> {
+        crate::install_crypto_provider();
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Error::invalid(
+                "prefix",
+                "a collection prefix may hold ASCII letters, digits, '_' and '-' only",
+            ));
+        }
+        let options = firestore::FirestoreDbOptions::new(project.to_string())
+            .with_database_id(database_id.to_string())
+            .with_request_timeout(Duration::from_secs(30));
+        let db = firestore::FirestoreDb::with_options(options)
+            .await
+            .map_err(firestore_crate)?;
+        Ok(FirestoreDatabase {
+            db,
+            prefix: prefix.to_string(),
+            vote_locks: (0..VOTE_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+        })
+    }
+
+    /// The `firestore` crate's client, for queries and writes the port does not offer.
+    pub fn client(&self) -> &firestore::FirestoreDb {
+        &self.db
+    }
+
+    /// The collection prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn grpc(&self) -> Client {
+        self.db.client().get()
+    }
+
+    fn database(&self) -> String {
+        self.db.get_database_path().clone()
+    }
+
+    fn collection(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn competition_name(&self, id: &CompetitionId) -> String {
+        format!(
+            "{}/{}/{id}",
+            self.db.get_documents_path(),
+            self.collection("competitions")
+        )
+    }
+
+    fn vote_name(&self, vote: &Vote) -> String {
+        let voter = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vote.voter.as_str());
+        format!("{}/votes/v{voter}", self.competition_name(&vote.competition))
+    }
+
+    fn notification_name(&self, id: &CompetitionId) -> String {
+        format!(
+            "{}/{}/{id}",
+            self.db.get_documents_path(),
+            self.collection("notifications")
+        )
+    }
+
+    fn endpoint_name(&self, user: &UserId, token: &str) -> String {
+        let mut hash = Sha256::new();
+        hash.update(user.as_str().as_bytes());
+        hash.update([0]);
+        hash.update(token.as_bytes());
+        let id: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}/{}/{id}", self.db.get_documents_path(), self.collection("endpoints"))
+    }
+
+    /// Reads documents (missing ones are `None`), in the order asked, in one request;
+    /// optionally starting a transaction with the read, whose id is returned.
+    async fn batch_get(
+        &self,
+        names: &[String],
+        transaction: Option<Vec<u8>>,
+        begin: bool,
+    ) -> std::result::Result<(Vec<Option<Document>>, Option<Vec<u8>>), tonic::Status> {
+        let consistency_selector = if begin {
+            Some(batch_get_documents_request::ConsistencySelector::NewTransaction(
+                TransactionOptions {
+                    mode: Some(transaction_options::Mode::ReadWrite(
+                        transaction_options::ReadWrite::default(),
+                    )),
+                },
+            ))
+        } else {
+            transaction.map(batch_get_documents_request::ConsistencySelector::Transaction)
+        };
+        let request = BatchGetDocumentsRequest {
+            database: self.database(),
+            documents: names.to_vec(),
+            consistency_selector,
+            ..Default::default()
+        };
+        let mut stream = self.grpc().batch_get_documents(request).await?.into_inner();
+        let mut found: HashMap<String, Document> = HashMap::new();
+        let mut started = None;
+        while let Some(response) = stream.next().await {
+            let response = response?;
+            if !response.transaction.is_empty() {
+                started = Some(response.transaction);
+            }
+            if let Some(batch_get_documents_response::Result::Found(doc)) = response.result {
+                found.insert(doc.name.clone(), doc);
+            }
+        }
+        Ok((names.iter().map(|n| found.remove(n)).collect(), started))
+    }
+
+    async fn get_raw(&self, name: &str) -> std::result::Result<Option<Document>, tonic::Status> {
+        let (mut docs, _) = self.batch_get(&[name.to_string()], None, false).await?;
+        Ok(docs.pop().flatten())
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Document>> {
+        self.get_raw(name).await.map_err(firestore_status)
+    }
+
+    async fn commit(&self, writes: Vec<Write>, transaction: Vec<u8>) -> std::result::Result<(), tonic::Status> {
+        let request = CommitRequest {
+            database: self.database(),
+            writes,
+            transaction,
+            ..Default::default()
+        };
+        self.grpc().commit(request).await.map(|_| ())
+    }
+
+    /// Ends a transaction that will not commit, releasing what it holds. Best effort: a
+    /// transaction not rolled back expires on its own.
+    async fn rollback(&self, transaction: Vec<u8>) {
+        let request = RollbackRequest {
+            database: self.database(),
+            transaction,
+            ..Default::default()
+        };
+        if let Err(status) = self.grpc().rollback(request).await {
+            tracing::debug!(%status, "rolling back a Firestore transaction failed");
+        }
+    }
+
+    async fn run_query(&self, collection: &str, query: StructuredQuery) -> Result<Vec<Document>> {
+        let query = StructuredQuery {
+            from: vec![structured_query::CollectionSelector {
+                collection_id: self.collection(collection),
+                all_descendants: false,
+            }],
+            ..query
+        };
+        let request = RunQueryRequest {
+            parent: self.db.get_documents_path().clone(),
+            query_type: Some(run_query_request::QueryType::StructuredQuery(query)),
+            ..Default::default()
+        };
+        let mut stream = self
+            .grpc()
+            .run_query(request)
+            .await
+            .map_err(firestore_status)?
+            .into_inner();
+        let mut docs = Vec::new();
+        while let Some(response) = stream.next().await {
+            if let Some(doc) = response.map_err(firestore_status)?.document {
+                docs.push(doc);
+            }
+        }
+        Ok(docs)
+    }
+
+    /// A rejection that a plain read can settle because it never changes once true: the voter
+    /// already voted, the competition is closed, the voter owns it, or the choice is out of
+    /// range (photos are fixed once a competition is open). `None` when only a transaction
+    /// can decide (a missing competition may yet be inserted, a draft published).
+    async fn settled_rejection(&self, vote: &Vote) -> Result<Option<Error>> {
+        let names = [self.competition_name(&vote.competition), self.vote_name(vote)];
+        let (docs, _) = self.batch_get(&names, None, false).await.map_err(firestore_status)?;
+        let Some(competition) = &docs[0] else {
+            return Ok(None);
+        };
+        if docs[1].is_some() {
+            return Ok(Some(Error::AlreadyVoted));
+        }
+        let mut standing = standing_of(vote.competition, competition)?;
+        if standing.status == Status::Draft {
+            return Ok(None);
+        }
+        Ok(standing.apply(vote).err())
+    }
+
+    /// One attempt at a vote: a read that starts a transaction, then its commit (or rollback).
+    async fn try_vote(&self, vote: &Vote) -> std::result::Result<Result<VoteReceipt>, tonic::Status> {
+        let names = [self.competition_name(&vote.competition), self.vote_name(vote)];
+        let (docs, transaction) = self.batch_get(&names, None, true).await?;
+        let Some(transaction) = transaction else {
+            return Err(tonic::Status::internal(
+                "Firestore started no transaction for the vote's read",
+            ));
+        };
+        let decided = (|| {
+            let Some(competition) = &docs[0] else {
+                return Err(Error::not_found(Entity::Competition, vote.competition));
+            };
+            if docs[1].is_some() {
+                return Err(Error::AlreadyVoted);
+            }
+            let mut standing = standing_of(vote.competition, competition)?;
+            let receipt = standing.apply(vote)?;
+            Ok((competition, standing, receipt))
+        })();
+        let (competition, standing, receipt) = match decided {
+            Ok(decided) => decided,
+            Err(rejection) => {
+                self.rollback(transaction).await;
+                return Ok(Err(rejection));
+            }
+        };
+        let choice = i64::try_from(vote.choice).unwrap_or(i64::MAX);
+        let mut writes = vec![
+            upsert(
+                names[1].clone(),
+                HashMap::from([
+                    ("voter".to_string(), string(vote.voter.as_str())),
+                    ("choice".to_string(), integer(choice)),
+                ]),
+                None,
+                exists(false),
+            ),
+            match standing_fields(&standing, receipt.closed.as_ref()) {
+                Ok(fields) => upsert(
+                    names[0].clone(),
+                    fields,
+                    Some(vec!["status", "tally", "outcome"]),
+                    exists(true),
+                ),
+                Err(e) => {
+                    self.rollback(transaction).await;
+                    return Ok(Err(e));
+                }
+            },
+        ];
+        if let Some(outcome) = &receipt.closed {
+            let notification = Notification {
+                competition: vote.competition,
+                owner: standing.owner.clone(),
+                title: Fields(competition)
+                    .string("body")
+                    .ok()
+                    .and_then(|b| serde_json::from_str::<Competition>(b).ok())
+                    .and_then(|c| c.title),
+                outcome: outcome.clone(),
+            };
+            let body = match json(&notification) {
+                Ok(body) => body,
+                Err(e) => {
+                    self.rollback(transaction).await;
+                    return Ok(Err(e));
+                }
+            };
+            writes.push(upsert(
+                self.notification_name(&vote.competition),
+                HashMap::from([
+                    ("body".to_string(), string(body)),
+                    ("delivered".to_string(), boolean(false)),
+                    ("leased_until_ms".to_string(), integer(0)),
+                ]),
+                None,
+                exists(false),
+            ));
+        }
+        self.commit(writes, transaction).await?;
+        Ok(Ok(receipt))
+    }
+
+    /// Runs `step` until it does not lose a race, at most [`MAX_ATTEMPTS`] times.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut step: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Result<T>, tonic::Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match step().await {
+                Ok(result) => return result,
+                Err(status) if contended(&status) => {
+                    attempt += 1;
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(exhausted(what, status));
+                    }
+                    tracing::trace!(attempt, %status, "{what} lost a race; trying again");
+                    back_off(attempt).await;
+                }
+                Err(status) => return Err(firestore_status(status)),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Database for FirestoreDatabase {
+    #[tracing::instrument(name = "firestore.insert_competition", skip_all, fields(competition = %competition.id))]
+    async fn insert_competition(&self, competition: &Competition) -> Result<()> {
+        let write = upsert(
+            self.competition_name(&competition.id),
+            competition_fields(competition)?,
+            None,
+            exists(false),
+        );
+        match self.commit(vec![write], Vec::new()).await {
+            Ok(()) => Ok(()),
+            Err(s) if matches!(s.code(), Code::AlreadyExists | Code::FailedPrecondition) => Err(Error::Conflict {
+                reason: format!("competition {} already exists", competition.id),
+                source: Some(Box::new(s)),
+            }),
+            Err(s) => Err(firestore_status(s)),
+        }
+    }
+
+    #[tracing::instrument(name = "firestore.publish_competition", skip_all, fields(competition = %competition.id))]
+    async fn publish_competition(&self, competition: &Competition) -> Result<()> {
+        let name = self.competition_name(&competition.id);
+        let fields = competition_fields(competition)?;
+        self.retrying("publishing a draft", || async {
+            let Some(stored) = self.get_raw(&name).await? else {
+                return Ok(Err(Error::not_found(Entity::Competition, competition.id)));
+            };
+            match Fields(&stored).string("status").map(status_from) {
+                Ok(Ok(Status::Draft)) => {}
+                Ok(Ok(_)) => return Ok(Err(Error::conflict("the competition is no longer a draft"))),
+                Ok(Err(e)) | Err(e) => return Ok(Err(e)),
+            }
+            // Only if nobody changed it since it was read: two finishes race to here.
+            let write = upsert(name.clone(), fields.clone(), None, updated_at(stored.update_time));
+            self.commit(vec![write], Vec::new()).await.map(Ok)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "firestore.delete_draft", skip_all, fields(competition = %id))]
+    async fn delete_draft(&self, id: &CompetitionId) -> Result<()> {
+        let name = self.competition_name(id);
+        self.retrying("deleting a draft", || async {
+            let Some(stored) = self.get_raw(&name).await? else {
+                return Ok(Ok(()));
+            };
+            match Fields(&stored).string("status").map(status_from) {
+                Ok(Ok(Status::Draft)) => {}
+                Ok(Ok(_)) => return Ok(Err(Error::conflict("only drafts can be deleted"))),
+                Ok(Err(e)) | Err(e) => return Ok(Err(e)),
+            }
+            let write = Write {
+                current_document: updated_at(stored.update_time),
+                operation: Some(write::Operation::Delete(name.clone())),
+                ..Default::default()
+            };
+            self.commit(vec![write], Vec::new()).await.map(Ok)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "firestore.competition", skip_all, fields(competition = %id))]
+    async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
+        let doc = self
+            .get(&self.competition_name(id))
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Competition, id))?;
+        competition_of(&doc)
+    }
+
+    #[tracing::instrument(name = "firestore.cast_vote", skip_all, fields(competition = %vote.competition))]
+    async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
+        if let Some(rejection) = self.settled_rejection(vote).await? {
+            return Err(rejection);
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        vote.competition.hash(&mut hasher);
+        let _turn = self.vote_locks[(hasher.finish() % VOTE_LOCKS as u64) as usize]
+            .lock()
+            .await;
+        self.retrying("a vote", || self.try_vote(vote)).await
+    }
+
+    #[tracing::instrument(name = "firestore.feed", skip_all)]
+    async fn feed(&self, query: &FeedQuery) -> Result<FeedPage> {
+        query.validate()?;
+        let mut filters = vec![field_filter(
+            "status",
+            structured_query::field_filter::Operator::Equal,
+            string("open"),
+        )];
+        if let Some(category) = &query.category {
+            filters.push(field_filter(
+                "categories",
+                structured_query::field_filter::Operator::ArrayContains,
+                string(category.as_str()),
+            ));
+        }
+        let filter = all_of(filters);
+        let mut after = query.cursor.map(|c| c.last_seen());
+        let mut competitions: Vec<Competition> = Vec::with_capacity(query.limit + 1);
+        // The viewer's own competitions are dropped after reading, so a page may need more
+        // than one read; each asks for what is still missing plus one (to know whether there
+        // is a next page), and a short read is the end of the feed.
+        loop {
+            let want = query.limit + 1 - competitions.len();
+            let batch = i32::try_from(want.max(10)).unwrap_or(i32::MAX);
+            let docs = self
+                .run_query(
+                    "competitions",
+                    StructuredQuery {
+                        r#where: filter.clone(),
+                        order_by: vec![order("__name__", structured_query::Direction::Descending)],
+                        start_at: after.map(|id| QueryCursor {
+                            values: vec![Value {
+                                value_type: Some(ValueType::ReferenceValue(self.competition_name(&id))),
+                            }],
+                            before: false,
+                        }),
+                        limit: Some(batch),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let exhausted = docs.len() < batch as usize;
+            for doc in &docs {
+                let c = competition_of(doc)?;
+                after = Some(c.id);
+                let unfiltered = FeedQuery {
+                    cursor: None,
+                    ..query.clone()
+                };
+                if unfiltered.admits(&c) && competitions.len() <= query.limit {
+                    competitions.push(c);
+                }
+            }
+            if competitions.len() > query.limit || exhausted {
+                break;
+            }
+        }
+        let next = if competitions.len() > query.limit {
+            competitions.truncate(query.limit);
+            competitions.last().map(|c| Cursor::after(c.id))
+        } else {
+            None
+        };
+        Ok(FeedPage { competitions, next })
+    }
+
+    #[tracing::instrument(name = "firestore.claim_notifications", skip_all)]
+    async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
+        let now = millis(claim.now);
+        let until = millis(claim.now + claim.lease);
+        let candidates = match claim.competition {
+            Some(id) => self.get(&self.notification_name(&id)).await?.into_iter().collect(),
+            None => {
+                self.run_query(
+                    "notifications",
+                    StructuredQuery {
+                        r#where: all_of(vec![
+                            field_filter(
+                                "delivered",
+                                structured_query::field_filter::Operator::Equal,
+                                boolean(false),
+                            ),
+                            field_filter(
+                                "leased_until_ms",
+                                structured_query::field_filter::Operator::LessThanOrEqual,
+                                integer(now),
+                            ),
+                        ]),
+                        order_by: vec![order("leased_until_ms", structured_query::Direction::Ascending)],
+                        limit: Some(i32::try_from(claim.limit).unwrap_or(i32::MAX)),
+                        ..Default::default()
+                    },
+                )
+                .await?
+            }
+        };
+        // Each candidate is leased by a write that holds only if nobody changed the document
+        // since it was read: of racing workers, one lease per notification holds.
+        let leases = futures::future::join_all(candidates.into_iter().map(|doc| async move {
+            let f = Fields(&doc);
+            if f.boolean("delivered")? || f.integer("leased_until_ms")? > now {
+                return Ok(None);
+            }
+            let notification: Notification =
+                serde_json::from_str(f.string("body")?).map_err(|e| Error::backend("firestore", e))?;
+            let write = upsert(
+                doc.name.clone(),
+                HashMap::from([("leased_until_ms".to_string(), integer(until))]),
+                Some(vec!["leased_until_ms"]),
+                updated_at(doc.update_time),
+            );
+            match self.commit(vec![write], Vec::new()).await {
+                Ok(()) => Ok(Some(notification)),
+                Err(s) if contended(&s) => Ok(None),
+                Err(s) => Err(firestore_status(s)),
+            }
+        }))
+        .await;
+        let mut claimed = Vec::new();
+        for lease in leases {
+            if let Some(n) = lease? {
+                claimed.push(n);
+            }
+        }
+        Ok(claimed)
+    }
+
+    #[tracing::instrument(name = "firestore.complete_notification", skip_all, fields(competition = %competition))]
+    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
+        let name = self.notification_name(competition);
+        self.retrying("completing a notification", || async {
+            let Some(stored) = self.get_raw(&name).await? else {
+                return Ok(Err(Error::not_found(Entity::Notification, competition)));
+            };
+            match Fields(&stored).boolean("delivered") {
+                Ok(false) => {}
+                Ok(true) => return Ok(Err(Error::conflict("the notification was already delivered"))),
+                Err(e) => return Ok(Err(e)),
+            }
+            let write = upsert(
+                name.clone(),
+                HashMap::from([("delivered".to_string(), boolean(true))]),
+                Some(vec!["delivered"]),
+                updated_at(stored.update_time),
+            );
+            self.commit(vec![write], Vec::new()).await.map(Ok)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "firestore.save_endpoint", skip_all)]
+    async fn save_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        let write = upsert(
+            self.endpoint_name(&endpoint.device.user, &endpoint.device.token),
+            HashMap::from([
+                ("user".to_string(), string(endpoint.device.user.as_str())),
+                ("body".to_string(), string(json(endpoint)?)),
+            ]),
+            None,
+            None,
+        );
+        self.commit(vec![write], Vec::new()).await.map_err(firestore_status)
+    }
+
+    #[tracing::instrument(name = "firestore.endpoints", skip_all)]
+    async fn endpoints(&self, user: &UserId) -> Result<Vec<Endpoint>> {
+        let docs = self
+            .run_query(
+                "endpoints",
+                StructuredQuery {
+                    r#where: Some(field_filter(
+                        "user",
+                        structured_query::field_filter::Operator::Equal,
+                        string(user.as_str()),
+                    )),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        docs.iter()
+            .map(|d| serde_json::from_str(Fields(d).string("body")?).map_err(|e| Error::backend("firestore", e)))
+            .collect()
+    }
+
+    #[tracing::instrument(name = "firestore.delete_endpoint", skip_all)]
+    async fn delete_endpoint(&self, user: &UserId, token: &str) -> Result<()> {
+        let write = Write {
+            operation: Some(write::Operation::Delete(self.endpoint_name(user, token))),
+            ..Default::default()
+        };
+        self.commit(vec![write], Vec::new()).await.map_err(firestore_status)
+    }
+}

@@ -1,0 +1,176 @@
+//! Opening the Google Cloud adapters from URLs.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use thisthat_core::{
+    Error, Result, UrlOpener,
+    ports::{BlobStore, Classifier, Database, Notifier},
+};
+use url::Url;
+
+use crate::{
+    FcmNotifier, FirestoreDatabase, GcsBlobStore, GcsOptions, VisionClassifier, auth::TokenSource, fcm::FCM_ENDPOINT,
+    vision::VISION_ENDPOINT,
+};
+
+/// Opens the Google Cloud adapters from URLs:
+///
+/// - `gs://{bucket}`: [`GcsBlobStore`] (`STORAGE_EMULATOR_HOST` switches to an emulator).
+/// - `firestore://{project}`, `firestore://{project}/{database}`, either with
+///   `?prefix={collection prefix}`: [`FirestoreDatabase`] (`FIRESTORE_EMULATOR_HOST` switches to
+///   the emulator).
+/// - `fcm://{project}`: [`FcmNotifier`] for that Firebase project.
+/// - `vision://`, or `vision://?bucket={bucket}` to let Vision read stored photos from that
+///   bucket: [`VisionClassifier`].
+///
+/// `fcm:` and `vision:` take `?endpoint=` (an `http://` or `https://` base URL) to talk to
+/// something other than Google, such as a local fake; the token is then still Application
+/// Default Credentials'. Credentials are always Application Default Credentials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GcpOpener;
+
+fn host(url: &Url, what: &str) -> Result<String> {
+    match url.host_str() {
+        Some(h) if !h.is_empty() => Ok(h.to_string()),
+        _ => Err(Error::config(format!(
+            "{url}: name the {what}, as in {}://{what}",
+            url.scheme()
+        ))),
+    }
+}
+
+fn params(url: &Url, allowed: &[&str]) -> Result<Vec<(String, String)>> {
+    let mut seen = Vec::new();
+    for (name, value) in url.query_pairs() {
+        if !allowed.contains(&name.as_ref()) {
+            return Err(Error::config(format!(
+                "{}: URLs take only {} parameters, not {name}=",
+                url.scheme(),
+                if allowed.is_empty() {
+                    "no".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            )));
+        }
+        if seen.iter().any(|(n, _): &(String, String)| *n == name) {
+            return Err(Error::config(format!("{}: {name}= is given twice", url.scheme())));
+        }
+        seen.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(seen)
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+fn endpoint(params: &[(String, String)], default: &str) -> Result<String> {
+    let Some(endpoint) = param(params, "endpoint") else {
+        return Ok(default.to_string());
+    };
+    let parsed = Url::parse(endpoint).map_err(|e| Error::Config {
+        reason: format!("endpoint={endpoint:?} is not a URL"),
+        source: Some(Box::new(e)),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Error::config(format!(
+            "endpoint={endpoint:?} must be an http:// or https:// URL"
+        )));
+    }
+    Ok(endpoint.to_string())
+}
+
+#[async_trait]
+impl UrlOpener for GcpOpener {
+    fn schemes(&self) -> &[&'static str] {
+        &["gs", "firestore", "fcm", "vision"]
+    }
+
+    async fn blob_store(&self, url: &Url) -> Result<Arc<dyn BlobStore>> {
+        if url.scheme() != "gs" {
+            return Err(Error::config(format!(
+                "{url}: blob storage opens from gs://bucket URLs"
+            )));
+        }
+        params(url, &[])?;
+        let bucket = host(url, "bucket")?;
+        Ok(Arc::new(GcsBlobStore::new(GcsOptions::from_env(bucket)?)?))
+    }
+
+    async fn database(&self, url: &Url) -> Result<Arc<dyn Database>> {
+        if url.scheme() != "firestore" {
+            return Err(Error::config(format!(
+                "{url}: databases open from firestore://project URLs"
+            )));
+        }
+        let params = params(url, &["prefix"])?;
+        let project = host(url, "project")?;
+        let database = match url.path().trim_matches('/') {
+            "" => firestore::FIREBASE_DEFAULT_DATABASE_ID,
+            db => db,
+        };
+        let prefix = param(&params, "prefix").unwrap_or("");
+        Ok(Arc::new(
+            FirestoreDatabase::open_database(&project, database, prefix).await?,
+        ))
+    }
+
+    async fn notifier(&self, url: &Url) -> Result<Arc<dyn Notifier>> {
+        if url.scheme() != "fcm" {
+            return Err(Error::config(format!(
+                "{url}: the FCM notifier opens from fcm://project URLs"
+            )));
+        }
+        let params = params(url, &["endpoint"])?;
+        let project = host(url, "project")?;
+        let endpoint = endpoint(&params, FCM_ENDPOINT)?;
+        Ok(Arc::new(FcmNotifier::with_endpoint(
+            project,
+            &endpoint,
+            TokenSource::adc()?,
+        )?))
+    }
+
+    async fn classifier(&self, url: &Url) -> Result<Arc<dyn Classifier>> {
+        if url.scheme() != "vision" {
+            return Err(Error::config(format!(
+                "{url}: the Vision classifier opens from vision:// URLs"
+            )));
+        }
+        let params = params(url, &["bucket", "endpoint"])?;
+        let endpoint = endpoint(&params, VISION_ENDPOINT)?;
+        let mut classifier = VisionClassifier::with_endpoint(&endpoint, TokenSource::adc()?)?;
+        if let Some(bucket) = param(&params, "bucket") {
+            classifier = classifier.reading_from_bucket(bucket);
+        }
+        Ok(Arc::new(classifier))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn malformed_urls_are_configuration_errors() {
+        for (port, raw) in [
+            ("blob", "gs://"),
+            ("blob", "gs://bucket?x=1"),
+            ("database", "firestore://p?prefix=a&prefix=b"),
+            ("notifier", "fcm://p?endpoint=ftp://x"),
+            ("classifier", "vision://?nope=1"),
+            ("blob", "firestore://p"),
+        ] {
+            let url = Url::parse(raw).expect("url");
+            let result = match port {
+                "blob" => GcpOpener.blob_store(&url).await.map(|_| ()),
+                "database" => GcpOpener.database(&url).await.map(|_| ()),
+                "notifier" => GcpOpener.notifier(&url).await.map(|_| ()),
+                _ => GcpOpener.classifier(&url).await.map(|_| ()),
+            };
+            assert!(matches!(result, Err(Error::Config { .. })), "{raw}: {result:?}");
+        }
+    }
+}

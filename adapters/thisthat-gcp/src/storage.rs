@@ -1,0 +1,578 @@
+//! The blob-store port on Cloud Storage, over the documented JSON API.
+//!
+//! Why not a storage crate: the official `google-cloud-storage` does metadata, list and delete
+//! over gRPC only (no emulator speaks it), and the community `gcloud-storage` brings a second
+//! auth stack and a second `reqwest`. The six calls the port needs are small and documented,
+//! so they go through the workspace's shared REST plumbing (`thisthat-http`) with a token from
+//! the same google-cloud-auth that Firestore uses. See `docs/gcp.md`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use firestore::gcloud_sdk::google_cloud_auth::{self, signer::Signer};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use thisthat_core::{
+    BlobKey, Entity, Error, Result,
+    ports::{
+        Blob, BlobMeta, BlobStore, GetOptions, ListPage, PutMode, PutOptions, SignedMethod, SignedUrl, SignedUrlRequest,
+    },
+};
+use thisthat_http::HttpStatusError;
+
+use crate::auth::TokenSource;
+
+const PROVIDER: &str = "cloud storage";
+
+/// The production endpoint of the JSON API (and of signed URLs).
+pub const GCS_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// The longest a V4 signed URL may live: seven days.
+pub const MAX_SIGNED_URL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// RFC 3986 unreserved characters stay; everything else, `/` included, is encoded. The JSON
+/// API wants object names as one path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// As [`SEGMENT`] but keeping `/`: the path of a signed URL (`/bucket/object/name`).
+const PATH: &AsciiSet = &SEGMENT.remove(b'/');
+
+/// How a [`GcsBlobStore`] reaches its bucket.
+#[derive(Debug, Clone)]
+pub struct GcsOptions {
+    /// The bucket.
+    pub bucket: String,
+    /// The JSON API's base URL: [`GCS_ENDPOINT`], or an emulator such as
+    /// `http://127.0.0.1:4443`.
+    pub endpoint: String,
+    /// Where bearer tokens come from.
+    pub tokens: TokenSource,
+    /// What signs V4 URLs: a service account key, or the IAM `signBlob` API for credentials
+    /// without a key (Cloud Run, GKE workload identity). `None` makes
+    /// [`BlobStore::signed_url`] a configuration error.
+    pub signer: Option<Signer>,
+}
+
+impl GcsOptions {
+    /// The bucket on production Cloud Storage, with Application Default Credentials for
+    /// tokens and signing; or, when `STORAGE_EMULATOR_HOST` is set, on that emulator with no
+    /// token (signing still uses ADC when it finds a key; see [`GcsOptions::signer_from_key`]).
+    pub fn from_env(bucket: impl Into<String>) -> Result<Self> {
+        crate::install_crypto_provider();
+        let emulator = std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|h| !h.is_empty());
+        let (endpoint, tokens) = match emulator {
+            Some(host) if host.contains("://") => (host.trim_end_matches('/').to_string(), TokenSource::Anonymous),
+            Some(host) => (format!("http://{}", host.trim_end_matches('/')), TokenSource::Anonymous),
+            None => (GCS_ENDPOINT.to_string(), TokenSource::adc()?),
+        };
+        // Signing is optional: a deployment that never hands out URLs needs no signer.
+        let signer = google_cloud_auth::credentials::Builder::default().build_signer().ok();
+        Ok(GcsOptions {
+            bucket: bucket.into(),
+            endpoint,
+            tokens,
+            signer,
+        })
+    }
+
+    /// A signer from a service account key (the JSON file's contents), which signs locally.
+    pub fn signer_from_key(service_account_key: serde_json::Value) -> Result<Signer> {
+        crate::install_crypto_provider();
+        google_cloud_auth::credentials::service_account::Builder::new(service_account_key)
+            .build_signer()
+            .map_err(|e| Error::Config {
+                reason: "the service account key cannot sign URLs".into(),
+                source: Some(Box::new(e)),
+            })
+    }
+}
+
+/// Photos in a Cloud Storage bucket.
+///
+/// Puts are multipart uploads (metadata and bytes in one request), create-only ones with
+/// `ifGenerationMatch=0`, which Cloud Storage checks atomically: of racing creates exactly one
+/// gets generation 1 and the rest get HTTP 412. Signed URLs are V4 (`GOOG4-RSA-SHA256`); an
+/// upload URL binds the content type, `x-goog-content-length-range` (the size limit) and
+/// `x-goog-if-generation-match: 0` (create-only), all as signed headers the client must send.
+#[derive(Debug, Clone)]
+pub struct GcsBlobStore {
+    http: reqwest::Client,
+    options: GcsOptions,
+}
+
+/// The JSON API's object resource, as far as the port needs it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectResource {
+    name: String,
+    /// A decimal string, as the JSON API sends 64-bit numbers.
+    size: String,
+    content_type: Option<String>,
+    etag: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectList {
+    #[serde(default)]
+    items: Vec<ObjectResource>,
+    next_page_token: Option<String>,
+}
+
+impl ObjectResource {
+    fn meta(self, key: BlobKey) -> Result<BlobMeta> {
+        let size = self.size.parse().map_err(|_| Error::Backend {
+            provider: PROVIDER,
+            message: format!("object {} has a size that is not a number: {:?}", self.name, self.size),
+            source: None,
+        })?;
+        Ok(BlobMeta {
+            key,
+            size,
+            content_type: self.content_type,
+            etag: self.etag,
+        })
+    }
+}
+
+impl GcsBlobStore {
+    /// A store on `options.bucket`. The bucket must exist (see [`GcsBlobStore::create_bucket`]).
+    pub fn new(options: GcsOptions) -> Result<Self> {
+        crate::install_crypto_provider();
+        Ok(GcsBlobStore {
+            http: thisthat_http::client()?,
+            options,
+        })
+    }
+
+    /// The HTTP client, for calls the port does not offer.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// How this store was configured.
+    pub fn options(&self) -> &GcsOptions {
+        &self.options
+    }
+
+    /// Creates the bucket in `project` (for emulators and tests; production buckets are
+    /// created with their retention, location and IAM by infrastructure code).
+    /// [`Error::Conflict`] if it exists.
+    pub async fn create_bucket(&self, project: &str) -> Result<()> {
+        let url = format!("{}/storage/v1/b", self.options.endpoint);
+        let request = self
+            .authorized(self.http.post(url).query(&[("project", project)]))
+            .await?
+            .json(&serde_json::json!({ "name": self.options.bucket }));
+        thisthat_http::send(PROVIDER, request, |e| {
+            (e.status == 409).then(|| Error::conflict(format!("bucket {} exists", self.options.bucket)))
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn authorized(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder> {
+        self.options.tokens.authorize(PROVIDER, request).await
+    }
+
+    fn object_url(&self, key: &BlobKey) -> String {
+        format!(
+            "{}/storage/v1/b/{}/o/{}",
+            self.options.endpoint,
+            utf8_percent_encode(&self.options.bucket, SEGMENT),
+            utf8_percent_encode(key.as_str(), SEGMENT)
+        )
+    }
+
+    /// A 404 on an object call means the object (or the bucket) is missing; a missing bucket
+    /// is a configuration error, which the JSON API tells apart only by its message.
+    fn not_found(&self, key: &BlobKey, e: &HttpStatusError) -> Option<Error> {
+        if e.status != 404 {
+            return None;
+        }
+        if e.body.contains("bucket") && e.body.contains("does not exist") {
+            return Some(self.missing_bucket());
+        }
+        Some(Error::not_found(Entity::Blob, key))
+    }
+
+    fn missing_bucket(&self) -> Error {
+        Error::config(format!(
+            "the Cloud Storage bucket {} does not exist",
+            self.options.bucket
+        ))
+    }
+}
+
+/// A multipart boundary that does not occur in `body`.
+fn boundary(body: &[u8]) -> String {
+    loop {
+        let candidate = format!("thisthat-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        if !body.windows(candidate.len()).any(|w| w == candidate.as_bytes()) {
+            return candidate;
+        }
+    }
+}
+
+fn content_range_total(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let value = headers.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    value.rsplit('/').next()?.trim().parse().ok()
+}
+
+fn header_string(headers: &reqwest::header::HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+    headers
+        .get(name)?
+        .to_str()
+        .ok()
+        .map(|v| v.trim_matches('"').to_string())
+}
+
+#[async_trait]
+impl BlobStore for GcsBlobStore {
+    #[tracing::instrument(name = "gcs.put", skip_all, fields(bucket = %self.options.bucket, key = %key, size = body.len()))]
+    async fn put(&self, key: &BlobKey, body: Bytes, options: &PutOptions) -> Result<BlobMeta> {
+        let mut metadata = serde_json::json!({ "name": key.as_str() });
+        if let Some(content_type) = &options.content_type {
+            metadata["contentType"] = content_type.clone().into();
+        }
+        let boundary = boundary(&body);
+        let media_type = options.content_type.as_deref().unwrap_or("application/octet-stream");
+        let mut multipart = Vec::with_capacity(body.len() + 512);
+        multipart.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: {media_type}\r\n\r\n").as_bytes(),
+        );
+        multipart.extend_from_slice(&body);
+        multipart.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+
+        let mut query = vec![("uploadType", "multipart")];
+        let create = options.mode == PutMode::Create;
+        if create {
+            // Generation 0 means "no live object": Cloud Storage refuses the write with 412
+            // if one exists, atomically.
+            query.push(("ifGenerationMatch", "0"));
+        }
+        let url = format!(
+            "{}/upload/storage/v1/b/{}/o",
+            self.options.endpoint,
+            utf8_percent_encode(&self.options.bucket, SEGMENT)
+        );
+        let request = self
+            .authorized(self.http.post(url).query(&query))
+            .await?
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/related; boundary={boundary}"),
+            )
+            .body(multipart);
+        let object: ObjectResource = thisthat_http::send_for_json(PROVIDER, request, |e| match e.status {
+            412 if create => Some(Error::conflict(format!("{key} already exists"))),
+            404 => Some(self.missing_bucket()),
+            _ => None,
+        })
+        .await?;
+        object.meta(key.clone())
+    }
+
+    #[tracing::instrument(name = "gcs.get", skip_all, fields(bucket = %self.options.bucket, key = %key))]
+    async fn get(&self, key: &BlobKey, options: &GetOptions) -> Result<Blob> {
+        let mut request = self
+            .authorized(self.http.get(self.object_url(key)).query(&[("alt", "media")]))
+            .await?;
+        if let Some(range) = &options.range {
+            if range.start >= range.end {
+                // An empty range: nothing to download, but the blob must exist.
+                let meta = self.head(key).await?;
+                return Ok(Blob {
+                    meta,
+                    body: Bytes::new(),
+                });
+            }
+            request = request.header(
+                reqwest::header::RANGE,
+                format!("bytes={}-{}", range.start, range.end - 1),
+            );
+        }
+        let response = match thisthat_http::send(PROVIDER, request, |e| match e.status {
+            // The range starts past the end: the port cuts ranges at the end, so that is an
+            // empty body.
+            416 => Some(Error::invalid("range", "past the end")),
+            _ => self.not_found(key, e),
+        })
+        .await
+        {
+            Ok(response) => response,
+            Err(Error::InvalidInput { field: "range", .. }) => {
+                let meta = self.head(key).await?;
+                return Ok(Blob {
+                    meta,
+                    body: Bytes::new(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let headers = response.headers().clone();
+        let partial = response.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| thisthat_http::transport_error(PROVIDER, e))?;
+        let size = if partial {
+            content_range_total(&headers).ok_or_else(|| Error::Backend {
+                provider: PROVIDER,
+                message: "a ranged download came back without a Content-Range total".into(),
+                source: None,
+            })?
+        } else {
+            body.len() as u64
+        };
+        Ok(Blob {
+            meta: BlobMeta {
+                key: key.clone(),
+                size,
+                content_type: header_string(&headers, reqwest::header::CONTENT_TYPE),
+                etag: header_string(&headers, reqwest::header::ETAG),
+            },
+            body,
+        })
+    }
+
+    #[tracing::instrument(name = "gcs.head", skip_all, fields(bucket = %self.options.bucket, key = %key))]
+    async fn head(&self, key: &BlobKey) -> Result<BlobMeta> {
+        let request = self.authorized(self.http.get(self.object_url(key))).await?;
+        let object: ObjectResource =
+            thisthat_http::send_for_json(PROVIDER, request, |e| self.not_found(key, e)).await?;
+        object.meta(key.clone())
+    }
+
+    #[tracing::instrument(name = "gcs.delete", skip_all, fields(bucket = %self.options.bucket, key = %key))]
+    async fn delete(&self, key: &BlobKey) -> Result<()> {
+        let request = self.authorized(self.http.delete(self.object_url(key))).await?;
+        match thisthat_http::send(PROVIDER, request, |e| self.not_found(key, e)).await {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[tracing::instrument(name = "gcs.list", skip_all, fields(bucket = %self.options.bucket, prefix = %prefix))]
+    async fn list(&self, prefix: &str, continuation: Option<String>) -> Result<ListPage> {
+        let url = format!(
+            "{}/storage/v1/b/{}/o",
+            self.options.endpoint,
+            utf8_percent_encode(&self.options.bucket, SEGMENT)
+        );
+        let mut query = vec![("prefix", prefix.to_string()), ("maxResults", "1000".to_string())];
+        if let Some(token) = continuation {
+            query.push(("pageToken", token));
+        }
+        let request = self.authorized(self.http.get(url).query(&query)).await?;
+        let list: ObjectList =
+            thisthat_http::send_for_json(PROVIDER, request, |e| (e.status == 404).then(|| self.missing_bucket()))
+                .await?;
+        let mut blobs = Vec::with_capacity(list.items.len());
+        for object in list.items {
+            // Objects written by something else under names the SDK never builds cannot be
+            // addressed through the port; they are left out rather than failing the listing.
+            match BlobKey::new(object.name.clone()) {
+                Ok(key) => blobs.push(object.meta(key)?),
+                Err(_) => tracing::debug!(name = %object.name, "skipping an object whose name is not a thisthat key"),
+            }
+        }
+        Ok(ListPage {
+            blobs,
+            next: list.next_page_token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    #[tracing::instrument(name = "gcs.signed_url", skip_all, fields(bucket = %self.options.bucket, key = %key))]
+    async fn signed_url(&self, key: &BlobKey, request: &SignedUrlRequest) -> Result<SignedUrl> {
+        let signer = self.options.signer.as_ref().ok_or_else(|| {
+            Error::config(
+                "Cloud Storage signed URLs need a signer: Application Default Credentials with a service account (a key, or a metadata-server identity with roles/iam.serviceAccountTokenCreator on itself)",
+            )
+        })?;
+        let (method, headers) = match &request.method {
+            SignedMethod::Get => ("GET", Vec::new()),
+            SignedMethod::Put { content_type, max_size } => (
+                "PUT",
+                vec![
+                    ("content-type".to_string(), content_type.clone()),
+                    ("x-goog-content-length-range".to_string(), format!("0,{max_size}")),
+                    ("x-goog-if-generation-match".to_string(), "0".to_string()),
+                ],
+            ),
+            _ => {
+                return Err(Error::Unsupported {
+                    adapter: "GcsBlobStore",
+                    operation: "this signed URL method",
+                });
+            }
+        };
+        let email = signer.client_email().await.map_err(signing_error)?;
+        let now = SystemTime::now();
+        let parts = V4Request {
+            method,
+            endpoint: &self.options.endpoint,
+            bucket: &self.options.bucket,
+            object: key.as_str(),
+            headers: &headers,
+            email: &email,
+            now,
+            expires_in: request.expires_in,
+        }
+        .prepare()?;
+        let signature = signer
+            .sign(parts.string_to_sign.as_bytes())
+            .await
+            .map_err(signing_error)?;
+        let hex: String = signature.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(SignedUrl {
+            url: format!("{}&X-Goog-Signature={hex}", parts.unsigned_url),
+            method: method.to_string(),
+            headers,
+            expires_at: parts.expires_at,
+        })
+    }
+}
+
+fn signing_error(e: google_cloud_auth::signer::SigningError) -> Error {
+    if e.is_transport() {
+        Error::unavailable(PROVIDER, e)
+    } else {
+        Error::Config {
+            reason: "could not sign a Cloud Storage URL: check the service account and its roles".into(),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+/// What a V4 signature covers.
+struct V4Request<'a> {
+    method: &'a str,
+    endpoint: &'a str,
+    bucket: &'a str,
+    object: &'a str,
+    headers: &'a [(String, String)],
+    email: &'a str,
+    now: SystemTime,
+    expires_in: Duration,
+}
+
+/// A V4 request ready to sign.
+struct V4Prepared {
+    /// The URL with every query parameter but the signature.
+    unsigned_url: String,
+    string_to_sign: String,
+    expires_at: SystemTime,
+}
+
+impl V4Request<'_> {
+    /// Builds the canonical request and the string to sign as documented for
+    /// `GOOG4-RSA-SHA256` (cloud.google.com/storage/docs/authentication/signatures).
+    fn prepare(&self) -> Result<V4Prepared> {
+        let endpoint = url::Url::parse(self.endpoint).map_err(|e| Error::Config {
+            reason: format!("the Cloud Storage endpoint {:?} is not a URL", self.endpoint),
+            source: Some(Box::new(e)),
+        })?;
+        let host = match (endpoint.host_str(), endpoint.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => return Err(Error::config(format!("the endpoint {} has no host", self.endpoint))),
+        };
+        let expires = self
+            .expires_in
+            .clamp(Duration::from_secs(1), MAX_SIGNED_URL_LIFETIME)
+            .as_secs();
+        let seconds = self.now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let (date, datetime) = utc_stamp(seconds);
+        let scope = format!("{date}/auto/storage/goog4_request");
+
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        headers.push(("host".into(), host.clone()));
+        headers.sort();
+        let signed_headers = headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
+        let canonical_headers: String = headers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
+
+        let mut query = [
+            ("X-Goog-Algorithm", "GOOG4-RSA-SHA256".to_string()),
+            ("X-Goog-Credential", format!("{}/{scope}", self.email)),
+            ("X-Goog-Date", datetime.clone()),
+            ("X-Goog-Expires", expires.to_string()),
+            ("X-Goog-SignedHeaders", signed_headers.clone()),
+        ];
+        query.sort();
+        let canonical_query = query
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    utf8_percent_encode(k, SEGMENT),
+                    utf8_percent_encode(v, SEGMENT)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let path = format!("/{}/{}", self.bucket, self.object);
+        let canonical_path = utf8_percent_encode(&path, PATH).to_string();
+        let canonical_request = format!(
+            "{}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD",
+            self.method
+        );
+        let digest: String = Sha256::digest(canonical_request.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let string_to_sign = format!("GOOG4-RSA-SHA256\n{datetime}\n{scope}\n{digest}");
+        let base = format!("{}://{host}", endpoint.scheme());
+        Ok(V4Prepared {
+            unsigned_url: format!("{base}{canonical_path}?{canonical_query}"),
+            string_to_sign,
+            expires_at: self.now + Duration::from_secs(expires),
+        })
+    }
+}
+
+/// `(YYYYMMDD, YYYYMMDD'T'HHMMSS'Z')` in UTC for seconds since 1970.
+fn utc_stamp(seconds: u64) -> (String, String) {
+    let days = (seconds / 86_400) as i64;
+    let rest = seconds % 86_400;
+    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let date = format!("{year:04}{month:02}{day:02}");
+    let time = format!("{:02}{:02}{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+    (date.clone(), format!("{date}T{time}Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps_match_known_dates() {
+        assert_eq!(utc_stamp(0), ("19700101".into(), "19700101T000000Z".into()));
+        // 2024-02-29T12:34:56Z, a leap day.
+        assert_eq!(utc_stamp(1_709_210_096), ("20240229".into(), "20240229T123456Z".into()));
+        // 2026-11-28T00:00:00Z.
+        assert_eq!(utc_stamp(1_795_824_000).0, "20261128");
+    }
+
+    #[test]
+    fn boundaries_never_occur_in_the_body() {
+        let body = b"--thisthat-0000000000000000 and more";
+        let b = boundary(body);
+        assert!(!String::from_utf8_lossy(body).contains(&b));
+    }
+}
