@@ -1,6 +1,7 @@
 # Google Cloud: fake-gcs-server (Cloud Storage's JSON API, from PyPI) and Google's own
 # Firestore emulator (ships with the gcloud CLI). Sourced by with-emulators. Exports
-# THISTHAT_GCS_URL and FIRESTORE_EMULATOR_HOST, which the thisthat-gcp tests require. FCM and
+# THISTHAT_GCS_URL and FIRESTORE_EMULATOR_HOST, which the thisthat-gcp tests require, and
+# STORAGE_EMULATOR_HOST, which gs:// URLs follow. FCM and
 # Vision have no emulator: their tests run against a local HTTP fake inside the test binary.
 
 FIRESTORE_EMULATOR_JAR="${FIRESTORE_EMULATOR_JAR:-/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar}"
@@ -32,6 +33,7 @@ PY
         -backend memory -public-host "127.0.0.1:$gcs_port" -log-level warn
     wait_http fake-gcs-server "http://127.0.0.1:$gcs_port/storage/v1/b"
     export THISTHAT_GCS_URL="http://127.0.0.1:$gcs_port"
+    export STORAGE_EMULATOR_HOST="http://127.0.0.1:$gcs_port"
 
     firestore_port="$(free_port)"
     start_background firestore-emulator java -cp "$FIRESTORE_EMULATOR_JAR" \

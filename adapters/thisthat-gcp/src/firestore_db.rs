@@ -20,7 +20,10 @@
 use std::{
     collections::HashMap,
     hash::{Hash, Hasher},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -74,6 +77,7 @@ pub struct FirestoreDatabase {
     db: firestore::FirestoreDb,
     prefix: String,
     vote_locks: Arc<[tokio::sync::Mutex<()>]>,
+    requests: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for FirestoreDatabase {
@@ -377,6 +381,7 @@ impl FirestoreDatabase {
             db,
             prefix: prefix.to_string(),
             vote_locks: (0..VOTE_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            requests: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -390,7 +395,16 @@ impl FirestoreDatabase {
         &self.prefix
     }
 
+    /// How many Firestore requests this database (and its clones) has sent: every
+    /// `BatchGetDocuments`, `Commit`, `RunQuery` and `Rollback`. For metering, and for the
+    /// tests that hold each operation to the request count `docs/gcp.md` gives.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The gRPC client for one request (cheap: clones share the channel), counted.
     fn grpc(&self) -> Client {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         self.db.client().get()
     }
 

@@ -25,8 +25,9 @@ use crate::{
 ///   bucket: [`VisionClassifier`].
 ///
 /// `fcm:` and `vision:` take `?endpoint=` (an `http://` or `https://` base URL) to talk to
-/// something other than Google, such as a local fake; the token is then still Application
-/// Default Credentials'. Credentials are always Application Default Credentials.
+/// something other than Google, such as a local fake. Credentials are Application Default
+/// Credentials, except that no token is ever sent to a plain `http://` endpoint: Google's are
+/// all HTTPS, so a plain one is a local fake, and a real token must not travel in the clear.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GcpOpener;
 
@@ -66,20 +67,27 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
-fn endpoint(params: &[(String, String)], default: &str) -> Result<String> {
+/// The endpoint to call and the tokens to send it.
+fn endpoint(params: &[(String, String)], default: &str) -> Result<(String, TokenSource)> {
     let Some(endpoint) = param(params, "endpoint") else {
-        return Ok(default.to_string());
+        return Ok((default.to_string(), TokenSource::adc()?));
     };
     let parsed = Url::parse(endpoint).map_err(|e| Error::Config {
         reason: format!("endpoint={endpoint:?} is not a URL"),
         source: Some(Box::new(e)),
     })?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(Error::config(format!(
-            "endpoint={endpoint:?} must be an http:// or https:// URL"
-        )));
-    }
-    Ok(endpoint.to_string())
+    let tokens = match parsed.scheme() {
+        "https" => TokenSource::adc()?,
+        // Google's endpoints are all HTTPS: a plain one is a local fake, and a real token must
+        // not travel in the clear.
+        "http" => TokenSource::Anonymous,
+        _ => {
+            return Err(Error::config(format!(
+                "endpoint={endpoint:?} must be an http:// or https:// URL"
+            )));
+        }
+    };
+    Ok((endpoint.to_string(), tokens))
 }
 
 #[async_trait]
@@ -125,12 +133,8 @@ impl UrlOpener for GcpOpener {
         }
         let params = params(url, &["endpoint"])?;
         let project = host(url, "project")?;
-        let endpoint = endpoint(&params, FCM_ENDPOINT)?;
-        Ok(Arc::new(FcmNotifier::with_endpoint(
-            project,
-            &endpoint,
-            TokenSource::adc()?,
-        )?))
+        let (endpoint, tokens) = endpoint(&params, FCM_ENDPOINT)?;
+        Ok(Arc::new(FcmNotifier::with_endpoint(project, &endpoint, tokens)?))
     }
 
     async fn classifier(&self, url: &Url) -> Result<Arc<dyn Classifier>> {
@@ -140,8 +144,8 @@ impl UrlOpener for GcpOpener {
             )));
         }
         let params = params(url, &["bucket", "endpoint"])?;
-        let endpoint = endpoint(&params, VISION_ENDPOINT)?;
-        let mut classifier = VisionClassifier::with_endpoint(&endpoint, TokenSource::adc()?)?;
+        let (endpoint, tokens) = endpoint(&params, VISION_ENDPOINT)?;
+        let mut classifier = VisionClassifier::with_endpoint(&endpoint, tokens)?;
         if let Some(bucket) = param(&params, "bucket") {
             classifier = classifier.reading_from_bucket(bucket);
         }

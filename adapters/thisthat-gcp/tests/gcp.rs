@@ -703,3 +703,128 @@ mod wire {
         assert!(matches!(url, Err(Error::Config { .. })), "no signer: {url:?}");
     }
 }
+
+mod counted {
+    use thisthat_core::{
+        Error, Registry, Status,
+        ports::{Database, Delivery, PhotoInput},
+    };
+    use thisthat_gcp::GcpOpener;
+    use thisthat_testkit::fixtures::{competition, device, vote};
+
+    use super::*;
+
+    /// Holds a vote to the request counts `docs/gcp.md` gives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_vote_costs_the_requests_docs_gcp_md_counts() {
+        let db = firestore().await;
+        let c = competition("owner", Status::Open, 2);
+        db.insert_competition(&c).await.expect("insert");
+        let cost = async |v: thisthat_core::Vote| {
+            let before = db.requests_sent();
+            let result = db.cast_vote(&v).await;
+            (db.requests_sent() - before, result)
+        };
+        let (n, r) = cost(vote(&c, "a", 0)).await;
+        assert!(r.expect("vote").closed.is_none());
+        assert_eq!(n, 3, "an accepted vote: plain read, transactional read, commit");
+        let (n, r) = cost(vote(&c, "a", 1)).await;
+        assert!(matches!(r, Err(Error::AlreadyVoted)));
+        assert_eq!(n, 1, "a repeat voter is answered by the plain read");
+        let (n, r) = cost(vote(&c, "owner", 1)).await;
+        assert!(matches!(r, Err(Error::OwnCompetition)));
+        assert_eq!(n, 1);
+        let (n, r) = cost(vote(&c, "b", 1)).await;
+        assert!(r.expect("closing vote").closed.is_some());
+        assert_eq!(
+            n, 3,
+            "the closing vote writes the close and the notification in the same commit"
+        );
+        let (n, r) = cost(vote(&c, "c", 1)).await;
+        assert!(matches!(r, Err(Error::Closed)));
+        assert_eq!(n, 1, "a late voter is answered by the plain read");
+        let missing = competition("owner", Status::Open, 2);
+        let (n, r) = cost(vote(&missing, "a", 0)).await;
+        assert!(matches!(r, Err(Error::NotFound { .. })));
+        assert_eq!(n, 3, "plain read, transactional read, rollback");
+    }
+
+    fn query_value(url: &str) -> String {
+        url::form_urlencoded::byte_serialize(url.as_bytes()).collect()
+    }
+
+    /// Every scheme opens through a registry; plain-HTTP endpoints get no token.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_opener_opens_every_scheme() {
+        required("STORAGE_EMULATOR_HOST");
+        let registry = Registry::new().with(GcpOpener);
+
+        let db = registry
+            .database(&format!("firestore://{PROJECT}?prefix=t{}_", unique()))
+            .await
+            .expect("firestore://");
+        let c = competition("owner", Status::Open, 24);
+        db.insert_competition(&c).await.expect("insert");
+        assert_eq!(db.competition(&c.id).await.expect("read"), c);
+
+        let bucket = gcs().await.options().bucket.clone();
+        let blobs = registry.blob_store(&format!("gs://{bucket}")).await.expect("gs://");
+        let key = thisthat_core::BlobKey::new("competitions/x/0.png").expect("key");
+        blobs
+            .put(
+                &key,
+                Bytes::from_static(b"png"),
+                &thisthat_core::ports::PutOptions::create("image/png"),
+            )
+            .await
+            .expect("put through the emulator named by STORAGE_EMULATOR_HOST");
+        assert_eq!(blobs.head(&key).await.expect("head").size, 3);
+
+        let fake = WireFake::start(|req| {
+            if req.header("authorization").is_some() {
+                return Err("a token was sent over plain HTTP".into());
+            }
+            if req.path.ends_with("/messages:send") {
+                Ok(Reply::json(200, serde_json::json!({"name": "projects/p/messages/1"})))
+            } else {
+                Ok(annotated("Photograph", "VERY_UNLIKELY"))
+            }
+        })
+        .await;
+        let notifier = registry
+            .notifier(&format!("fcm://{PROJECT}?endpoint={}", query_value(fake.url())))
+            .await
+            .expect("fcm://");
+        let endpoint = notifier.register(&device("alice")).await.expect("register");
+        let message = PushMessage {
+            title: "t".into(),
+            body: "b".into(),
+            competition: c.id,
+            idempotency_key: "k".into(),
+        };
+        assert_eq!(
+            notifier.send(&endpoint, &message).await.expect("send"),
+            Delivery::Accepted
+        );
+        let classifier = registry
+            .classifier(&format!("vision://?bucket=photos&endpoint={}", query_value(fake.url())))
+            .await
+            .expect("vision://");
+        classifier
+            .classify(&PhotoInput {
+                bytes: thisthat_testkit::photos::cat_png(),
+                media_type: thisthat_core::MediaType::Png,
+                key: Some(key),
+            })
+            .await
+            .expect("classify");
+        let requests = fake.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].path, format!("/v1/projects/{PROJECT}/messages:send"));
+        assert_eq!(
+            requests[1].json().expect("json")["requests"][0]["image"]["source"]["gcsImageUri"],
+            "gs://photos/competitions/x/0.png"
+        );
+        assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    }
+}
