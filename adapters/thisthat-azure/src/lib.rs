@@ -15,16 +15,18 @@
 mod auth;
 mod blob;
 mod database;
-mod notify;
+pub mod notify;
 mod opener;
 mod table;
 pub mod transport;
-mod vision;
+pub mod vision;
 
 pub use auth::{AccountKey, StorageAuth};
 pub use blob::AzureBlobStore;
 pub use database::AzureTableDatabase;
+pub use notify::{NotificationHubsConfig, NotificationHubsNotifier};
 pub use table::TableClient;
+pub use vision::{AiVisionClassifier, Screening};
 
 /// The well-known account name of the storage emulator (Azurite), public in Microsoft's docs.
 pub const DEV_ACCOUNT: &str = "devstoreaccount1";

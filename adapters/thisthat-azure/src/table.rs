@@ -3,7 +3,9 @@
 //! entity-group transactions). A REST client instead of `azure_data_tables` 0.21 because that
 //! crate is frozen and would link a second `azure_core`; see `docs/azure.md`.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::Arc};
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use azure_core::time::{OffsetDateTime, to_rfc7231};
 use bytes::Bytes;
@@ -86,7 +88,14 @@ pub struct TableClient {
     account_url: Url,
     table: String,
     auth: StorageAuth,
+    /// Requests in flight at once. Unbounded, a burst of votes opens a connection per vote,
+    /// and servers drop connections past their accept backlog (Azurite reset them at about
+    /// 1,000); queueing here costs nothing the service would not make us wait for anyway.
+    in_flight: Arc<Semaphore>,
 }
+
+/// The default bound on a client's requests in flight.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 impl std::fmt::Debug for TableClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,7 +139,19 @@ impl TableClient {
             account_url,
             table: table.to_owned(),
             auth,
+            in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
         })
+    }
+
+    /// Allows at most `n` requests in flight at once (at least 1).
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.in_flight = Arc::new(Semaphore::new(n.max(1)));
+        self
+    }
+
+    async fn permit(&self) -> Result<SemaphorePermit<'_>> {
+        // The semaphore is never closed, so this cannot fail in practice.
+        self.in_flight.acquire().await.map_err(|e| Error::backend(PROVIDER, e))
     }
 
     /// The table's name.
@@ -178,6 +199,7 @@ impl TableClient {
 
     /// Creates the table; an existing one is fine.
     pub async fn create_table(&self) -> Result<()> {
+        let _permit = self.permit().await?;
         let body = serde_json::json!({ "TableName": self.table }).to_string();
         let request = self
             .request(Method::POST, self.url("Tables"))
@@ -197,6 +219,7 @@ impl TableClient {
 
     /// Deletes the table and everything in it; a missing one is fine.
     pub async fn delete_table(&self) -> Result<()> {
+        let _permit = self.permit().await?;
         let url = self.url(&format!("Tables({})", quote(&self.table)));
         let request = self.request(Method::DELETE, url).await?;
         match thisthat_http::send(PROVIDER, request, |e| {
@@ -211,6 +234,7 @@ impl TableClient {
 
     /// Reads one entity, `None` if missing. `select` limits the properties read.
     pub(crate) async fn get(&self, partition: &str, row: &str, select: Option<&str>) -> Result<Option<Entity>> {
+        let _permit = self.permit().await?;
         let mut url = self.entity_url(partition, row);
         if let Some(select) = select {
             url.query_pairs_mut().append_pair("$select", select);
@@ -243,6 +267,7 @@ impl TableClient {
 
     /// Inserts an entity. [`Error::Conflict`] if one with its keys exists.
     pub(crate) async fn insert(&self, entity: &Map<String, Value>) -> Result<()> {
+        let _permit = self.permit().await?;
         let request = self
             .request(Method::POST, self.url(&self.table))
             .await?
@@ -271,6 +296,7 @@ impl TableClient {
         merge: bool,
         if_match: Option<&str>,
     ) -> Result<()> {
+        let _permit = self.permit().await?;
         let method = if merge {
             Method::from_bytes(b"MERGE").map_err(|e| Error::backend(PROVIDER, e))?
         } else {
@@ -297,6 +323,7 @@ impl TableClient {
     /// Deletes an entity if its ETag matches (`*`: whatever it is). Missing is fine;
     /// a changed ETag is [`Error::Conflict`].
     pub(crate) async fn delete(&self, partition: &str, row: &str, if_match: &str) -> Result<()> {
+        let _permit = self.permit().await?;
         let request = self
             .request(Method::DELETE, self.entity_url(partition, row))
             .await?
@@ -323,6 +350,7 @@ impl TableClient {
         top: Option<usize>,
         continuation: Option<&(String, String)>,
     ) -> Result<(Vec<Entity>, Option<(String, String)>)> {
+        let _permit = self.permit().await?;
         let mut url = self.url(&format!("{}()", self.table));
         {
             let mut q = url.query_pairs_mut();
@@ -370,6 +398,7 @@ impl TableClient {
     /// operation comes back as `Ok(Err(BatchFailure))`, parsed from the multipart answer, never
     /// as success; transport and service-wide failures are `Err`.
     pub(crate) async fn batch(&self, ops: &[BatchOp]) -> Result<std::result::Result<(), BatchFailure>> {
+        let _permit = self.permit().await?;
         let id = ulid::Ulid::new().to_string().to_lowercase();
         let (batch, changeset) = (format!("batch_{id}"), format!("changeset_{id}"));
         let mut body = String::new();

@@ -5,9 +5,15 @@
 
 use std::sync::Arc;
 
-use thisthat_azure::{AccountKey, AzureBlobStore, AzureTableDatabase, StorageAuth, TableClient};
-use thisthat_core::CompetitionId;
-use thisthat_testkit::{BlobHarness, SignedUrls};
+use async_trait::async_trait;
+use bytes::Bytes;
+use fakes::{HUB_KEY, HubFake, VISION_KEY, VisionFake};
+use thisthat_azure::{
+    AccountKey, AiVisionClassifier, AzureBlobStore, AzureTableDatabase, NotificationHubsNotifier, Screening,
+    StorageAuth, TableClient,
+};
+use thisthat_core::{Backend, CompetitionId, Endpoint, PushMessage, Result};
+use thisthat_testkit::{BlobHarness, DomainHarness, NotifierHarness, SignedUrls};
 
 mod fakes;
 
@@ -74,4 +80,285 @@ async fn database() -> Arc<AzureTableDatabase> {
 mod database {
     use super::*;
     thisthat_testkit::database_conformance!(database());
+}
+
+/// Notification Hubs against its wire fake.
+struct Hub {
+    fake: HubFake,
+    notifier: Arc<NotificationHubsNotifier>,
+}
+
+impl Hub {
+    async fn start() -> Self {
+        let fake = HubFake::start().await;
+        let notifier = Arc::new(NotificationHubsNotifier::new(fake.config(HUB_KEY)).expect("notifier"));
+        Hub { fake, notifier }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // Every case ends with the fake having seen only documented requests.
+        let violations = self.fake.fake.violations();
+        if !std::thread::panicking() {
+            assert!(
+                violations.is_empty(),
+                "Notification Hubs wire violations: {violations:?}"
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl NotifierHarness for Hub {
+    fn notifier(&self) -> Arc<dyn thisthat_core::ports::Notifier> {
+        self.notifier.clone()
+    }
+
+    async fn delivered(&self, endpoint: &Endpoint) -> Result<Vec<PushMessage>> {
+        Ok(self.fake.delivered(&endpoint.address))
+    }
+
+    async fn expire(&self, endpoint: &Endpoint) -> Result<()> {
+        self.fake.expire(&endpoint.address);
+        Ok(())
+    }
+}
+
+mod notifier {
+    use super::*;
+    thisthat_testkit::notifier_conformance!(Hub::start());
+}
+
+/// AI Vision against its wire fake.
+struct Vision {
+    fake: VisionFake,
+    classifier: Arc<AiVisionClassifier>,
+}
+
+impl Vision {
+    async fn start(screening: Screening) -> Self {
+        let fake = VisionFake::start().await;
+        let classifier = Arc::new(
+            AiVisionClassifier::with_key(fake.fake.url().parse().expect("url"), VISION_KEY, screening)
+                .expect("classifier"),
+        );
+        Vision { fake, classifier }
+    }
+}
+
+impl Drop for Vision {
+    fn drop(&mut self) {
+        let violations = self.fake.fake.violations();
+        if !std::thread::panicking() {
+            assert!(violations.is_empty(), "AI Vision wire violations: {violations:?}");
+        }
+    }
+}
+
+impl thisthat_testkit::ClassifierHarness for Vision {
+    fn classifier(&self) -> Arc<dyn thisthat_core::ports::Classifier> {
+        self.classifier.clone()
+    }
+}
+
+mod classifier {
+    use super::*;
+    thisthat_testkit::classifier_conformance!(Vision::start(Screening::AdultV32));
+}
+
+mod classifier_without_screening {
+    use super::*;
+    thisthat_testkit::classifier_conformance!(Vision::start(Screening::None));
+}
+
+/// The four Azure adapters together: Blob and Table on Azurite, the hub and Vision on fakes.
+struct Azure {
+    blobs: Arc<AzureBlobStore>,
+    database: Arc<AzureTableDatabase>,
+    hub: Hub,
+    vision: Vision,
+    flagged: Bytes,
+}
+
+impl Azure {
+    async fn start() -> Self {
+        let vision = Vision::start(Screening::AdultV32).await;
+        // A valid PNG unlike the suite's own photos, which the fake scores as adult content.
+        let flagged = thisthat_testkit::photos::png_of_size(4321);
+        vision.fake.flag(flagged.clone());
+        Azure {
+            blobs: blob_store().await,
+            database: database().await,
+            hub: Hub::start().await,
+            vision,
+            flagged,
+        }
+    }
+}
+
+#[async_trait]
+impl DomainHarness for Azure {
+    fn backend(&self) -> Backend {
+        Backend {
+            blobs: self.blobs.clone(),
+            database: self.database.clone(),
+            notifier: self.hub.notifier.clone(),
+            classifier: self.vision.classifier.clone(),
+        }
+    }
+
+    fn signed_urls(&self) -> SignedUrls {
+        SignedUrls::Enforced
+    }
+
+    async fn delivered(&self, endpoint: &Endpoint) -> Result<Vec<PushMessage>> {
+        Ok(self.hub.fake.delivered(&endpoint.address))
+    }
+
+    async fn expire(&self, endpoint: &Endpoint) -> Result<()> {
+        self.hub.fake.expire(&endpoint.address);
+        Ok(())
+    }
+
+    async fn unsafe_photo(&self) -> Option<Bytes> {
+        Some(self.flagged.clone())
+    }
+}
+
+mod domain {
+    use super::*;
+    thisthat_testkit::domain_conformance!(Azure::start());
+}
+
+mod wire {
+    //! What the suites do not reach: documented error answers and request details.
+    use super::*;
+    use thisthat_core::{
+        Device, Error, Platform, UserId,
+        ports::{Classifier, Delivery, Notifier, PhotoInput},
+    };
+    use thisthat_testkit::wire::Reply;
+
+    fn message() -> PushMessage {
+        let competition = CompetitionId::new();
+        PushMessage {
+            title: "Results are in".into(),
+            body: "Photo 1 won.".into(),
+            competition,
+            idempotency_key: format!("thisthat-result-{competition}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn throttled_sends_are_retryable_with_the_hubs_wait() {
+        let hub = Hub::start().await;
+        let endpoint = hub
+            .notifier
+            .register(&thisthat_testkit::fixtures::device("alice"))
+            .await
+            .expect("register");
+        hub.fake.script(Reply::status(429).header("Retry-After", "7"));
+        let sent = hub.notifier.send(&endpoint, &message()).await;
+        assert!(
+            matches!(sent, Err(Error::Unavailable { retry_after: Some(d), .. }) if d.as_secs() == 7),
+            "{sent:?}"
+        );
+        hub.fake.script(Reply::status(503));
+        assert!(
+            hub.notifier
+                .send(&endpoint, &message())
+                .await
+                .is_err_and(|e| e.is_retryable())
+        );
+        assert!(hub.fake.delivered(&endpoint.address).is_empty());
+        assert_eq!(
+            hub.notifier.send(&endpoint, &message()).await.expect("send"),
+            Delivery::Accepted
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_is_a_configuration_error() {
+        let hub = Hub::start().await;
+        let wrong = NotificationHubsNotifier::new(hub.fake.config("d3Jvbmcta2V5")).expect("notifier");
+        let r = wrong.register(&thisthat_testkit::fixtures::device("alice")).await;
+        assert!(matches!(r, Err(Error::Config { .. })), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn apns_devices_get_apple_payloads_and_installations() {
+        let hub = Hub::start().await;
+        let device = Device::new(UserId::new("auth0|bob").expect("user"), Platform::Apns, "ab12cd34").expect("device");
+        let endpoint = hub.notifier.register(&device).await.expect("register");
+        let installation = hub.fake.installation(&endpoint.address).expect("installed");
+        assert_eq!(installation["platform"], "apns");
+        assert_eq!(installation["pushChannel"], "ab12cd34");
+        let m = message();
+        assert_eq!(
+            hub.notifier.send(&endpoint, &m).await.expect("send"),
+            Delivery::Accepted
+        );
+        assert_eq!(hub.fake.delivered(&endpoint.address), vec![m]);
+        let send = hub
+            .fake
+            .fake
+            .requests()
+            .into_iter()
+            .find(|r| r.path.ends_with("/messages/"))
+            .expect("a send");
+        assert_eq!(send.header("servicebusnotification-format"), Some("apple"));
+    }
+
+    fn photo(bytes: Bytes) -> PhotoInput {
+        PhotoInput {
+            media_type: thisthat_core::media::sniff(&bytes).expect("image").media_type,
+            bytes,
+            key: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn vision_errors_map_to_what_callers_can_act_on() {
+        let vision = Vision::start(Screening::AdultV32).await;
+        let cat = photo(thisthat_testkit::photos::cat_png());
+        vision.fake.script(Reply::status(429).header("Retry-After", "3"));
+        let r = vision.classifier.classify(&cat).await;
+        assert!(matches!(r, Err(Error::Unavailable { .. })), "{r:?}");
+        let bad_key =
+            AiVisionClassifier::with_key(vision.fake.fake.url().parse().expect("url"), "nope", Screening::None)
+                .expect("classifier");
+        let r = bad_key.classify(&cat).await;
+        assert!(matches!(r, Err(Error::Config { .. })), "{r:?}");
+        vision.fake.script(Reply::json(
+            400,
+            serde_json::json!({"error": {"code": "InvalidRequest", "innererror": {"code": "InvalidImageSize"}}}),
+        ));
+        let r = vision.classifier.classify(&cat).await;
+        assert!(matches!(r, Err(Error::InvalidInput { field: "photo", .. })), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn vision_labels_are_the_services_tags_and_screening_scores() {
+        let vision = Vision::start(Screening::AdultV32).await;
+        let flagged = thisthat_testkit::photos::png_of_size(999);
+        vision.fake.flag(flagged.clone());
+        let c = vision
+            .classifier
+            .classify(&photo(thisthat_testkit::photos::cat_png()))
+            .await
+            .expect("classify");
+        let names: Vec<_> = c.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["cat", "indoor", "whisker"]);
+        let moderation = c.moderation.expect("screened");
+        assert!(moderation.iter().all(|l| l.confidence < 0.1), "{moderation:?}");
+        let c = vision.classifier.classify(&photo(flagged)).await.expect("classify");
+        let adult = c
+            .moderation
+            .expect("screened")
+            .into_iter()
+            .find(|l| l.name.as_str() == "adult")
+            .expect("adult");
+        assert!(adult.confidence > 0.9);
+    }
 }
