@@ -54,6 +54,10 @@ const MAX_INDEX_IN_EXPRESSION: usize = 64;
 /// this is never reached unless the conditions and the rules disagree.
 const MAX_VOTE_ATTEMPTS: usize = 8;
 
+/// The most votes a competition may need to close here. Every ballot lives on the competition's
+/// item (voter id up to 128 bytes, choice, attempt id), and an item holds at most 400 KB.
+pub const MAX_VOTES_TO_CLOSE: u32 = 2_000;
+
 /// The thisthat database on one DynamoDB table (see the module docs and `docs/aws.md`).
 #[derive(Debug, Clone)]
 pub struct DynamoDatabase {
@@ -527,6 +531,12 @@ fn competition_from(item: &Item) -> Result<Competition> {
 #[async_trait]
 impl Database for DynamoDatabase {
     async fn insert_competition(&self, competition: &Competition) -> Result<()> {
+        if competition.votes_to_close > MAX_VOTES_TO_CLOSE {
+            return Err(Error::Unsupported {
+                adapter: "dynamodb",
+                operation: "competitions closing after more than 2,000 votes (the item size limit)",
+            });
+        }
         let result = self
             .client
             .put_item()

@@ -41,7 +41,7 @@ mod s3;
 mod sns;
 
 pub use config::load_config;
-pub use dynamodb::DynamoDatabase;
+pub use dynamodb::{DynamoDatabase, MAX_VOTES_TO_CLOSE};
 pub use opener::AwsOpener;
 pub use rekognition::RekognitionClassifier;
 pub use s3::S3BlobStore;

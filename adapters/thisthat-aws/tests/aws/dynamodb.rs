@@ -38,3 +38,17 @@ async fn a_missing_table_is_a_configuration_error() {
     let r = database.endpoints(&user("alice")).await;
     assert!(matches!(r, Err(Error::Config { .. })), "{r:?}");
 }
+
+/// A competition that would need more ballots than an item holds is refused up front.
+#[tokio::test]
+async fn thresholds_past_the_item_size_limit_are_refused() {
+    let database = database().await;
+    let c = thisthat_testkit::fixtures::competition(
+        "owner",
+        thisthat_core::Status::Open,
+        thisthat_aws::MAX_VOTES_TO_CLOSE + 1,
+    );
+    let r = database.insert_competition(&c).await;
+    assert!(matches!(r, Err(Error::Unsupported { .. })), "{r:?}");
+    assert!(matches!(database.competition(&c.id).await, Err(Error::NotFound { .. })));
+}

@@ -1,7 +1,10 @@
 //! Counting what reaches moto: a recording proxy sits between the adapters and moto, and the
 //! test asserts how many requests one competition and one vote cost.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use axum::{body::Body, http::Request, response::Response};
 use thisthat_aws::{DynamoDatabase, S3BlobStore, SnsNotifier};
@@ -18,6 +21,11 @@ use crate::{
 struct CountingProxy {
     url: String,
     log: Arc<Mutex<Vec<String>>>,
+    /// Requests received so far.
+    seen: Arc<AtomicUsize>,
+    /// The number of the request whose reply to lose (0: none): it is forwarded, then answered
+    /// with a 500 instead of moto's reply, as if the answer was lost; the SDK retries it.
+    lose_reply_of: Arc<AtomicUsize>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -44,15 +52,20 @@ impl CountingProxy {
     async fn start() -> Self {
         let target = moto();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen: Arc<AtomicUsize> = Arc::default();
+        let lose_reply_of: Arc<AtomicUsize> = Arc::default();
         let client = reqwest::Client::new();
         let app = {
             let log = log.clone();
+            let (seen, lose) = (seen.clone(), lose_reply_of.clone());
             axum::Router::new().fallback(move |request: Request<Body>| {
                 let (log, client, target) = (log.clone(), client.clone(), target.clone());
+                let (seen, lose) = (seen.clone(), lose.clone());
                 async move {
                     let (parts, body) = request.into_parts();
                     let body = axum::body::to_bytes(body, 64 << 20).await.expect("body");
                     log.lock().expect("lock").push(operation(&parts, &body));
+                    let number = seen.fetch_add(1, Ordering::SeqCst) + 1;
                     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                     let mut forward = client.request(parts.method.clone(), format!("{target}{path}"));
                     for (name, value) in &parts.headers {
@@ -61,6 +74,13 @@ impl CountingProxy {
                         }
                     }
                     let answer = forward.body(body).send().await.expect("moto answers");
+                    if lose.load(Ordering::SeqCst) == number {
+                        return Response::builder()
+                            .status(500)
+                            .header("x-amzn-errortype", "InternalServerError")
+                            .body(Body::from(r#"{"__type":"InternalServerError","message":"reply lost"}"#))
+                            .expect("response");
+                    }
                     let mut response = Response::builder().status(answer.status());
                     for (name, value) in answer.headers() {
                         response = response.header(name, value);
@@ -79,8 +99,16 @@ impl CountingProxy {
         CountingProxy {
             url,
             log,
+            seen,
+            lose_reply_of,
             _server: server,
         }
+    }
+
+    /// Loses the reply of the `n`th request from now (1: the next one).
+    fn lose_reply_of(&self, n: usize) {
+        self.lose_reply_of
+            .store(self.seen.load(Ordering::SeqCst) + n, Ordering::SeqCst);
     }
 
     fn take(&self) -> Vec<String> {
@@ -159,4 +187,70 @@ async fn a_vote_is_one_database_request() {
         ]
     );
     assert!(rekognition.wire.violations().is_empty());
+}
+
+/// A vote whose answer is lost after DynamoDB applied it is retried by the SDK; the retry is
+/// refused (the voter has voted), and the adapter recognises its own ballot by its attempt id
+/// and answers with the receipt instead of `AlreadyVoted`. The same for the closing vote,
+/// whose receipt keeps the outcome. Either way the vote counted once.
+#[tokio::test]
+async fn a_vote_whose_answer_was_lost_is_recognised_on_retry() {
+    use thisthat_core::{
+        Status, Vote,
+        ports::{Database, NotificationClaim},
+    };
+    let proxy = CountingProxy::start().await;
+    moto_config().await;
+    let database = DynamoDatabase::from_client(
+        aws_sdk_dynamodb::Client::new(&config_for(&proxy.url)),
+        unique("thisthat"),
+    );
+    database.create_table().await.expect("table");
+    let competition = thisthat_testkit::fixtures::competition("owner", Status::Open, 2);
+    database.insert_competition(&competition).await.expect("insert");
+    let vote = |voter: &str, choice| Vote {
+        competition: competition.id,
+        voter: user(voter),
+        choice,
+    };
+
+    proxy.take();
+    proxy.lose_reply_of(1);
+    let receipt = database.cast_vote(&vote("v1", 1)).await.expect("vote");
+    assert_eq!(receipt.tally.counts(), &[0, 1, 0]);
+    assert!(receipt.closed.is_none());
+    assert_eq!(
+        proxy.take(),
+        ["dynamodb:UpdateItem", "dynamodb:UpdateItem"],
+        "the SDK retried"
+    );
+    assert!(matches!(
+        database.cast_vote(&vote("v1", 0)).await,
+        Err(thisthat_core::Error::AlreadyVoted)
+    ));
+
+    // The closing vote's first request is refused (one vote remains); lose the reply of the
+    // second, which closes.
+    proxy.take();
+    proxy.lose_reply_of(2);
+    let receipt = database.cast_vote(&vote("v2", 2)).await.expect("closing vote");
+    assert_eq!(
+        proxy.take(),
+        ["dynamodb:UpdateItem", "dynamodb:UpdateItem", "dynamodb:UpdateItem"],
+        "refused, closed (reply lost), retried"
+    );
+    assert_eq!(receipt.tally.counts(), &[0, 1, 1]);
+    assert!(receipt.closed.is_some(), "the retried close keeps its outcome");
+    let stored = database.competition(&competition.id).await.expect("read");
+    assert_eq!(stored.tally.total(), 2);
+    let claimed = database
+        .claim_notifications(&NotificationClaim {
+            competition: None,
+            now: std::time::SystemTime::now(),
+            lease: std::time::Duration::from_secs(60),
+            limit: 10,
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
 }
