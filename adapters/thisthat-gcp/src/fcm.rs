@@ -114,8 +114,12 @@ impl FcmNotifier {
 
     /// The documented message body.
     fn body(token: &str, message: &PushMessage) -> serde_json::Value {
-        // apns-collapse-id may be at most 64 bytes; the key is ASCII.
-        let collapse: String = message.idempotency_key.chars().take(64).collect();
+        // apns-collapse-id may be at most 64 bytes: cut on a character boundary.
+        let mut end = message.idempotency_key.len().min(64);
+        while !message.idempotency_key.is_char_boundary(end) {
+            end -= 1;
+        }
+        let collapse = &message.idempotency_key[..end];
         serde_json::json!({
             "message": {
                 "token": token,
@@ -188,6 +192,26 @@ impl Notifier for FcmNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collapse_ids_are_cut_to_64_bytes_on_a_character_boundary() {
+        let message = PushMessage {
+            title: "t".into(),
+            body: "b".into(),
+            competition: thisthat_core::CompetitionId::new(),
+            idempotency_key: "é".repeat(40),
+        };
+        let body = FcmNotifier::body("token", &message);
+        let collapse = body["message"]["apns"]["headers"]["apns-collapse-id"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(collapse, "é".repeat(32));
+        assert_eq!(
+            body["message"]["data"]["idempotency_key"],
+            "é".repeat(40),
+            "the data keeps the whole key"
+        );
+    }
 
     #[test]
     fn only_token_complaints_make_a_device_gone() {

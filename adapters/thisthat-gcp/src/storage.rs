@@ -58,7 +58,8 @@ pub struct GcsOptions {
 impl GcsOptions {
     /// The bucket on production Cloud Storage, with Application Default Credentials for
     /// tokens and signing; or, when `STORAGE_EMULATOR_HOST` is set, on that emulator with no
-    /// token (signing still uses ADC when it finds a key; see [`GcsOptions::signer_from_key`]).
+    /// token, signing only with the key `GOOGLE_APPLICATION_CREDENTIALS` names, if any (see
+    /// also [`GcsOptions::signer_from_key`]).
     pub fn from_env(bucket: impl Into<String>) -> Result<Self> {
         crate::install_crypto_provider();
         let emulator = std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|h| !h.is_empty());
@@ -67,8 +68,16 @@ impl GcsOptions {
             Some(host) => (format!("http://{}", host.trim_end_matches('/')), TokenSource::Anonymous),
             None => (GCS_ENDPOINT.to_string(), TokenSource::adc()?),
         };
-        // Signing is optional: a deployment that never hands out URLs needs no signer.
-        let signer = google_cloud_auth::credentials::Builder::default().build_signer().ok();
+        // Signing is optional: a deployment that never hands out URLs needs no signer. On an
+        // emulator only a key file signs: without one, ADC falls back to the metadata server,
+        // which google-cloud-auth contacts as soon as the signer is built, and an emulator
+        // run is not on Google Cloud.
+        let key_file = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some();
+        let signer = if endpoint == GCS_ENDPOINT || key_file {
+            google_cloud_auth::credentials::Builder::default().build_signer().ok()
+        } else {
+            None
+        };
         Ok(GcsOptions {
             bucket: bucket.into(),
             endpoint,
