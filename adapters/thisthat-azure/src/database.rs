@@ -145,6 +145,8 @@ fn competition_props(c: &Competition) -> Result<Map<String, Value>> {
     m.insert("Body".into(), Value::String(to_json(c)?));
     m.insert("Standing".into(), Value::String(to_json(&c.standing())?));
     m.insert("Status".into(), Value::String(status_name(c.status).into()));
+    // The title again, apart from the body, so the closing vote reads it without the body.
+    m.insert("Title".into(), Value::String(to_json(&c.title)?));
     m.insert(
         "Outcome".into(),
         Value::String(match &c.outcome {
@@ -192,7 +194,8 @@ impl AzureTableDatabase {
     /// One attempt at a vote: `Ok(None)` when another vote changed the standing in between.
     async fn try_vote(&self, vote: &Vote) -> Result<Option<VoteReceipt>> {
         let partition = vote.competition.to_string();
-        let Some(entity) = self.table.get(&partition, COMPETITION, Some("Standing")).await? else {
+        // Only what a vote reads: the standing, and the title for a closing vote's notification.
+        let Some(entity) = self.table.get(&partition, COMPETITION, Some("Standing,Title")).await? else {
             return Err(Error::not_found(What::Competition, vote.competition));
         };
         let etag = entity
@@ -210,11 +213,12 @@ impl AzureTableDatabase {
         let mut ops = vec![BatchOp::Insert(vote_props)];
         if let Some(outcome) = &receipt.closed {
             update.insert("Outcome".into(), Value::String(to_json(outcome)?));
-            // The notification needs the title, which only the body holds: read once, at the close.
-            let Some((competition, _)) = self.read(&vote.competition).await? else {
-                return Err(Error::not_found(What::Competition, vote.competition));
+            let notification = Notification {
+                competition: vote.competition,
+                owner: standing.owner.clone(),
+                title: json_prop(&entity, "Title")?,
+                outcome: outcome.clone(),
             };
-            let notification = Notification::for_close(&competition, outcome);
             let mut n = keys(&partition, NOTIFICATION);
             n.insert("Notification".into(), Value::String(to_json(&notification)?));
             n.insert("Delivered".into(), Value::Bool(false));

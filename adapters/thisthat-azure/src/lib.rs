@@ -25,6 +25,7 @@ pub use auth::{AccountKey, StorageAuth};
 pub use blob::AzureBlobStore;
 pub use database::AzureTableDatabase;
 pub use notify::{NotificationHubsConfig, NotificationHubsNotifier};
+pub use opener::AzureOpener;
 pub use table::TableClient;
 pub use vision::{AiVisionClassifier, Screening};
 

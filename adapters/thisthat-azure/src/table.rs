@@ -3,7 +3,13 @@
 //! entity-group transactions). A REST client instead of `azure_data_tables` 0.21 because that
 //! crate is frozen and would link a second `azure_core`; see `docs/azure.md`.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::{
+    fmt::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -92,6 +98,8 @@ pub struct TableClient {
     /// and servers drop connections past their accept backlog (Azurite reset them at about
     /// 1,000); queueing here costs nothing the service would not make us wait for anyway.
     in_flight: Arc<Semaphore>,
+    /// Requests sent, for tests and metrics (each takes one permit).
+    sent: Arc<AtomicU64>,
 }
 
 /// The default bound on a client's requests in flight.
@@ -140,6 +148,7 @@ impl TableClient {
             table: table.to_owned(),
             auth,
             in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
+            sent: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -149,7 +158,13 @@ impl TableClient {
         self
     }
 
+    /// How many requests this client (and its clones) has sent.
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     async fn permit(&self) -> Result<SemaphorePermit<'_>> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
         // The semaphore is never closed, so this cannot fail in practice.
         self.in_flight.acquire().await.map_err(|e| Error::backend(PROVIDER, e))
     }
