@@ -139,6 +139,8 @@ impl Embedded {
         // Each port is an embedded adapter unless an override names another one; an overridden
         // port opens nothing of its embedded adapter (no SQLite file, no outbox).
         let registry = Registry::new().with(LocalOpener).with(MemoryOpener);
+        #[cfg(feature = "aws")]
+        let registry = registry.with(thisthat_aws::AwsOpener::new());
         let (blobs, blob_server): (Arc<dyn thisthat_core::ports::BlobStore>, _) = match &overrides.storage {
             Some(url) => (registry.blob_store(url).await?, None),
             None => {
