@@ -17,7 +17,8 @@ use crate::{DynamoDatabase, PlatformApplications, RekognitionClassifier, S3BlobS
 /// Opens the AWS adapters from URLs, loading the AWS configuration once (standard chain,
 /// [`crate::load_config`]) and sharing it between them:
 ///
-/// - `s3://bucket` or `s3://bucket/prefix`: [`S3BlobStore`];
+/// - `s3://bucket` or `s3://bucket/prefix`, with `?create=true` to create the bucket if
+///   missing: [`S3BlobStore`];
 /// - `dynamodb://table`, with `?create=true` to create the table if missing:
 ///   [`DynamoDatabase`];
 /// - `sns://?fcm=ARN&apns=ARN&apns_sandbox=ARN` (platform application ARNs):
@@ -86,6 +87,9 @@ impl UrlOpener for AwsOpener {
         let bucket = host(url, "bucket")?;
         let store = S3BlobStore::from_client(aws_sdk_s3::Client::new(self.config().await), bucket)
             .with_prefix(url.path().trim_start_matches('/'));
+        if flag(url, "create", false)? {
+            store.create_bucket().await?;
+        }
         Ok(Arc::new(store))
     }
 

@@ -151,3 +151,117 @@ fn serve_answers_requests_on_a_mix_of_adapters() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"competitions\":[]"), "{response}");
 }
+
+/// `thisthat serve` on S3, DynamoDB and Rekognition (moto), chosen by flags and the standard
+/// AWS environment only: a competition posted over HTTP lands in S3 and DynamoDB, a vote
+/// counts, and the photo URL the API hands out downloads the photo from S3.
+#[cfg(feature = "aws")]
+#[tokio::test]
+async fn serve_runs_on_aws_services_by_configuration() {
+    let moto = std::env::var("THISTHAT_MOTO_URL").unwrap_or_else(|_| {
+        panic!("THISTHAT_MOTO_URL is not set: run `scripts/with-emulators aws -- cargo test -p thisthat-cli --features aws`")
+    });
+    let id = format!("cli-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("thisthat-cli-{id}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let log = std::env::temp_dir().join(format!("thisthat-cli-{id}.log"));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--storage", &format!("s3://{id}/app?create=true")])
+        .args(["--database", &format!("dynamodb://{id}?create=true")])
+        .args(["--notifier", "memory://"])
+        .args(["--classifier", "rekognition://?screen=false"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn");
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..300 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let token = |user: &str| {
+        let output = Command::cargo_bin("thisthat")
+            .expect("binary")
+            .args(["token", "--user", user, "--data-dir"])
+            .arg(&dir)
+            .output()
+            .expect("token");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let result = async {
+        assert!(up, "the server did not come up:\n{}", server_log());
+        let form = [
+            thisthat_testkit::photos::cat_png(),
+            thisthat_testkit::photos::coffee_png(),
+            thisthat_testkit::photos::rocket_jpeg(),
+        ]
+        .into_iter()
+        .fold(
+            reqwest::multipart::Form::new().text("title", "Which one?"),
+            |form, photo| form.part("photo", reqwest::multipart::Part::bytes(photo.to_vec()).file_name("p")),
+        );
+        let created = client
+            .post(format!("{base}/v1/competitions"))
+            .bearer_auth(token("alice"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(created.status(), 201, "{:?}\n{}", created.text().await, server_log());
+        let created: serde_json::Value = created.json().await.expect("json");
+        let competition = created["id"].as_str().expect("id").to_owned();
+        let voted = client
+            .post(format!("{base}/v1/competitions/{competition}/votes"))
+            .bearer_auth(token("bob"))
+            .json(&serde_json::json!({"choice": 1}))
+            .send()
+            .await
+            .expect("vote");
+        assert_eq!(voted.status(), 200, "{:?}", voted.text().await);
+        let receipt: serde_json::Value = voted.json().await.expect("json");
+        assert_eq!(receipt["tally"], serde_json::json!([0, 1, 0]));
+        let urls: serde_json::Value = client
+            .get(format!("{base}/v1/competitions/{competition}/photos"))
+            .send()
+            .await
+            .expect("photo urls")
+            .json()
+            .await
+            .expect("json");
+        let first = urls[0]["url"].as_str().expect("url");
+        assert!(first.starts_with(&moto), "photos are served by S3: {first}");
+        let photo = client
+            .get(first)
+            .send()
+            .await
+            .expect("download")
+            .bytes()
+            .await
+            .expect("body");
+        assert_eq!(photo, thisthat_testkit::photos::cat_png());
+    };
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
