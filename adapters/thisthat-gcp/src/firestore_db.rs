@@ -10,8 +10,9 @@
 //!
 //! - `competitions/{id}`: the competition as JSON (`body`, written when it is inserted or
 //!   published) plus its standing as fields a vote reads and writes (`owner`, `status`,
-//!   `photos`, `tally`, `votes_to_close`, `outcome`) and `categories` for the feed's
-//!   `array-contains` filter. A vote never rewrites the body.
+//!   `photos`, `tally`, `votes_to_close`, `outcome`), `title` for the closing vote's
+//!   notification, and `categories` for the feed's `array-contains` filter. A vote never
+//!   rewrites the body.
 //! - `competitions/{id}/votes/{voter}`: one per vote, created with the precondition "must not
 //!   exist" (the voter id base64url-encoded: user ids may hold `/` or look like `__x__`).
 //! - `notifications/{competition}`: the pending result, created by the closing vote's commit.
@@ -256,6 +257,13 @@ fn competition_fields(c: &Competition) -> Result<HashMap<String, Value>> {
         ("owner".to_string(), string(c.owner.as_str())),
         ("photos".to_string(), integer(c.photos.len() as i64)),
         ("votes_to_close".to_string(), integer(i64::from(c.votes_to_close))),
+        (
+            "title".to_string(),
+            match &c.title {
+                Some(t) => string(t.as_str()),
+                None => null(),
+            },
+        ),
         (
             "categories".to_string(),
             array(c.categories.iter().map(|cat| string(cat.as_str())).collect()),
@@ -621,11 +629,13 @@ impl FirestoreDatabase {
             let notification = Notification {
                 competition: vote.competition,
                 owner: standing.owner.clone(),
-                title: Fields(competition)
-                    .string("body")
-                    .ok()
-                    .and_then(|b| serde_json::from_str::<Competition>(b).ok())
-                    .and_then(|c| c.title),
+                title: match Fields(competition).optional_string("title") {
+                    Ok(title) => title.map(String::from),
+                    Err(e) => {
+                        self.rollback(transaction).await;
+                        return Ok(Err(e));
+                    }
+                },
                 outcome: outcome.clone(),
             };
             let body = match json(&notification) {
@@ -776,9 +786,14 @@ impl Database for FirestoreDatabase {
         let filter = all_of(filters);
         let mut after = query.cursor.map(|c| c.last_seen());
         let mut competitions: Vec<Competition> = Vec::with_capacity(query.limit + 1);
-        // The viewer's own competitions are dropped after reading, so a page may need more
-        // than one read; each asks for what is still missing plus one (to know whether there
-        // is a next page), and a short read is the end of the feed.
+        // The viewer's own competitions are dropped after reading (Firestore cannot filter on
+        // "not equal" while ordering by id), so a page may need more than one read; each asks
+        // for what is still missing plus one (to know whether there is a next page), at least
+        // ten, and a short read is the end of the feed.
+        let admits = FeedQuery {
+            cursor: None,
+            ..query.clone()
+        };
         loop {
             let want = query.limit + 1 - competitions.len();
             let batch = i32::try_from(want.max(10)).unwrap_or(i32::MAX);
@@ -803,11 +818,7 @@ impl Database for FirestoreDatabase {
             for doc in &docs {
                 let c = competition_of(doc)?;
                 after = Some(c.id);
-                let unfiltered = FeedQuery {
-                    cursor: None,
-                    ..query.clone()
-                };
-                if unfiltered.admits(&c) && competitions.len() <= query.limit {
+                if admits.admits(&c) && competitions.len() <= query.limit {
                     competitions.push(c);
                 }
             }
