@@ -118,6 +118,15 @@ pub struct Overrides {
     pub jwt_audience: Option<String>,
 }
 
+/// Every adapter this build of the command can open by URL: the embedded ones, in memory, and
+/// each cloud provider compiled in by cargo feature.
+pub fn registry() -> Registry {
+    let registry = Registry::new().with(LocalOpener).with(MemoryOpener);
+    #[cfg(feature = "aws")]
+    let registry = registry.with(thisthat_aws::AwsOpener::new());
+    registry
+}
+
 /// The embedded backend and the API state over it.
 pub struct Embedded {
     /// The outbox pushes are written to, unless another notifier was chosen.
@@ -138,9 +147,7 @@ impl Embedded {
         let secrets = Secrets::load_or_create(data_dir)?;
         // Each port is an embedded adapter unless an override names another one; an overridden
         // port opens nothing of its embedded adapter (no SQLite file, no outbox).
-        let registry = Registry::new().with(LocalOpener).with(MemoryOpener);
-        #[cfg(feature = "aws")]
-        let registry = registry.with(thisthat_aws::AwsOpener::new());
+        let registry = registry();
         let (blobs, blob_server): (Arc<dyn thisthat_core::ports::BlobStore>, _) = match &overrides.storage {
             Some(url) => (registry.blob_store(url).await?, None),
             None => {

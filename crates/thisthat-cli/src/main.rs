@@ -9,6 +9,8 @@
 
 mod demo;
 mod embedded;
+#[cfg(feature = "lambda")]
+mod lambda;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -46,6 +48,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Run the API as an AWS Lambda function behind API Gateway (HTTP API, payload v2). Every
+    /// port comes from its THISTHAT_* variable (a Lambda has no place for embedded state);
+    /// callers are taken from the gateway's JWT authorizer.
+    #[cfg(feature = "lambda")]
+    Lambda,
     /// Print a bearer token for a user of a local server (signed with its data dir's secret).
     Token {
         /// The user id to put in the token's `sub` claim.
@@ -80,6 +87,8 @@ async fn main() -> std::process::ExitCode {
             overrides,
         } => serve(addr, data_dir, &overrides).await,
         Command::Demo { data_dir } => demo::run(data_dir).await,
+        #[cfg(feature = "lambda")]
+        Command::Lambda => lambda::run().await,
         Command::Token { user, data_dir, hours } => token(&user, &data_dir, hours),
     };
     match result {

@@ -265,3 +265,105 @@ async fn serve_runs_on_aws_services_by_configuration() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// `thisthat lambda` under a stand-in for the Lambda Runtime API (its documented
+/// `/2018-06-01/runtime/invocation/next` and `…/{id}/response` calls): it takes an API
+/// Gateway HTTP API event, routes it through the API, and posts the answer back.
+#[cfg(feature = "lambda")]
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_answers_api_gateway_events_through_the_runtime_api() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use thisthat_testkit::wire::{Reply, WireFake};
+
+    let event = serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/v1/feed", "rawQueryString": "limit=5",
+        "headers": {"accept": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "r3pmxmplak", "domainName": "r3pmxmplak.execute-api.us-east-2.amazonaws.com",
+            "domainPrefix": "r3pmxmplak", "requestId": "JKJaXmPLvHcESHA=", "routeKey": "$default", "stage": "$default",
+            "time": "28/Nov/2026:01:00:00 +0000", "timeEpoch": 1795827600000u64,
+            "http": {"method": "GET", "path": "/v1/feed", "protocol": "HTTP/1.1", "sourceIp": "198.51.100.7", "userAgent": "test"}
+        },
+        "isBase64Encoded": false
+    });
+    let nexts = std::sync::Arc::new(AtomicUsize::new(0));
+    let runtime = {
+        let nexts = nexts.clone();
+        WireFake::start(move |request| match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/2018-06-01/runtime/invocation/next") => {
+                if nexts.fetch_add(1, Ordering::SeqCst) > 0 {
+                    // One event is enough; a failing runtime API ends the process.
+                    return Ok(Reply::status(500));
+                }
+                let deadline = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock")
+                    .as_millis()
+                    + 60_000;
+                Ok(Reply::json(200, event.clone())
+                    .header("lambda-runtime-aws-request-id", "request-1")
+                    .header("lambda-runtime-deadline-ms", &deadline.to_string())
+                    .header(
+                        "lambda-runtime-invoked-function-arn",
+                        "arn:aws:lambda:us-east-2:123456789012:function:thisthat",
+                    ))
+            }
+            ("POST", "/2018-06-01/runtime/invocation/request-1/response") => Ok(Reply::status(202)),
+            (method, path) => Err(format!("unexpected runtime API call {method} {path}")),
+        })
+        .await
+    };
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
+        .arg("lambda")
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.url().trim_start_matches("http://"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "thisthat")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/thisthat")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("THISTHAT_STORAGE", "memory://")
+        .env("THISTHAT_DATABASE", "memory://")
+        .env("THISTHAT_NOTIFIER", "memory://")
+        .env("THISTHAT_CLASSIFIER", "memory://")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut answer = None;
+    for _ in 0..300 {
+        answer = runtime.requests().into_iter().find(|r| r.method == "POST");
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait");
+    let answer = answer.unwrap_or_else(|| {
+        panic!(
+            "no answer was posted; the function said:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(answer.path, "/2018-06-01/runtime/invocation/request-1/response");
+    let response = answer.json().expect("a JSON response");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: serde_json::Value = serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON body");
+    assert_eq!(body["competitions"], serde_json::json!([]), "{body}");
+    assert!(runtime.violations().is_empty(), "{:?}", runtime.violations());
+}
+
+/// Without its configuration the function stops at once and says which variable is missing.
+#[cfg(feature = "lambda")]
+#[test]
+fn lambda_without_configuration_says_what_is_missing() {
+    let output = Command::cargo_bin("thisthat")
+        .expect("binary")
+        .arg("lambda")
+        .env_remove("THISTHAT_STORAGE")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("THISTHAT_STORAGE is not set"), "{stderr}");
+}
