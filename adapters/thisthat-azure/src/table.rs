@@ -102,6 +102,31 @@ pub struct TableClient {
     sent: Arc<AtomicU64>,
 }
 
+/// How long an idle connection is kept for reuse.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Whether an error is a transport failure (no status came back), as opposed to a refusal.
+fn is_transport(e: &Error) -> bool {
+    matches!(e, Error::Unavailable { source: Some(s), .. } if s.downcast_ref::<reqwest::Error>().is_some())
+}
+
+/// Sends a read, and sends it once more if the connection failed: reads change nothing, so
+/// repeating one is always safe (writes are never repeated here; the caller's retry layer
+/// decides, since a repeated conditional write can misreport what happened).
+async fn send_read(
+    request: RequestBuilder,
+    on_status: impl Fn(&HttpStatusError) -> Option<Error> + Copy,
+) -> Result<reqwest::Response> {
+    let again = request.try_clone();
+    match thisthat_http::send(PROVIDER, request, on_status).await {
+        Err(e) if is_transport(&e) => match again {
+            Some(again) => thisthat_http::send(PROVIDER, again, on_status).await,
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
 /// The default bound on a client's requests in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
@@ -143,7 +168,9 @@ impl TableClient {
             return Err(Error::config(format!("{account_url} is not a table endpoint")));
         }
         Ok(TableClient {
-            http: thisthat_http::client()?,
+            // Idle connections are dropped before a server's keep-alive timeout (Node's, hence
+            // Azurite's, is 5 s) can close one just as it is reused (ECONNRESET).
+            http: thisthat_http::build(thisthat_http::client_builder().pool_idle_timeout(IDLE_TIMEOUT))?,
             account_url,
             table: table.to_owned(),
             auth,
@@ -255,11 +282,7 @@ impl TableClient {
             url.query_pairs_mut().append_pair("$select", select);
         }
         let request = self.request(Method::GET, url).await?;
-        let response = match thisthat_http::send(PROVIDER, request, |e| {
-            (e.status == 404).then(|| Error::conflict("missing"))
-        })
-        .await
-        {
+        let response = match send_read(request, |e| (e.status == 404).then(|| Error::conflict("missing"))).await {
             Ok(response) => response,
             Err(Error::Conflict { .. }) => return Ok(None),
             Err(e) => return Err(e),
@@ -381,7 +404,7 @@ impl TableClient {
             }
         }
         let request = self.request(Method::GET, url).await?;
-        let response = thisthat_http::send(PROVIDER, request, |_| None).await?;
+        let response = send_read(request, |_| None).await?;
         let header = |name: &str| {
             response
                 .headers()

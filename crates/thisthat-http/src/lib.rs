@@ -27,15 +27,24 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// one crypto provider the workspace links), connect and overall timeouts, and a user agent
 /// naming thisthat.
 pub fn client() -> Result<reqwest::Client> {
+    build(client_builder())
+}
+
+/// The builder [`client`] uses, for an adapter that needs one setting changed (for example a
+/// shorter idle-connection timeout than a server's keep-alive); finish it with [`build`].
+pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("thisthat/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .timeout(DEFAULT_TIMEOUT)
-        .build()
-        .map_err(|e| Error::Config {
-            reason: "could not build the HTTP client".into(),
-            source: Some(e.into()),
-        })
+}
+
+/// Builds a client from [`client_builder`], mapping a failure onto [`Error::Config`].
+pub fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client> {
+    builder.build().map_err(|e| Error::Config {
+        reason: "could not build the HTTP client".into(),
+        source: Some(e.into()),
+    })
 }
 
 /// A provider answered with a status that was not a success. Kept as the `source` of the
