@@ -239,6 +239,8 @@ fn hub(req: &RecordedRequest, state: &Mutex<HubState>) -> Result<Reply, String> 
 }
 
 pub const VISION_KEY: &str = "vision-key-for-the-wire-fake";
+/// The Entra ID token the fake accepts instead of the key.
+pub const VISION_TOKEN: &str = "entra-token-for-ai-vision";
 
 #[derive(Default)]
 struct VisionState {
@@ -274,7 +276,9 @@ fn vision(req: &RecordedRequest, state: &Mutex<VisionState>) -> Result<Reply, St
     if req.method != "POST" {
         return Err(format!("{} is not an analyze call", req.method));
     }
-    if req.header("ocp-apim-subscription-key") != Some(VISION_KEY) {
+    let authorised = req.header("ocp-apim-subscription-key") == Some(VISION_KEY)
+        || req.header("authorization") == Some(&format!("Bearer {VISION_TOKEN}"));
+    if !authorised {
         return Ok(Reply::json(
             401,
             json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}}),

@@ -538,3 +538,118 @@ mod credentials {
         );
     }
 }
+
+mod entra {
+    //! The Entra ID paths, where a fake can check them: which scope is asked for and that the
+    //! token is sent as a bearer token (no identity provider runs here).
+    use std::sync::Mutex;
+
+    use super::*;
+    use azure_core::{
+        credentials::{AccessToken, TokenCredential, TokenRequestOptions},
+        time::OffsetDateTime,
+    };
+    use thisthat_core::ports::{Classifier, PhotoInput};
+    use thisthat_testkit::wire::{Reply, WireFake};
+
+    #[derive(Debug)]
+    struct StaticToken {
+        token: &'static str,
+        scopes: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl TokenCredential for StaticToken {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _options: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            self.scopes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(scopes.iter().map(|s| s.to_string()));
+            Ok(AccessToken::new(
+                self.token,
+                OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+            ))
+        }
+    }
+
+    fn token(token: &'static str) -> Arc<StaticToken> {
+        Arc::new(StaticToken {
+            token,
+            scopes: Mutex::new(Vec::new()),
+        })
+    }
+
+    #[tokio::test]
+    async fn vision_sends_an_entra_token_for_cognitive_services() {
+        let fake = VisionFake::start().await;
+        let credential = token(fakes::VISION_TOKEN);
+        let classifier = AiVisionClassifier::with_credential(
+            fake.fake.url().parse().expect("url"),
+            credential.clone(),
+            Screening::AdultV32,
+        )
+        .expect("classifier");
+        let c = classifier
+            .classify(&PhotoInput {
+                bytes: thisthat_testkit::photos::cat_png(),
+                media_type: thisthat_core::MediaType::Png,
+                key: None,
+            })
+            .await
+            .expect("classify");
+        assert!(!c.labels.is_empty());
+        let scopes = credential.scopes.lock().expect("scopes").clone();
+        assert!(!scopes.is_empty());
+        assert!(
+            scopes
+                .iter()
+                .all(|s| s == "https://cognitiveservices.azure.com/.default"),
+            "{scopes:?}"
+        );
+        assert!(
+            fake.fake
+                .requests()
+                .iter()
+                .all(|r| r.header("ocp-apim-subscription-key").is_none())
+        );
+        assert!(fake.fake.violations().is_empty(), "{:?}", fake.fake.violations());
+    }
+
+    #[tokio::test]
+    async fn tables_send_an_entra_token_for_storage() {
+        let fake = WireFake::start(|req| {
+            if req.header("authorization") != Some("Bearer storage-token") {
+                return Err(format!("authorization {:?}", req.header("authorization")));
+            }
+            if req.header("x-ms-version") != Some("2019-02-02") || req.header("x-ms-date").is_none() {
+                return Err("OAuth needs x-ms-version 2019-02-02 or later and x-ms-date".into());
+            }
+            if req.method != "POST" || req.path != "/acct/Tables" {
+                return Err(format!("{} {} is not Create Table", req.method, req.path));
+            }
+            let body = req.json()?;
+            if body["TableName"] != "thisthat" {
+                return Err(format!("table name {}", body["TableName"]));
+            }
+            Ok(Reply::status(204))
+        })
+        .await;
+        let credential = token("storage-token");
+        let table = TableClient::new(
+            format!("{}/acct", fake.url()).parse().expect("url"),
+            "thisthat",
+            StorageAuth::token(credential.clone()),
+        )
+        .expect("client");
+        table.create_table().await.expect("create");
+        assert_eq!(
+            credential.scopes.lock().expect("scopes").clone(),
+            vec!["https://storage.azure.com/.default".to_owned()]
+        );
+        assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    }
+}
