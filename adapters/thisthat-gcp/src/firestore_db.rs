@@ -2,7 +2,7 @@
 //!
 //! The `firestore` crate sets up the gRPC channel, the emulator (`FIRESTORE_EMULATOR_HOST`)
 //! and authentication; the port's operations are written against Firestore's own RPCs
-//! (`BatchGetDocuments`, `Commit`, `RunQuery`, `Rollback`) so that each is exactly the requests
+//! (`BatchGetDocuments`, `Commit`, `RunQuery`) so that each is exactly the requests
 //! `docs/gcp.md` counts, with the preconditions it names.
 //!
 //! Documents (all under collections named `{prefix}competitions`, `{prefix}notifications`,
@@ -33,9 +33,8 @@ use base64::Engine as _;
 use firestore::gcloud_sdk::{
     google::firestore::v1::{
         BatchGetDocumentsRequest, CommitRequest, Cursor as QueryCursor, Document, DocumentMask, Precondition,
-        RollbackRequest, RunQueryRequest, StructuredQuery, TransactionOptions, Value, Write,
-        batch_get_documents_request, batch_get_documents_response, firestore_client::FirestoreClient, precondition,
-        run_query_request, structured_query, transaction_options, value::ValueType, write,
+        RunQueryRequest, StructuredQuery, Value, Write, batch_get_documents_response,
+        firestore_client::FirestoreClient, precondition, run_query_request, structured_query, value::ValueType, write,
     },
     prost_types::Timestamp,
 };
@@ -52,10 +51,11 @@ use crate::error::{corrupt, firestore_crate, firestore_status};
 
 type Client = FirestoreClient<firestore::gcloud_sdk::GoogleAuthMiddleware>;
 
-/// How often a write that lost a race (a transaction Firestore aborted, a precondition on the
-/// document's update time) is tried again inside the adapter before it is reported as
-/// [`Error::Unavailable`]. Votes on one popular competition contend for one document, so this
-/// is generous; each retry waits a jittered, growing pause.
+/// How often a write that lost a race (a precondition on a document's update time or
+/// existence failed because another writer got there first) is read, decided and tried again
+/// inside the adapter before it is reported as [`Error::Unavailable`]. Votes on one popular
+/// competition contend for one document, so this is generous; each retry waits a jittered,
+/// growing pause.
 const MAX_ATTEMPTS: u32 = 40;
 
 /// How many locks votes of this process are spread over (see [`FirestoreDatabase::cast_vote`]).
@@ -63,16 +63,17 @@ const VOTE_LOCKS: usize = 64;
 
 /// Competitions, votes, devices and pending notifications in Firestore.
 ///
-/// A vote is one Firestore transaction: a read of the competition and the voter's vote
-/// document that starts the transaction, then a commit that creates the vote document
-/// (precondition: it does not exist), writes the standing and, for the closing vote, creates
-/// the pending notification. Firestore serialises transactions on the competition document,
-/// across every process. Two things keep one popular competition from turning into a storm of
-/// aborted transactions: a plain read first answers the rejections that can never change
-/// (already voted, closed, the owner's own vote) without a transaction, and inside one process
-/// the transactions of one competition take turns (a lock per competition, striped over
-/// [`VOTE_LOCKS`]); across processes Firestore's own locking decides, and an aborted
-/// transaction is retried here with backoff.
+/// A vote is one optimistic transaction: one read of the competition and the voter's vote
+/// document, then one atomic `Commit` whose every write is conditioned on what was read. It
+/// creates the vote document (precondition: it does not exist), writes the standing
+/// (precondition: the competition's update time is the one read) and, for the closing vote,
+/// creates the pending notification (precondition: it does not exist). If another vote landed
+/// in between, a precondition fails, nothing is written, and the vote is read and decided
+/// again, at most [`MAX_ATTEMPTS`] times. Nothing is locked, so a rejection is one read and a
+/// crashed voter holds nothing up. Inside one process the votes of one competition take turns
+/// (a lock per competition, striped over [`VOTE_LOCKS`]) so that they do not fail each other's
+/// preconditions; across processes the preconditions decide. See `docs/gcp.md` for why this
+/// and not a `BeginTransaction` read-write transaction.
 #[derive(Clone)]
 pub struct FirestoreDatabase {
     db: firestore::FirestoreDb,
@@ -404,7 +405,7 @@ impl FirestoreDatabase {
     }
 
     /// How many Firestore requests this database (and its clones) has sent: every
-    /// `BatchGetDocuments`, `Commit`, `RunQuery` and `Rollback`. For metering, and for the
+    /// `BatchGetDocuments`, `Commit` and `RunQuery`. For metering, and for the
     /// tests that hold each operation to the request count `docs/gcp.md` gives.
     pub fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -454,76 +455,39 @@ impl FirestoreDatabase {
         format!("{}/{}/{id}", self.db.get_documents_path(), self.collection("endpoints"))
     }
 
-    /// Reads documents (missing ones are `None`), in the order asked, in one request;
-    /// optionally starting a transaction with the read, whose id is returned.
-    async fn batch_get(
-        &self,
-        names: &[String],
-        transaction: Option<Vec<u8>>,
-        begin: bool,
-    ) -> std::result::Result<(Vec<Option<Document>>, Option<Vec<u8>>), tonic::Status> {
-        let consistency_selector = if begin {
-            Some(batch_get_documents_request::ConsistencySelector::NewTransaction(
-                TransactionOptions {
-                    mode: Some(transaction_options::Mode::ReadWrite(
-                        transaction_options::ReadWrite::default(),
-                    )),
-                },
-            ))
-        } else {
-            transaction.map(batch_get_documents_request::ConsistencySelector::Transaction)
-        };
+    /// Reads documents (missing ones are `None`), in the order asked, in one request.
+    async fn batch_get(&self, names: &[String]) -> std::result::Result<Vec<Option<Document>>, tonic::Status> {
         let request = BatchGetDocumentsRequest {
             database: self.database(),
             documents: names.to_vec(),
-            consistency_selector,
             ..Default::default()
         };
         let mut stream = self.grpc().batch_get_documents(request).await?.into_inner();
         let mut found: HashMap<String, Document> = HashMap::new();
-        let mut started = None;
         while let Some(response) = stream.next().await {
-            let response = response?;
-            if !response.transaction.is_empty() {
-                started = Some(response.transaction);
-            }
-            if let Some(batch_get_documents_response::Result::Found(doc)) = response.result {
+            if let Some(batch_get_documents_response::Result::Found(doc)) = response?.result {
                 found.insert(doc.name.clone(), doc);
             }
         }
-        Ok((names.iter().map(|n| found.remove(n)).collect(), started))
+        Ok(names.iter().map(|n| found.remove(n)).collect())
     }
 
     async fn get_raw(&self, name: &str) -> std::result::Result<Option<Document>, tonic::Status> {
-        let (mut docs, _) = self.batch_get(&[name.to_string()], None, false).await?;
-        Ok(docs.pop().flatten())
+        Ok(self.batch_get(&[name.to_string()]).await?.pop().flatten())
     }
 
     async fn get(&self, name: &str) -> Result<Option<Document>> {
         self.get_raw(name).await.map_err(firestore_status)
     }
 
-    async fn commit(&self, writes: Vec<Write>, transaction: Vec<u8>) -> std::result::Result<(), tonic::Status> {
+    /// Applies `writes` atomically: all of them, or (a precondition failing) none.
+    async fn commit(&self, writes: Vec<Write>) -> std::result::Result<(), tonic::Status> {
         let request = CommitRequest {
             database: self.database(),
             writes,
-            transaction,
             ..Default::default()
         };
         self.grpc().commit(request).await.map(|_| ())
-    }
-
-    /// Ends a transaction that will not commit, releasing what it holds. Best effort: a
-    /// transaction not rolled back expires on its own.
-    async fn rollback(&self, transaction: Vec<u8>) {
-        let request = RollbackRequest {
-            database: self.database(),
-            transaction,
-            ..Default::default()
-        };
-        if let Err(status) = self.grpc().rollback(request).await {
-            tracing::debug!(%status, "rolling back a Firestore transaction failed");
-        }
     }
 
     async fn run_query(&self, collection: &str, query: StructuredQuery) -> Result<Vec<Document>> {
@@ -554,57 +518,30 @@ impl FirestoreDatabase {
         Ok(docs)
     }
 
-    /// A rejection that a plain read can settle because it never changes once true: the voter
-    /// already voted, the competition is closed, the voter owns it, or the choice is out of
-    /// range (photos are fixed once a competition is open). `None` when only a transaction
-    /// can decide (a missing competition may yet be inserted, a draft published).
-    async fn settled_rejection(&self, vote: &Vote) -> Result<Option<Error>> {
+    /// The two documents a vote reads: the competition and the voter's vote, in one request.
+    async fn read_for_vote(&self, vote: &Vote) -> Result<[Option<Document>; 2]> {
         let names = [self.competition_name(&vote.competition), self.vote_name(vote)];
-        let (docs, _) = self.batch_get(&names, None, false).await.map_err(firestore_status)?;
-        let Some(competition) = &docs[0] else {
-            return Ok(None);
-        };
-        if docs[1].is_some() {
-            return Ok(Some(Error::AlreadyVoted));
-        }
-        let mut standing = standing_of(vote.competition, competition)?;
-        if standing.status == Status::Draft {
-            return Ok(None);
-        }
-        Ok(standing.apply(vote).err())
+        let mut docs = self.batch_get(&names).await.map_err(firestore_status)?.into_iter();
+        Ok([docs.next().flatten(), docs.next().flatten()])
     }
 
-    /// One attempt at a vote: a read that starts a transaction, then its commit (or rollback).
-    async fn try_vote(&self, vote: &Vote) -> std::result::Result<Result<VoteReceipt>, tonic::Status> {
-        let names = [self.competition_name(&vote.competition), self.vote_name(vote)];
-        let (docs, transaction) = self.batch_get(&names, None, true).await?;
-        let Some(transaction) = transaction else {
-            return Err(tonic::Status::internal(
-                "Firestore started no transaction for the vote's read",
-            ));
+    /// Decides a vote from what was read: its rejection, or the receipt and the writes of the
+    /// one atomic commit that records it. Every write is conditioned on what was read, so the
+    /// commit holds only if nothing changed in between.
+    fn decide_vote(&self, vote: &Vote, docs: &[Option<Document>; 2]) -> Result<(VoteReceipt, Vec<Write>)> {
+        let Some(competition) = &docs[0] else {
+            return Err(Error::not_found(Entity::Competition, vote.competition));
         };
-        let decided = (|| {
-            let Some(competition) = &docs[0] else {
-                return Err(Error::not_found(Entity::Competition, vote.competition));
-            };
-            if docs[1].is_some() {
-                return Err(Error::AlreadyVoted);
-            }
-            let mut standing = standing_of(vote.competition, competition)?;
-            let receipt = standing.apply(vote)?;
-            Ok((competition, standing, receipt))
-        })();
-        let (competition, standing, receipt) = match decided {
-            Ok(decided) => decided,
-            Err(rejection) => {
-                self.rollback(transaction).await;
-                return Ok(Err(rejection));
-            }
-        };
+        if docs[1].is_some() {
+            return Err(Error::AlreadyVoted);
+        }
+        let mut standing = standing_of(vote.competition, competition)?;
+        let receipt = standing.apply(vote)?;
         let choice = i64::try_from(vote.choice).unwrap_or(i64::MAX);
         let mut writes = vec![
+            // The vote document must not exist: one vote per voter, whatever races.
             upsert(
-                names[1].clone(),
+                self.vote_name(vote),
                 HashMap::from([
                     ("voter".to_string(), string(vote.voter.as_str())),
                     ("choice".to_string(), integer(choice)),
@@ -612,43 +549,26 @@ impl FirestoreDatabase {
                 None,
                 exists(false),
             ),
-            match standing_fields(&standing, receipt.closed.as_ref()) {
-                Ok(fields) => upsert(
-                    names[0].clone(),
-                    fields,
-                    Some(vec!["status", "tally", "outcome"]),
-                    exists(true),
-                ),
-                Err(e) => {
-                    self.rollback(transaction).await;
-                    return Ok(Err(e));
-                }
-            },
+            // The standing, only if the competition is exactly as read: a vote counted
+            // elsewhere in between changes its update time and fails this commit.
+            upsert(
+                competition.name.clone(),
+                standing_fields(&standing, receipt.closed.as_ref())?,
+                Some(vec!["status", "tally", "outcome"]),
+                updated_at(competition.update_time).or_else(|| exists(true)),
+            ),
         ];
         if let Some(outcome) = &receipt.closed {
             let notification = Notification {
                 competition: vote.competition,
                 owner: standing.owner.clone(),
-                title: match Fields(competition).optional_string("title") {
-                    Ok(title) => title.map(String::from),
-                    Err(e) => {
-                        self.rollback(transaction).await;
-                        return Ok(Err(e));
-                    }
-                },
+                title: Fields(competition).optional_string("title")?.map(String::from),
                 outcome: outcome.clone(),
-            };
-            let body = match json(&notification) {
-                Ok(body) => body,
-                Err(e) => {
-                    self.rollback(transaction).await;
-                    return Ok(Err(e));
-                }
             };
             writes.push(upsert(
                 self.notification_name(&vote.competition),
                 HashMap::from([
-                    ("body".to_string(), string(body)),
+                    ("body".to_string(), string(json(&notification)?)),
                     ("delivered".to_string(), boolean(false)),
                     ("leased_until_ms".to_string(), integer(0)),
                 ]),
@@ -656,8 +576,7 @@ impl FirestoreDatabase {
                 exists(false),
             ));
         }
-        self.commit(writes, transaction).await?;
-        Ok(Ok(receipt))
+        Ok((receipt, writes))
     }
 
     /// Runs `step` until it does not lose a race, at most [`MAX_ATTEMPTS`] times.
@@ -694,7 +613,7 @@ impl Database for FirestoreDatabase {
             None,
             exists(false),
         );
-        match self.commit(vec![write], Vec::new()).await {
+        match self.commit(vec![write]).await {
             Ok(()) => Ok(()),
             Err(s) if matches!(s.code(), Code::AlreadyExists | Code::FailedPrecondition) => Err(Error::Conflict {
                 reason: format!("competition {} already exists", competition.id),
@@ -719,7 +638,7 @@ impl Database for FirestoreDatabase {
             }
             // Only if nobody changed it since it was read: two finishes race to here.
             let write = upsert(name.clone(), fields.clone(), None, updated_at(stored.update_time));
-            self.commit(vec![write], Vec::new()).await.map(Ok)
+            self.commit(vec![write]).await.map(Ok)
         })
         .await
     }
@@ -741,7 +660,7 @@ impl Database for FirestoreDatabase {
                 operation: Some(write::Operation::Delete(name.clone())),
                 ..Default::default()
             };
-            self.commit(vec![write], Vec::new()).await.map(Ok)
+            self.commit(vec![write]).await.map(Ok)
         })
         .await
     }
@@ -757,15 +676,42 @@ impl Database for FirestoreDatabase {
 
     #[tracing::instrument(name = "firestore.cast_vote", skip_all, fields(competition = %vote.competition))]
     async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
-        if let Some(rejection) = self.settled_rejection(vote).await? {
-            return Err(rejection);
-        }
+        // Read first, outside the lock: most rejections (already voted, closed, the owner)
+        // are final after this one request and never wait behind other voters.
+        let mut docs = self.read_for_vote(vote).await?;
+        let (mut receipt, mut writes) = self.decide_vote(vote, &docs)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         vote.competition.hash(&mut hasher);
-        let _turn = self.vote_locks[(hasher.finish() % VOTE_LOCKS as u64) as usize]
-            .lock()
-            .await;
-        self.retrying("a vote", || self.try_vote(vote)).await
+        let lock = &self.vote_locks[(hasher.finish() % VOTE_LOCKS as u64) as usize];
+        let _turn = match lock.try_lock() {
+            Ok(turn) => turn,
+            Err(_) => {
+                // Another vote of this process went first: what was read is likely stale.
+                let turn = lock.lock().await;
+                docs = self.read_for_vote(vote).await?;
+                (receipt, writes) = self.decide_vote(vote, &docs)?;
+                turn
+            }
+        };
+        let mut attempt = 0;
+        loop {
+            match self.commit(writes).await {
+                Ok(()) => return Ok(receipt),
+                // A precondition failed: someone else's vote (in another process) landed
+                // since the read. Read again and decide again.
+                Err(s) if matches!(s.code(), Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted) => {
+                    attempt += 1;
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(exhausted("a vote", s));
+                    }
+                    tracing::trace!(attempt, status = %s, "a vote lost a race; reading again");
+                    back_off(attempt).await;
+                    docs = self.read_for_vote(vote).await?;
+                    (receipt, writes) = self.decide_vote(vote, &docs)?;
+                }
+                Err(s) => return Err(firestore_status(s)),
+            }
+        }
     }
 
     #[tracing::instrument(name = "firestore.feed", skip_all)]
@@ -880,7 +826,7 @@ impl Database for FirestoreDatabase {
                 Some(vec!["leased_until_ms"]),
                 updated_at(doc.update_time),
             );
-            match self.commit(vec![write], Vec::new()).await {
+            match self.commit(vec![write]).await {
                 Ok(()) => Ok(Some(notification)),
                 Err(s) if contended(&s) => Ok(None),
                 Err(s) => Err(firestore_status(s)),
@@ -914,7 +860,7 @@ impl Database for FirestoreDatabase {
                 Some(vec!["delivered"]),
                 updated_at(stored.update_time),
             );
-            self.commit(vec![write], Vec::new()).await.map(Ok)
+            self.commit(vec![write]).await.map(Ok)
         })
         .await
     }
@@ -930,7 +876,7 @@ impl Database for FirestoreDatabase {
             None,
             None,
         );
-        self.commit(vec![write], Vec::new()).await.map_err(firestore_status)
+        self.commit(vec![write]).await.map_err(firestore_status)
     }
 
     #[tracing::instrument(name = "firestore.endpoints", skip_all)]
@@ -959,6 +905,6 @@ impl Database for FirestoreDatabase {
             operation: Some(write::Operation::Delete(self.endpoint_name(user, token))),
             ..Default::default()
         };
-        self.commit(vec![write], Vec::new()).await.map_err(firestore_status)
+        self.commit(vec![write]).await.map_err(firestore_status)
     }
 }
