@@ -344,7 +344,7 @@ async fn back_off(attempt: u32) {
     tokio::time::sleep(cap.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
 }
 
-/// A write that lost a race: Firestore aborted the transaction, or a precondition on the
+/// A write that lost a race: Firestore aborted it under contention, or a precondition on the
 /// document's update time failed because another writer got there first.
 fn contended(status: &tonic::Status) -> bool {
     matches!(status.code(), Code::Aborted | Code::FailedPrecondition)

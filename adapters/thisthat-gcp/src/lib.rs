@@ -3,7 +3,7 @@
 //! - [`GcsBlobStore`]: photos in a Cloud Storage bucket over the JSON API, create-only puts
 //!   with `ifGenerationMatch=0`, V4 signed URLs for direct uploads and downloads.
 //! - [`FirestoreDatabase`]: competitions, votes, devices and pending notifications in
-//!   Firestore; a vote is one transaction (see `docs/gcp.md` for the document design).
+//!   Firestore; a vote is one read and one atomic, conditional commit (see `docs/gcp.md`).
 //! - [`FcmNotifier`]: pushes through Firebase Cloud Messaging's HTTP v1 API.
 //! - [`VisionClassifier`]: labels and SafeSearch from Cloud Vision's `images:annotate`.
 //!
