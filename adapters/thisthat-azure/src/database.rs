@@ -8,6 +8,7 @@
 //! | competition id | `vote_{voter}` | one vote (the row's existence is the "already voted" check) |
 //! | competition id | `notification` | the pending result notification, its lease, whether delivered |
 //! | `feed` | inverted id | an open competition, newest first in key order |
+//! | `outbox` | competition id | a competition whose notification may be pending |
 //! | `user_{user}` | token hash | a registered device |
 //!
 //! A vote is one point read of the standing plus one entity-group transaction in the
@@ -33,6 +34,7 @@ use crate::table::{BatchOp, Entity, PROVIDER, TableClient, put_i64, quote};
 const COMPETITION: &str = "competition";
 const NOTIFICATION: &str = "notification";
 const FEED: &str = "feed";
+const OUTBOX: &str = "outbox";
 
 /// How often a vote re-reads and tries again after losing the ETag race before it reports the
 /// competition as unavailable. Only 24 votes per competition ever win, so a voter loses at most
@@ -179,6 +181,43 @@ impl AzureTableDatabase {
         Ok(Some((read_competition(&entity)?, etag)))
     }
 
+    async fn mark_outbox(&self, competition: &str) -> Result<()> {
+        match self.table.insert(&keys(OUTBOX, competition)).await {
+            Ok(()) | Err(Error::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Claimable notifications (pending, lease run out by `now`), found through the outbox
+    /// partition.
+    async fn outbox(&self, now: i64, limit: usize) -> Result<Vec<Entity>> {
+        let filter = format!("PartitionKey eq {}", quote(OUTBOX));
+        let mut found = Vec::new();
+        let mut continuation = None;
+        loop {
+            let (page, next) = self.table.query(&filter, Some(100), continuation.as_ref()).await?;
+            let ids: Vec<String> = page.iter().filter_map(|e| e.str("RowKey").map(str::to_owned)).collect();
+            let rows = join_all(ids.iter().map(|id| self.table.get(id, NOTIFICATION, None))).await;
+            for (id, row) in ids.iter().zip(rows) {
+                match row? {
+                    Some(n) if n.bool("Delivered") == Some(true) => {
+                        // Delivered but still listed (completion stopped before the cleanup).
+                        let _ = self.table.delete(OUTBOX, id, "*").await;
+                    }
+                    Some(n) if n.i64("LeaseUntil").unwrap_or(0) <= now => found.push(n),
+                    // Leased by another worker.
+                    Some(_) => {}
+                    // Listed by a closing vote that lost its race: the close is still to come.
+                    None => {}
+                }
+            }
+            match next {
+                Some(n) if found.len() < limit => continuation = Some(n),
+                _ => return Ok(found),
+            }
+        }
+    }
+
     async fn add_to_feed(&self, c: &Competition) -> Result<()> {
         let mut props = keys(FEED, &inverted(&c.id));
         props.insert("Id".into(), Value::String(c.id.to_string()));
@@ -230,6 +269,10 @@ impl AzureTableDatabase {
                 if_match: etag,
             });
             ops.push(BatchOp::Insert(n));
+            // Listed in the outbox before the batch, so no crash can leave a pending
+            // notification that `claim_notifications` does not find. If the batch then loses
+            // its race, the entry waits for whichever vote does close the competition.
+            self.mark_outbox(&partition).await?;
         } else {
             ops.push(BatchOp::Merge {
                 partition: partition.clone(),
@@ -427,24 +470,7 @@ impl Database for AzureTableDatabase {
                 .await?
                 .into_iter()
                 .collect(),
-            None => {
-                // No secondary index: a filtered scan of the table (see docs/azure.md).
-                let filter = format!(
-                    "RowKey eq {} and Delivered eq false and LeaseUntil le {now}L",
-                    quote(NOTIFICATION)
-                );
-                let mut all = Vec::new();
-                let mut continuation = None;
-                loop {
-                    let (page, next) = self.table.query(&filter, None, continuation.as_ref()).await?;
-                    all.extend(page);
-                    match next {
-                        Some(n) if all.len() < claim.limit => continuation = Some(n),
-                        _ => break,
-                    }
-                }
-                all
-            }
+            None => self.outbox(now, claim.limit).await?,
         };
         let until = millis(claim.now + claim.lease);
         let mut claimed = Vec::new();
@@ -494,7 +520,12 @@ impl Database for AzureTableDatabase {
                 .write(&competition.to_string(), NOTIFICATION, &done, true, Some(etag))
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if let Err(e) = self.table.delete(OUTBOX, &competition.to_string(), "*").await {
+                        tracing::warn!(error = %e, "could not remove a delivered notification from the outbox");
+                    }
+                    return Ok(());
+                }
                 // A lease changed it in between: read again (a second completion then conflicts).
                 Err(Error::Conflict { .. }) => continue,
                 Err(e) => return Err(e),

@@ -372,7 +372,7 @@ mod requests {
     #[tokio::test]
     async fn votes_cost_one_read_and_one_batch() {
         let db = database().await;
-        let c = competition("owner", Status::Open, 2);
+        let c = competition("owner", Status::Open, 3);
         db.insert_competition(&c).await.expect("insert");
         let count = || db.client().requests_sent();
 
@@ -388,16 +388,20 @@ mod requests {
         assert_eq!(count() - before, 2, "a second vote: the batch's insert is refused");
 
         let before = count();
-        let closing = db.cast_vote(&vote(&c, "b", 0)).await.expect("closing vote");
+        db.cast_vote(&vote(&c, "b", 2)).await.expect("vote");
+        assert_eq!(count() - before, 2);
+
+        let before = count();
+        let closing = db.cast_vote(&vote(&c, "c", 0)).await.expect("closing vote");
         assert!(closing.closed.is_some());
         assert_eq!(
             count() - before,
-            3,
-            "the closing vote: read, batch, and the feed entry removed"
+            4,
+            "the closing vote: read, outbox entry, batch, and the feed entry removed"
         );
 
         let before = count();
-        assert!(matches!(db.cast_vote(&vote(&c, "c", 0)).await, Err(Error::Closed)));
+        assert!(matches!(db.cast_vote(&vote(&c, "d", 0)).await, Err(Error::Closed)));
         assert!(matches!(
             db.cast_vote(&vote(&c, "owner", 0)).await,
             Err(Error::OwnCompetition)
