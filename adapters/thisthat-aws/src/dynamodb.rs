@@ -55,8 +55,29 @@ const MAX_INDEX_IN_EXPRESSION: usize = 64;
 const MAX_VOTE_ATTEMPTS: usize = 8;
 
 /// The most votes a competition may need to close here. Every ballot lives on the competition's
-/// item (voter id up to 128 bytes, choice, attempt id), and an item holds at most 400 KB.
+/// item (voter id up to 128 bytes, choice, attempt id), and an item holds at most 400 KB; a
+/// competition with a long title or many photos may be held to fewer (see `check_fits`).
 pub const MAX_VOTES_TO_CLOSE: u32 = 2_000;
+/// DynamoDB's item size limit.
+const ITEM_LIMIT: usize = 400 * 1024;
+/// The most one ballot takes: a voter id of up to 128 bytes, the choice, the attempt id, and
+/// DynamoDB's per-attribute overhead.
+const BALLOT_BYTES: usize = 200;
+
+/// Refuses a competition whose item could outgrow DynamoDB's limit before it closes: the body,
+/// at the close the outcome and notification (each smaller than the body), and a ballot per
+/// vote. Without this the closing vote would fail for every voter and it would never close.
+fn check_fits(c: &Competition) -> Result<()> {
+    let fixed = to_json(c)?.len().saturating_mul(3).saturating_add(4096);
+    let ballots = (c.votes_to_close as usize).saturating_mul(BALLOT_BYTES);
+    if c.votes_to_close > MAX_VOTES_TO_CLOSE || fixed.saturating_add(ballots) > ITEM_LIMIT {
+        return Err(Error::Unsupported {
+            adapter: "dynamodb",
+            operation: "a competition whose ballots would outgrow a 400 KB item (at most 2,000 votes to close, fewer with long titles or many photos)",
+        });
+    }
+    Ok(())
+}
 
 /// The thisthat database on one DynamoDB table (see the module docs and `docs/aws.md`).
 #[derive(Debug, Clone)]
@@ -145,11 +166,11 @@ impl DynamoDatabase {
             )?)
             .send()
             .await;
-        match created {
-            Ok(_) => {}
-            Err(e) if error::code(&e) == Some("ResourceInUseException") => {}
+        let existed = match created {
+            Ok(_) => false,
+            Err(e) if error::code(&e) == Some("ResourceInUseException") => true,
             Err(e) => return Err(error::map(SERVICE, e)),
-        }
+        };
         for _ in 0..300 {
             let described = self
                 .client
@@ -158,7 +179,36 @@ impl DynamoDatabase {
                 .send()
                 .await
                 .map_err(|e| error::map(SERVICE, e))?;
-            if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            let table = described.table();
+            if existed {
+                // An existing table is only fine if it is this design's.
+                let keys: Vec<(&str, &KeyType)> = table
+                    .map(|t| {
+                        t.key_schema()
+                            .iter()
+                            .map(|k| (k.attribute_name(), k.key_type()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let indexes: Vec<&str> = table
+                    .map(|t| {
+                        t.global_secondary_indexes()
+                            .iter()
+                            .filter_map(|i| i.index_name())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if keys != [("pk", &KeyType::Hash), ("sk", &KeyType::Range)]
+                    || !indexes.contains(&FEED_INDEX)
+                    || !indexes.contains(&PENDING_INDEX)
+                {
+                    return Err(Error::config(format!(
+                        "table {} exists but is not a thisthat table (keys pk/sk, indexes {FEED_INDEX} and {PENDING_INDEX}): choose another name",
+                        self.table
+                    )));
+                }
+            }
+            if table.and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -325,8 +375,9 @@ impl DynamoDatabase {
         }
     }
 
-    /// Full items for `ids`, in the order given (missing ones left out).
-    async fn competitions(&self, ids: &[CompetitionId]) -> Result<Vec<Item>> {
+    /// The items of `ids` in the order given (missing ones left out), with what the feed needs:
+    /// the competition, and of the ballots only `viewer`'s (a whole ballot map may be large).
+    async fn competitions(&self, ids: &[CompetitionId], viewer: Option<&UserId>) -> Result<Vec<Item>> {
         let mut found: HashMap<String, Item> = HashMap::new();
         for chunk in ids.chunks(100) {
             let keys: Vec<Item> = chunk
@@ -338,16 +389,35 @@ impl DynamoDatabase {
                     ])
                 })
                 .collect();
+            let mut projection = "pk, body, #status, tally, outcome".to_owned();
+            let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+            if let Some(viewer) = viewer {
+                projection.push_str(", votes.#viewer");
+                names.insert("#viewer".to_owned(), viewer.as_str().to_owned());
+            }
             let mut request = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
                     .consistent_read(true)
+                    .projection_expression(projection)
+                    .set_expression_attribute_names(Some(names))
                     .build()
                     .map_err(|e| Error::backend(SERVICE, e))?,
             );
             // BatchGetItem may hand back part of the keys as unprocessed under load; ask again
-            // for those until none are left.
+            // for those, backing off as AWS advises, until none are left.
+            let mut round = 0u32;
             while let Some(keys) = request.take() {
+                if round > 0 {
+                    if round > 8 {
+                        return Err(Error::unavailable(
+                            SERVICE,
+                            "BatchGetItem kept leaving keys unprocessed",
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(25 << round.min(6))).await;
+                }
+                round += 1;
                 let output = self
                     .client
                     .batch_get_item()
@@ -531,12 +601,7 @@ fn competition_from(item: &Item) -> Result<Competition> {
 #[async_trait]
 impl Database for DynamoDatabase {
     async fn insert_competition(&self, competition: &Competition) -> Result<()> {
-        if competition.votes_to_close > MAX_VOTES_TO_CLOSE {
-            return Err(Error::Unsupported {
-                adapter: "dynamodb",
-                operation: "competitions closing after more than 2,000 votes (the item size limit)",
-            });
-        }
+        check_fits(competition)?;
         let result = self
             .client
             .put_item()
@@ -559,6 +624,7 @@ impl Database for DynamoDatabase {
     }
 
     async fn publish_competition(&self, competition: &Competition) -> Result<()> {
+        check_fits(competition)?;
         let result = self
             .client
             .put_item()
@@ -736,7 +802,7 @@ impl Database for DynamoDatabase {
                     .collect::<Result<Vec<CompetitionId>>>()?;
                 // The index is eventually consistent and holds only keys and filter fields:
                 // read the items themselves, and check them again against the query.
-                for item in self.competitions(&ids).await? {
+                for item in self.competitions(&ids, query.viewer.as_ref()).await? {
                     let competition = competition_from(&item)?;
                     let voted = query.viewer.as_ref().is_some_and(|v| has_voted(&item, v));
                     if query.admits(&competition) && !voted {
@@ -765,8 +831,11 @@ impl Database for DynamoDatabase {
 
     async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
         async {
+            if claim.limit == 0 {
+                return Ok(Vec::new());
+            }
             if let Some(id) = &claim.competition {
-                return Ok(self.lease(id, claim).await?.into_iter().take(claim.limit).collect());
+                return Ok(self.lease(id, claim).await?.into_iter().collect());
             }
             let mut claimed = Vec::new();
             let mut start = None;

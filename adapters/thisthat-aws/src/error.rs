@@ -23,6 +23,10 @@ const RETRYABLE: &[&str] = &[
     "TransactionInProgressException",
     "LimitExceededException",
     "KMSThrottlingException",
+    "KMSThrottling",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "PriorRequestNotComplete",
 ];
 
 /// Error codes that mean the credentials or permissions are wrong: fix the configuration.
@@ -51,8 +55,21 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             return Error::unavailable(service, error);
+        }
+        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
+            return Error::unavailable(service, error);
+        }
+        // The SDK reports missing credentials, an unresolvable region or endpoint this way
+        // too: retrying cannot fix those.
+        SdkError::DispatchFailure(_) => {
+            return Error::Config {
+                reason: format!(
+                    "could not send a {service} request: check the credentials, region and endpoint (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL)"
+                ),
+                source: Some(error.into()),
+            };
         }
         SdkError::ConstructionFailure(_) => {
             return Error::Config {

@@ -80,7 +80,7 @@ impl RekognitionClassifier {
 
     fn image(&self, photo: &PhotoInput) -> Result<Image> {
         // The format comes from the bytes, never from what the caller says; Rekognition reads
-        // JPEG and PNG only, so anything else thisthat accepts (WebP) is sent as PNG.
+        // JPEG and PNG only, so anything else thisthat accepts (WebP) is sent as a JPEG.
         let format = sniff(&photo.bytes)?.media_type;
         let readable = matches!(format, MediaType::Jpeg | MediaType::Png);
         if readable && let (Some((bucket, prefix)), Some(key)) = (&self.bucket, &photo.key) {
@@ -93,11 +93,11 @@ impl RekognitionClassifier {
         let bytes = if readable {
             photo.bytes.to_vec()
         } else {
-            thisthat_core::decode::to_png(&photo.bytes)?
+            thisthat_core::decode::to_jpeg(&photo.bytes, REENCODED_SIDE)?
         };
         if bytes.len() > MAX_INLINE_BYTES {
             return Err(Error::TooLarge {
-                what: "photo sent to Rekognition (store it in S3 to classify up to 15 MB)".into(),
+                what: "photo sent to Rekognition (with rekognition://?bucket=, stored JPEG and PNG photos up to 15 MB are read from S3)".into(),
                 size: bytes.len() as u64,
                 limit: MAX_INLINE_BYTES as u64,
             });
@@ -111,22 +111,38 @@ fn label(name: Option<&str>, confidence: Option<f32>) -> Option<Label> {
     Label::new(name?, (confidence? / 100.0).clamp(0.0, 1.0)).ok()
 }
 
-/// Rekognition says a request's image is unusable with these codes: the caller sent something
-/// that is not a photo it can read.
-fn refused_image(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("InvalidImageFormatException" | "ImageTooLargeException" | "InvalidS3ObjectException")
-    )
+/// The longest side a photo Rekognition cannot read is scaled to before it is sent as JPEG:
+/// labels need no more, and the result stays far below the 5 MB inline limit.
+const REENCODED_SIDE: u32 = 2048;
+
+/// Rekognition's errors about the image itself, mapped; `None` for the rest.
+fn image_error(code: Option<&str>, size: usize) -> Option<Error> {
+    match code? {
+        "InvalidImageFormatException" => Some(Error::UnsupportedMediaType {
+            detected: "a photo Rekognition cannot read (InvalidImageFormatException)".into(),
+        }),
+        "ImageTooLargeException" => Some(Error::TooLarge {
+            what: "photo for Rekognition".into(),
+            size: size as u64,
+            limit: MAX_INLINE_BYTES as u64,
+        }),
+        // A wrong bucket or prefix, a bucket in another region, or no s3:GetObject for the
+        // caller: the configuration, not the photo (which must not be rejected for it).
+        "InvalidS3ObjectException" => Some(Error::Config {
+            reason: "Rekognition cannot read the photo from S3: check the bucket and prefix (rekognition://?bucket=&prefix=), \
+                     that the bucket is in Rekognition's region, and s3:GetObject for this role"
+                .into(),
+            source: None,
+        }),
+        _ => None,
+    }
 }
 
 #[async_trait]
 impl Classifier for RekognitionClassifier {
     async fn classify(&self, photo: &PhotoInput) -> Result<Classification> {
         let image = self.image(photo)?;
-        let unreadable = |what: &str| Error::UnsupportedMediaType {
-            detected: format!("a photo Rekognition cannot read ({what})"),
-        };
+        let size = photo.bytes.len();
         async {
             let labels = self
                 .client
@@ -136,10 +152,7 @@ impl Classifier for RekognitionClassifier {
                 .min_confidence(self.min_confidence)
                 .send()
                 .await
-                .map_err(|e| match error::code(&e) {
-                    c if refused_image(c) => unreadable(c.unwrap_or_default()),
-                    _ => error::map(SERVICE, e),
-                })?;
+                .map_err(|e| image_error(error::code(&e), size).unwrap_or_else(|| error::map(SERVICE, e)))?;
             let mut labels: Vec<Label> = labels
                 .labels()
                 .iter()
@@ -154,10 +167,7 @@ impl Classifier for RekognitionClassifier {
                     .min_confidence(self.min_confidence)
                     .send()
                     .await
-                    .map_err(|e| match error::code(&e) {
-                        c if refused_image(c) => unreadable(c.unwrap_or_default()),
-                        _ => error::map(SERVICE, e),
-                    })?;
+                    .map_err(|e| image_error(error::code(&e), size).unwrap_or_else(|| error::map(SERVICE, e)))?;
                 Some(
                     found
                         .moderation_labels()

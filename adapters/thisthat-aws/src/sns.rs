@@ -1,7 +1,10 @@
 //! SNS mobile push.
 
 use async_trait::async_trait;
-use aws_sdk_sns::{Client, operation::publish::PublishError};
+use aws_sdk_sns::{
+    Client,
+    operation::{get_endpoint_attributes::GetEndpointAttributesError, publish::PublishError},
+};
 use thisthat_core::{
     Device, Endpoint, Error, Platform, PushMessage, Result,
     ports::{Delivery, Notifier},
@@ -86,6 +89,15 @@ impl SnsNotifier {
     /// The `Publish` message for `message`: JSON with one payload per push service, as
     /// `MessageStructure=json` requires (`default` is for any other protocol).
     pub fn payload(message: &PushMessage) -> Result<String> {
+        // APNs and FCM take at most 4 KB per payload; titles may be configured up to 10,000
+        // characters. Cut title and body so that the payload always fits.
+        let title = truncate(&message.title, 200);
+        let body = truncate(&message.body, 1000);
+        let message = &PushMessage {
+            title,
+            body,
+            ..message.clone()
+        };
         let data = serde_json::json!({
             "competition": message.competition.to_string(),
             "idempotency_key": message.idempotency_key,
@@ -108,6 +120,38 @@ impl SnsNotifier {
         Ok(payload.to_string())
     }
 
+    /// The endpoint's attributes, or `None` if it no longer exists.
+    async fn attributes(&self, arn: &str) -> Result<Option<std::collections::HashMap<String, String>>> {
+        match self.client.get_endpoint_attributes().endpoint_arn(arn).send().await {
+            Ok(output) => Ok(Some(output.attributes.unwrap_or_default())),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(GetEndpointAttributesError::NotFoundException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(error::map(SERVICE, e)),
+        }
+    }
+
+    /// Whether the endpoint at `endpoint.address` still belongs to `endpoint`'s user and is
+    /// enabled. A token registered again by another user (a phone handed on) has moved its
+    /// endpoint to that user: the old registration must neither receive their pushes nor
+    /// delete their endpoint. An endpoint without owner data was not made by thisthat and is
+    /// taken as it is.
+    async fn still_ours(&self, endpoint: &Endpoint) -> Result<Option<bool>> {
+        let Some(attributes) = self.attributes(&endpoint.address).await? else {
+            return Ok(None);
+        };
+        let owner_matches = attributes
+            .get("CustomUserData")
+            .is_none_or(|owner| owner == endpoint.device.user.as_str());
+        let enabled = attributes.get("Enabled").is_none_or(|e| e == "true");
+        Ok(Some(owner_matches && enabled))
+    }
+
     async fn enable(&self, arn: &str, device: &Device) -> Result<()> {
         self.client
             .set_endpoint_attributes()
@@ -125,9 +169,20 @@ impl SnsNotifier {
 /// The ARN in SNS's "Endpoint ARN already exists with the same Token, but different
 /// attributes" refusal: the documented way to find the endpoint of a token registered before.
 fn existing_endpoint(message: &str) -> Option<&str> {
+    if !message.contains("already exists") {
+        return None;
+    }
     let start = message.find("arn:aws")?;
     let rest = &message[start..];
     Some(rest.split_whitespace().next()?.trim_end_matches(['.', ',']))
+}
+
+/// The first `max` characters of `text`, with an ellipsis if anything was cut.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 #[async_trait]
@@ -165,6 +220,16 @@ impl Notifier for SnsNotifier {
                     arn
                 }
             };
+            // CreatePlatformEndpoint may hand back an existing endpoint that SNS disabled, or
+            // one another user's row still points at: AWS's recipe reads its attributes and
+            // fixes token, owner and `Enabled` whenever they are not this registration's.
+            match self.attributes(&arn).await? {
+                Some(attributes)
+                    if attributes.get("Token") == Some(&device.token)
+                        && attributes.get("Enabled").map(String::as_str) == Some("true")
+                        && attributes.get("CustomUserData").map(String::as_str) == Some(device.user.as_str()) => {}
+                _ => self.enable(&arn, device).await?,
+            }
             Ok(Endpoint {
                 device: device.clone(),
                 address: arn,
@@ -179,6 +244,15 @@ impl Notifier for SnsNotifier {
     }
 
     async fn unregister(&self, endpoint: &Endpoint) -> Result<()> {
+        // Another user's registration of the same token owns the endpoint now: leave it.
+        if self
+            .attributes(&endpoint.address)
+            .await?
+            .and_then(|a| a.get("CustomUserData").cloned())
+            .is_some_and(|owner| owner != endpoint.device.user.as_str())
+        {
+            return Ok(());
+        }
         // DeleteEndpoint is idempotent: a missing endpoint answers success.
         self.client
             .delete_endpoint()
@@ -191,6 +265,16 @@ impl Notifier for SnsNotifier {
     }
 
     async fn send(&self, endpoint: &Endpoint, message: &PushMessage) -> Result<Delivery> {
+        match self.still_ours(endpoint).await? {
+            None => return Ok(Delivery::Gone),
+            Some(false) => {
+                // Disabled, or handed on to another user: gone for this registration. Only a
+                // disabled endpoint of our own is deleted (unregister checks the owner).
+                self.unregister(endpoint).await?;
+                return Ok(Delivery::Gone);
+            }
+            Some(true) => {}
+        }
         let sent = self
             .client
             .publish()

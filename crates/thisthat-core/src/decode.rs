@@ -33,21 +33,28 @@ pub fn decode(bytes: &[u8]) -> Option<DynamicImage> {
     Some(image)
 }
 
-/// Re-encodes a photo as PNG (lossless), for services that cannot read its format.
+/// Re-encodes a photo as a JPEG (quality 90) whose longer side is at most `max_side`, for
+/// services that cannot read its format (Rekognition and WebP). Transparent pixels become
+/// black, as JPEG has no alpha.
 ///
 /// ```
 /// # let webp = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../thisthat-testkit/photos/pixel.webp")).unwrap();
-/// let png = thisthat_core::decode::to_png(&webp)?;
-/// assert_eq!(thisthat_core::media::sniff(&png)?.media_type, thisthat_core::MediaType::Png);
+/// let jpeg = thisthat_core::decode::to_jpeg(&webp, 2048)?;
+/// assert_eq!(thisthat_core::media::sniff(&jpeg)?.media_type, thisthat_core::MediaType::Jpeg);
 /// # Ok::<(), thisthat_core::Error>(())
 /// ```
-pub fn to_png(bytes: &[u8]) -> Result<Vec<u8>> {
+pub fn to_jpeg(bytes: &[u8], max_side: u32) -> Result<Vec<u8>> {
     let image = decode(bytes).ok_or_else(|| Error::UnsupportedMediaType {
         detected: "an image that could not be decoded (damaged, an unsupported variant, or too large)".into(),
     })?;
-    let mut png = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+    let image = if image.width().max(image.height()) > max_side {
+        image.thumbnail(max_side, max_side)
+    } else {
+        image
+    };
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&image.to_rgb8())
         .map_err(|e| Error::backend("thisthat", e))?;
-    Ok(png)
+    Ok(jpeg)
 }

@@ -89,7 +89,7 @@ async fn moderation_labels_flag_unsafe_photos() {
 
 /// With the bucket configured, stored JPEG and PNG photos are read from S3 by Rekognition
 /// (an `S3Object` under the store's prefix); WebP, which Rekognition cannot read, is sent as
-/// PNG bytes instead.
+/// JPEG bytes instead.
 #[tokio::test]
 async fn stored_photos_are_read_from_s3() {
     let fake = FakeRekognition::start(None).await;
@@ -127,7 +127,7 @@ async fn stored_photos_are_read_from_s3() {
         .expect("base64");
         assert_eq!(
             thisthat_core::media::sniff(&sent).expect("image").media_type,
-            MediaType::Png
+            MediaType::Jpeg
         );
     }
     assert!(fake.wire.violations().is_empty(), "{:?}", fake.wire.violations());
@@ -154,10 +154,11 @@ async fn provider_errors_are_mapped() {
         Err(Error::UnsupportedMediaType { .. })
     ));
     fake.fail_next(400, "ImageTooLargeException");
-    assert!(matches!(
-        classifier.classify(&photo).await,
-        Err(Error::UnsupportedMediaType { .. })
-    ));
+    assert!(matches!(classifier.classify(&photo).await, Err(Error::TooLarge { .. })));
+    // A bucket Rekognition cannot read is the configuration's fault, not the photo's: the
+    // service must not reject (and delete) the user's upload for it.
+    fake.fail_next(400, "InvalidS3ObjectException");
+    assert!(matches!(classifier.classify(&photo).await, Err(Error::Config { .. })));
     // And the request after the injected failures is answered normally.
     classifier.classify(&photo).await.expect("classify");
     assert!(fake.wire.violations().is_empty(), "{:?}", fake.wire.violations());

@@ -119,7 +119,8 @@ impl CountingProxy {
 /// One competition is three S3 `PUT`s and one DynamoDB `PutItem`; one vote is exactly one
 /// DynamoDB request (`UpdateItem`) and nothing else; the closing vote is two `UpdateItem`s
 /// (the refused attempt tells it it closes), and delivering the result reads the owner's
-/// devices, publishes once, and marks the notification delivered.
+/// devices, checks the device's endpoint, publishes once, and marks the notification
+/// delivered.
 #[tokio::test]
 async fn a_vote_is_one_database_request() {
     let proxy = CountingProxy::start().await;
@@ -178,10 +179,11 @@ async fn a_vote_is_one_database_request() {
     assert_eq!(
         proxy.take(),
         [
-            "dynamodb:UpdateItem", // refused: one vote remains, and the refusal carries the state
-            "dynamodb:UpdateItem", // counts it, closes, stores the outcome and the notification
-            "dynamodb:UpdateItem", // leases the notification for delivery
-            "dynamodb:Query",      // the owner's devices
+            "dynamodb:UpdateItem",       // refused: one vote remains, and the refusal carries the state
+            "dynamodb:UpdateItem",       // counts it, closes, stores the outcome and the notification
+            "dynamodb:UpdateItem",       // leases the notification for delivery
+            "dynamodb:Query",            // the owner's devices
+            "sns:GetEndpointAttributes", // still enabled, still the owner's
             "sns:Publish",
             "dynamodb:UpdateItem", // marks it delivered
         ]

@@ -140,3 +140,54 @@ async fn an_unconfigured_platform_is_a_configuration_error() {
         "{r:?}"
     );
 }
+
+/// A phone handed on: its token, registered by alice, is registered again by bob. The
+/// endpoint is bob's now; alice's old registration gets nothing of bob's (it is gone for her),
+/// and alice unregistering does not delete bob's endpoint.
+#[tokio::test]
+async fn a_token_registered_by_another_user_leaves_the_first() {
+    let notifier = notifier().await;
+    let alices = device("alice");
+    let bobs = thisthat_core::Device::new(
+        thisthat_testkit::fixtures::user("bob"),
+        alices.platform,
+        alices.token.clone(),
+    )
+    .expect("device");
+    let alice = notifier.register(&alices).await.expect("alice registers");
+    let bob = notifier.register(&bobs).await.expect("bob registers the same phone");
+    assert_eq!(alice.address, bob.address, "one endpoint per token");
+    let message = PushMessage {
+        title: "Results are in".into(),
+        body: "Photo 1 won".into(),
+        competition: thisthat_core::CompetitionId::new(),
+        idempotency_key: "k".into(),
+    };
+    assert_eq!(
+        notifier.send(&alice, &message).await.expect("send"),
+        thisthat_core::ports::Delivery::Gone
+    );
+    notifier.unregister(&alice).await.expect("alice unregisters");
+    assert_eq!(
+        notifier.send(&bob, &message).await.expect("send"),
+        thisthat_core::ports::Delivery::Accepted
+    );
+    assert_eq!(delivered(&bob).await.expect("inspect").len(), 1);
+}
+
+/// Titles far longer than a push payload holds are cut so that the payload fits (4 KB).
+#[tokio::test]
+async fn long_titles_are_cut_to_fit_the_payload() {
+    let message = PushMessage {
+        title: "é".repeat(10_000),
+        body: "b".repeat(5_000),
+        competition: thisthat_core::CompetitionId::new(),
+        idempotency_key: "k".into(),
+    };
+    let payload: serde_json::Value =
+        serde_json::from_str(&SnsNotifier::payload(&message).expect("payload")).expect("json");
+    for platform in ["GCM", "APNS"] {
+        let inner = payload[platform].as_str().expect("string");
+        assert!(inner.len() < 4096, "{platform}: {} bytes", inner.len());
+    }
+}
