@@ -16,7 +16,9 @@ use crate::{
 
 /// Opens the Google Cloud adapters from URLs:
 ///
-/// - `gs://{bucket}`: [`GcsBlobStore`] (`STORAGE_EMULATOR_HOST` switches to an emulator).
+/// - `gs://{bucket}`: [`GcsBlobStore`] (`STORAGE_EMULATOR_HOST` switches to an emulator);
+///   `?create=true&project={project}` creates the bucket if it does not exist (for emulators
+///   and development; `project` defaults to `GOOGLE_CLOUD_PROJECT`).
 /// - `firestore://{project}`, `firestore://{project}/{database}`, either with
 ///   `?prefix={collection prefix}`: [`FirestoreDatabase`] (`FIRESTORE_EMULATOR_HOST` switches to
 ///   the emulator).
@@ -102,9 +104,31 @@ impl UrlOpener for GcpOpener {
                 "{url}: blob storage opens from gs://bucket URLs"
             )));
         }
-        params(url, &[])?;
+        let params = params(url, &["create", "project"])?;
         let bucket = host(url, "bucket")?;
-        Ok(Arc::new(GcsBlobStore::new(GcsOptions::from_env(bucket)?)?))
+        // Every parameter is checked before anything looks for credentials.
+        let create_in = match param(&params, "create") {
+            None | Some("false") => None,
+            Some("true") => Some(
+                param(&params, "project")
+                    .map(String::from)
+                    .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok())
+                    .ok_or_else(|| {
+                        Error::config(
+                            "gs://bucket?create=true needs the project: add &project= or set GOOGLE_CLOUD_PROJECT",
+                        )
+                    })?,
+            ),
+            Some(other) => return Err(Error::config(format!("gs: create={other:?} must be true or false"))),
+        };
+        let store = GcsBlobStore::new(GcsOptions::from_env(bucket)?)?;
+        if let Some(project) = create_in {
+            match store.create_bucket(&project).await {
+                Ok(()) | Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Arc::new(store))
     }
 
     async fn database(&self, url: &Url) -> Result<Arc<dyn Database>> {
@@ -162,6 +186,7 @@ mod tests {
         for (port, raw) in [
             ("blob", "gs://"),
             ("blob", "gs://bucket?x=1"),
+            ("blob", "gs://bucket?create=maybe"),
             ("database", "firestore://p?prefix=a&prefix=b"),
             ("notifier", "fcm://p?endpoint=ftp://x"),
             ("classifier", "vision://?nope=1"),

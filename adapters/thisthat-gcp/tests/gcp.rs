@@ -767,8 +767,18 @@ mod counted {
         db.insert_competition(&c).await.expect("insert");
         assert_eq!(db.competition(&c.id).await.expect("read"), c);
 
-        let bucket = gcs().await.options().bucket.clone();
-        let blobs = registry.blob_store(&format!("gs://{bucket}")).await.expect("gs://");
+        let existing = gcs().await.options().bucket.clone();
+        registry
+            .blob_store(&format!("gs://{existing}"))
+            .await
+            .expect("gs:// of an existing bucket");
+        let bucket = format!("t-{}", unique());
+        let url = format!("gs://{bucket}?create=true&project={PROJECT}");
+        let blobs = registry.blob_store(&url).await.expect("gs:// creating its bucket");
+        registry
+            .blob_store(&url)
+            .await
+            .expect("create=true on a bucket that exists");
         let key = thisthat_core::BlobKey::new("competitions/x/0.png").expect("key");
         blobs
             .put(
