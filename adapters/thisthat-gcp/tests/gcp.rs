@@ -756,7 +756,9 @@ mod counted {
     /// Every scheme opens through a registry; plain-HTTP endpoints get no token.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_opener_opens_every_scheme() {
+        // Both first: without them the opener would look for real credentials.
         required("STORAGE_EMULATOR_HOST");
+        required("FIRESTORE_EMULATOR_HOST");
         let registry = Registry::new().with(GcpOpener);
 
         let db = registry
