@@ -1,6 +1,7 @@
 //! The whole story on whichever adapters the configuration names, with no code for any
 //! provider: each port is a URL from the environment, opened by [`thisthat::registry`] with
-//! every adapter compiled in (cargo features `aws`, and the default `local` and `testkit`).
+//! every adapter compiled in (cargo features `aws`, `azure`, `gcp`, and the default `local`
+//! and `testkit`).
 //!
 //! ```sh
 //! # All on AWS (credentials and region from the standard AWS chain):

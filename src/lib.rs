@@ -33,9 +33,16 @@
 //! - `mock`: mockall mocks of the four ports (`ports::MockBlobStore`, …) for testing your own
 //!   handlers.
 //! - `aws`: the AWS adapters ([`aws`]): S3, DynamoDB, SNS, Rekognition.
+//! - `azure`: the Azure adapters ([`azure`]): Blob Storage, Table Storage, Notification Hubs,
+//!   AI Vision.
+//! - `gcp`: the Google Cloud adapters ([`gcp`]): Cloud Storage, Firestore, FCM, Vision.
 
 #[cfg(feature = "aws")]
 pub use thisthat_aws as aws;
+#[cfg(feature = "azure")]
+pub use thisthat_azure as azure;
+#[cfg(feature = "gcp")]
+pub use thisthat_gcp as gcp;
 pub use thisthat_core::*;
 #[cfg(feature = "local")]
 pub use thisthat_local as local;
@@ -57,6 +64,14 @@ pub fn registry() -> Registry {
     #[cfg(feature = "aws")]
     {
         registry = registry.with(aws::AwsOpener::new());
+    }
+    #[cfg(feature = "azure")]
+    {
+        registry = registry.with(azure::AzureOpener::new());
+    }
+    #[cfg(feature = "gcp")]
+    {
+        registry = registry.with(gcp::GcpOpener);
     }
     registry
 }

@@ -124,6 +124,10 @@ pub fn registry() -> Registry {
     let registry = Registry::new().with(LocalOpener).with(MemoryOpener);
     #[cfg(feature = "aws")]
     let registry = registry.with(thisthat_aws::AwsOpener::new());
+    #[cfg(feature = "azure")]
+    let registry = registry.with(thisthat_azure::AzureOpener::new());
+    #[cfg(feature = "gcp")]
+    let registry = registry.with(thisthat_gcp::GcpOpener);
     registry
 }
 
