@@ -15,7 +15,8 @@
 //! THISTHAT_DATABASE='dynamodb://thisthat?create=true' cargo run --features aws --example configured
 //! ```
 //!
-//! A port left unset is in memory. `scripts/test` runs this example against moto.
+//! A port left unset is in memory. `scripts/test` runs this example on emulators, all on AWS
+//! and as a mix (Cloud Storage + DynamoDB + SNS + Rekognition): `scripts/examples-on-emulators`.
 
 use thisthat::{
     BackendConfig, DeliveryMode, Device, NewCompetition, Platform, Thisthat,
