@@ -41,9 +41,9 @@
 pub use thisthat_aws as aws;
 #[cfg(feature = "azure")]
 pub use thisthat_azure as azure;
+pub use thisthat_core::*;
 #[cfg(feature = "gcp")]
 pub use thisthat_gcp as gcp;
-pub use thisthat_core::*;
 #[cfg(feature = "local")]
 pub use thisthat_local as local;
 #[cfg(feature = "testkit")]
