@@ -150,6 +150,35 @@ pub async fn get_reads_ranges(h: &impl BlobHarness) {
     assert_eq!(tail.body, Bytes::from_static(b"789"));
 }
 
+/// Ranges are cut at the end of the blob, as the port says: one starting at or past the end,
+/// or an empty one, gives an empty body (not the 416 HTTP stores answer); a range whose start
+/// is after its end is invalid input.
+pub async fn ranges_past_the_end_are_empty(h: &impl BlobHarness) {
+    let store = h.store();
+    let k = key("short");
+    store
+        .put(&k, Bytes::from_static(b"0123456789"), &png())
+        .await
+        .expect("put");
+    for range in [10..20, 15..30, 4..4] {
+        let blob = store
+            .get(
+                &k,
+                &GetOptions {
+                    range: Some(range.clone()),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("range {range:?}: {e}"));
+        assert!(blob.body.is_empty(), "range {range:?}: {:?}", blob.body);
+        assert_eq!(blob.meta.size, 10, "range {range:?}: meta describes the whole blob");
+    }
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = 5..3;
+    let r = store.get(&k, &GetOptions { range: Some(reversed) }).await;
+    assert!(matches!(r, Err(Error::InvalidInput { .. })), "{r:?}");
+}
+
 /// Get and head of a missing key are not-found errors; neither creates anything.
 pub async fn missing_keys_are_not_found(h: &impl BlobHarness) {
     let store = h.store();

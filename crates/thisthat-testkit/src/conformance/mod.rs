@@ -220,6 +220,7 @@ macro_rules! blob_store_conformance {
                 racing_creates_have_one_winner,
                 head_reports_size_and_type,
                 get_reads_ranges,
+                ranges_past_the_end_are_empty,
                 missing_keys_are_not_found,
                 delete_is_idempotent,
                 weird_keys_roundtrip,
