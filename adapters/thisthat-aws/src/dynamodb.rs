@@ -856,9 +856,19 @@ impl Database for DynamoDatabase {
                     if claimed.len() >= claim.limit {
                         return Ok(claimed);
                     }
-                    let id: CompetitionId = string(item, "id")?.parse().map_err(|_| corrupt("bad id"))?;
-                    if let Some(notification) = self.lease(&id, claim).await? {
-                        claimed.push(notification);
+                    // One bad or unreachable notification must not hold up the others, nor lose
+                    // the leases already taken in this claim (they would sit out their lease).
+                    let leased = match string(item, "id")?.parse::<CompetitionId>() {
+                        Ok(id) => self.lease(&id, claim).await,
+                        Err(_) => Err(corrupt("bad id")),
+                    };
+                    match leased {
+                        Ok(Some(notification)) => claimed.push(notification),
+                        Ok(None) => {}
+                        Err(e) if claimed.is_empty() && e.is_retryable() => return Err(e),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "skipped a pending notification that could not be leased");
+                        }
                     }
                 }
                 start = output.last_evaluated_key;
