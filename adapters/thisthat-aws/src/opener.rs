@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 use thisthat_core::{
     Error, Result,
     ports::{BlobStore, Classifier, Database, Notifier},
-    registry::UrlOpener,
+    registry::{UrlOpener, UrlParams, url_host as host},
 };
 use tokio::sync::OnceCell;
 use url::Url;
@@ -48,29 +48,6 @@ impl AwsOpener {
     }
 }
 
-fn query(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs().find(|(n, _)| n == name).map(|(_, v)| v.into_owned())
-}
-
-fn flag(url: &Url, name: &str, default: bool) -> Result<bool> {
-    match query(url, name).as_deref() {
-        None => Ok(default),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some("false" | "0" | "no") => Ok(false),
-        Some(other) => Err(Error::config(format!("{url}: {name}={other} is not true or false"))),
-    }
-}
-
-fn host(url: &Url, what: &str) -> Result<String> {
-    match url.host_str() {
-        Some(host) if !host.is_empty() => Ok(host.to_owned()),
-        _ => Err(Error::config(format!(
-            "{url}: name the {what} as the URL's host, e.g. {}://my-{what}",
-            url.scheme()
-        ))),
-    }
-}
-
 #[async_trait]
 impl UrlOpener for AwsOpener {
     fn schemes(&self) -> &[&'static str] {
@@ -84,10 +61,11 @@ impl UrlOpener for AwsOpener {
                 url.scheme()
             )));
         }
+        let params = UrlParams::parse(url, &["create"])?;
         let bucket = host(url, "bucket")?;
         let store = S3BlobStore::from_client(aws_sdk_s3::Client::new(self.config().await), bucket)
             .with_prefix(url.path().trim_start_matches('/'));
-        if flag(url, "create", false)? {
+        if params.flag("create", false)? {
             store.create_bucket().await?;
         }
         Ok(Arc::new(store))
@@ -100,9 +78,10 @@ impl UrlOpener for AwsOpener {
                 url.scheme()
             )));
         }
+        let params = UrlParams::parse(url, &["create"])?;
         let database =
             DynamoDatabase::from_client(aws_sdk_dynamodb::Client::new(self.config().await), host(url, "table")?);
-        if flag(url, "create", false)? {
+        if params.flag("create", false)? {
             database.create_table().await?;
         }
         Ok(Arc::new(database))
@@ -115,10 +94,11 @@ impl UrlOpener for AwsOpener {
                 url.scheme()
             )));
         }
+        let params = UrlParams::parse(url, &["apns", "apns_sandbox", "fcm"])?;
         let applications = PlatformApplications {
-            apns: query(url, "apns"),
-            apns_sandbox: query(url, "apns_sandbox"),
-            fcm: query(url, "fcm"),
+            apns: params.get("apns").map(str::to_owned),
+            apns_sandbox: params.get("apns_sandbox").map(str::to_owned),
+            fcm: params.get("fcm").map(str::to_owned),
         };
         if applications == PlatformApplications::default() {
             return Err(Error::config(format!(
@@ -138,10 +118,11 @@ impl UrlOpener for AwsOpener {
                 url.scheme()
             )));
         }
+        let params = UrlParams::parse(url, &["bucket", "prefix", "screen"])?;
         let mut classifier = RekognitionClassifier::from_client(aws_sdk_rekognition::Client::new(self.config().await))
-            .screening(flag(url, "screen", true)?);
-        if let Some(bucket) = query(url, "bucket") {
-            classifier = classifier.reading_from(bucket, query(url, "prefix").unwrap_or_default());
+            .screening(params.flag("screen", true)?);
+        if let Some(bucket) = params.get("bucket") {
+            classifier = classifier.reading_from(bucket, params.get("prefix").unwrap_or_default());
         }
         Ok(Arc::new(classifier))
     }

@@ -45,6 +45,83 @@ fn not_offered(url: &Url, what: &str) -> Error {
     Error::config(format!("the {}:// scheme does not offer {what}", url.scheme()))
 }
 
+/// An adapter URL's query parameters, checked against the ones its scheme takes, so that a
+/// misspelt setting (`?crate=true`) is refused instead of silently ignored. Shared by every
+/// provider's opener.
+///
+/// ```
+/// use thisthat_core::registry::UrlParams;
+/// let url = url::Url::parse("s3://photos?create=true").unwrap();
+/// let params = UrlParams::parse(&url, &["create", "region"])?;
+/// assert!(params.flag("create", false)?);
+/// assert_eq!(params.get("region"), None);
+/// assert!(UrlParams::parse(&url::Url::parse("s3://photos?crate=1").unwrap(), &["create"]).is_err());
+/// # Ok::<(), thisthat_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParams {
+    url: String,
+    pairs: Vec<(String, String)>,
+}
+
+impl UrlParams {
+    /// Reads `url`'s query, refusing parameters not in `allowed` and parameters given twice.
+    pub fn parse(url: &Url, allowed: &[&str]) -> Result<Self> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (name, value) in url.query_pairs() {
+            if !allowed.contains(&name.as_ref()) {
+                let takes = if allowed.is_empty() {
+                    "no parameters".to_owned()
+                } else {
+                    format!("only {}", allowed.join(", "))
+                };
+                return Err(Error::config(format!(
+                    "{url}: {}:// URLs take {takes}, not {name}=",
+                    url.scheme()
+                )));
+            }
+            if pairs.iter().any(|(n, _)| *n == name) {
+                return Err(Error::config(format!("{url}: {name}= is given twice")));
+            }
+            pairs.push((name.into_owned(), value.into_owned()));
+        }
+        Ok(UrlParams {
+            url: url.to_string(),
+            pairs,
+        })
+    }
+
+    /// A parameter's value, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A yes/no parameter (`true`/`false`, `1`/`0`, `yes`/`no`), `default` if absent.
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool> {
+        match self.get(name) {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(Error::config(format!(
+                "{}: {name}={other} is not true or false",
+                self.url
+            ))),
+        }
+    }
+}
+
+/// The URL's host, which adapter URLs use to name their bucket, table or project
+/// (`s3://photos`); a configuration error naming `what` if there is none.
+pub fn url_host(url: &Url, what: &str) -> Result<String> {
+    match url.host_str() {
+        Some(host) if !host.is_empty() => Ok(host.to_owned()),
+        _ => Err(Error::config(format!(
+            "{url}: name the {what} as the URL's host, as in {}://my-{what}",
+            url.scheme()
+        ))),
+    }
+}
+
 /// Which adapter serves each port, as URLs. Deserialises from any serde format, so it can sit
 /// in a TOML file or come from environment variables.
 ///

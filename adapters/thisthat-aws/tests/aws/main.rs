@@ -5,6 +5,7 @@
 
 mod domain;
 mod dynamodb;
+mod opener;
 mod rekognition;
 mod rekognition_fake;
 mod round_trips;
