@@ -112,7 +112,9 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// Maps a provider's failed status onto the error a caller can act on, for statuses that mean
 /// the same at every provider: 401/403 are credentials or permissions (fix the configuration),
-/// 408, 429 and 5xx are worth retrying, anything else is a provider failure. Statuses that
+/// 408, 429 and 5xx are worth retrying, anything else is a provider failure. Two 5xx are not
+/// retried: 501 (Not Implemented) and 505 (HTTP Version Not Supported) say the request itself
+/// is one the server will never serve, so asking again only repeats the refusal. Statuses that
 /// mean something specific to one call (404 for a missing blob, 409 or 412 for a lost race,
 /// 410 for a gone device) are the adapter's to map before it falls back to this.
 pub fn status_error(provider: &'static str, error: HttpStatusError) -> Error {
@@ -124,7 +126,8 @@ pub fn status_error(provider: &'static str, error: HttpStatusError) -> Error {
             ),
             source: Some(error.into()),
         },
-        408 | 429 | 500..=599 => Error::Unavailable {
+        // The guard leaves 501 and 505 to the last arm: they are permanent (see above).
+        408 | 429 | 500..=599 if !matches!(error.status, 501 | 505) => Error::Unavailable {
             provider,
             retry_after: error.retry_after,
             source: Some(error.into()),
@@ -204,7 +207,7 @@ mod tests {
             status_error("p", HttpStatusError::new(400, "")),
             Error::Backend { .. }
         ));
-        for status in [408, 429, 500, 503] {
+        for status in [408, 429, 500, 502, 503, 504, 507, 599] {
             assert!(
                 status_error("p", HttpStatusError::new(status, "")).is_retryable(),
                 "{status}"
@@ -215,6 +218,16 @@ mod tests {
             HttpStatusError::new(429, "").with_retry_after(Some(Duration::from_secs(7))),
         );
         assert!(matches!(e, Error::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn permanent_server_errors_are_not_retried() {
+        // 501 and 505 refuse the request itself: retrying repeats the refusal.
+        for status in [501, 505] {
+            let e = status_error("p", HttpStatusError::new(status, ""));
+            assert!(!e.is_retryable(), "{status}: {e:?}");
+            assert!(matches!(e, Error::Backend { .. }), "{status}: {e:?}");
+        }
     }
 
     #[test]
