@@ -14,7 +14,8 @@
 //!   notification, and `categories` for the feed's `array-contains` filter. A vote never
 //!   rewrites the body.
 //! - `competitions/{id}/votes/{voter}`: one per vote, created with the precondition "must not
-//!   exist" (the voter id base64url-encoded: user ids may hold `/` or look like `__x__`).
+//!   exist" (the voter id base64url-encoded and prefixed with `v`: user ids may hold `.`, so
+//!   one could be `.` or `..`, or look like `__x__`, none of which Firestore takes as an id).
 //! - `notifications/{competition}`: the pending result, created by the closing vote's commit.
 //! - `endpoints/{sha256(user, token)}`: a registered device (tokens are too long for ids).
 
@@ -60,6 +61,18 @@ const MAX_ATTEMPTS: u32 = 40;
 
 /// How many locks votes of this process are spread over (see [`FirestoreDatabase::cast_vote`]).
 const VOTE_LOCKS: usize = 64;
+
+/// The longest one raw Firestore call (a whole `BatchGetDocuments`, `Commit` or `RunQuery`,
+/// streamed reply included) may take. The `firestore` crate's request timeout covers only the
+/// crate's own calls, not the raw gRPC ones this adapter makes, and a vote holds its
+/// competition's in-process lock across them: without a bound, one hung connection would hold
+/// up every later vote on that competition in this process.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest a vote waits for its turn at the in-process lock before it is reported as
+/// [`Error::Unavailable`]: the caller gets an answer it can retry rather than an unbounded
+/// wait behind a queue of voters.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// Competitions, votes, devices and pending notifications in Firestore.
 ///
@@ -280,10 +293,56 @@ fn exists(exists: bool) -> Option<Precondition> {
     })
 }
 
-fn updated_at(time: Option<Timestamp>) -> Option<Precondition> {
-    time.map(|t| Precondition {
-        condition_type: Some(precondition::ConditionType::UpdateTime(t)),
+/// The precondition "the document is exactly as read". Firestore sends every document it
+/// returns with its update time; one without it cannot be guarded, and writing it
+/// unconditionally would silently drop the optimistic check, so that is an error.
+fn updated_at(doc: &Document) -> Result<Option<Precondition>> {
+    let time: Timestamp = doc
+        .update_time
+        .ok_or_else(|| corrupt(format!("{} was read without its update time", doc.name)))?;
+    Ok(Some(Precondition {
+        condition_type: Some(precondition::ConditionType::UpdateTime(time)),
+    }))
+}
+
+/// Runs one raw gRPC call within `limit` (in practice [`CALL_TIMEOUT`]); running out of time is
+/// `DEADLINE_EXCEEDED`, which maps to [`Error::Unavailable`] like Firestore's own deadline.
+async fn timed<T>(
+    limit: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+) -> std::result::Result<T, tonic::Status> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(format!(
+            "{what} did not finish within {limit:?}"
+        )))
     })
+}
+
+/// Waits at most `wait` for a vote's turn at the in-process lock.
+async fn take_turn(lock: &tokio::sync::Mutex<()>, wait: Duration) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+    tokio::time::timeout(wait, lock.lock()).await.map_err(|_| {
+        tracing::warn!(
+            ?wait,
+            "a vote waited too long for its turn behind this process's other votes"
+        );
+        Error::Unavailable {
+            provider: "firestore",
+            retry_after: Some(Duration::from_millis(100)),
+            source: None,
+        }
+    })
+}
+
+/// A pending notification a claim may lease now: `None` if it is delivered or leased.
+fn claimable(doc: &Document, now: i64) -> Result<Option<Notification>> {
+    let f = Fields(doc);
+    if f.boolean("delivered")? || f.integer("leased_until_ms")? > now {
+        return Ok(None);
+    }
+    serde_json::from_str(f.string("body")?)
+        .map(Some)
+        .map_err(|e| Error::backend("firestore", e))
 }
 
 fn upsert(name: String, fields: HashMap<String, Value>, mask: Option<Vec<&str>>, pre: Option<Precondition>) -> Write {
@@ -462,13 +521,17 @@ impl FirestoreDatabase {
             documents: names.to_vec(),
             ..Default::default()
         };
-        let mut stream = self.grpc().batch_get_documents(request).await?.into_inner();
         let mut found: HashMap<String, Document> = HashMap::new();
-        while let Some(response) = stream.next().await {
-            if let Some(batch_get_documents_response::Result::Found(doc)) = response?.result {
-                found.insert(doc.name.clone(), doc);
+        timed(CALL_TIMEOUT, "BatchGetDocuments", async {
+            let mut stream = self.grpc().batch_get_documents(request).await?.into_inner();
+            while let Some(response) = stream.next().await {
+                if let Some(batch_get_documents_response::Result::Found(doc)) = response?.result {
+                    found.insert(doc.name.clone(), doc);
+                }
             }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(names.iter().map(|n| found.remove(n)).collect())
     }
 
@@ -487,7 +550,9 @@ impl FirestoreDatabase {
             writes,
             ..Default::default()
         };
-        self.grpc().commit(request).await.map(|_| ())
+        timed(CALL_TIMEOUT, "Commit", self.grpc().commit(request))
+            .await
+            .map(|_| ())
     }
 
     async fn run_query(&self, collection: &str, query: StructuredQuery) -> Result<Vec<Document>> {
@@ -503,19 +568,18 @@ impl FirestoreDatabase {
             query_type: Some(run_query_request::QueryType::StructuredQuery(query)),
             ..Default::default()
         };
-        let mut stream = self
-            .grpc()
-            .run_query(request)
-            .await
-            .map_err(firestore_status)?
-            .into_inner();
-        let mut docs = Vec::new();
-        while let Some(response) = stream.next().await {
-            if let Some(doc) = response.map_err(firestore_status)?.document {
-                docs.push(doc);
+        timed(CALL_TIMEOUT, "RunQuery", async {
+            let mut stream = self.grpc().run_query(request).await?.into_inner();
+            let mut docs = Vec::new();
+            while let Some(response) = stream.next().await {
+                if let Some(doc) = response?.document {
+                    docs.push(doc);
+                }
             }
-        }
-        Ok(docs)
+            Ok(docs)
+        })
+        .await
+        .map_err(firestore_status)
     }
 
     /// The two documents a vote reads: the competition and the voter's vote, in one request.
@@ -555,7 +619,7 @@ impl FirestoreDatabase {
                 competition.name.clone(),
                 standing_fields(&standing, receipt.closed.as_ref())?,
                 Some(vec!["status", "tally", "outcome"]),
-                updated_at(competition.update_time).or_else(|| exists(true)),
+                updated_at(competition)?,
             ),
         ];
         if let Some(outcome) = &receipt.closed {
@@ -637,7 +701,11 @@ impl Database for FirestoreDatabase {
                 Ok(Err(e)) | Err(e) => return Ok(Err(e)),
             }
             // Only if nobody changed it since it was read: two finishes race to here.
-            let write = upsert(name.clone(), fields.clone(), None, updated_at(stored.update_time));
+            let guard = match updated_at(&stored) {
+                Ok(guard) => guard,
+                Err(e) => return Ok(Err(e)),
+            };
+            let write = upsert(name.clone(), fields.clone(), None, guard);
             self.commit(vec![write]).await.map(Ok)
         })
         .await
@@ -655,8 +723,12 @@ impl Database for FirestoreDatabase {
                 Ok(Ok(_)) => return Ok(Err(Error::conflict("only drafts can be deleted"))),
                 Ok(Err(e)) | Err(e) => return Ok(Err(e)),
             }
+            let guard = match updated_at(&stored) {
+                Ok(guard) => guard,
+                Err(e) => return Ok(Err(e)),
+            };
             let write = Write {
-                current_document: updated_at(stored.update_time),
+                current_document: guard,
                 operation: Some(write::Operation::Delete(name.clone())),
                 ..Default::default()
             };
@@ -687,7 +759,7 @@ impl Database for FirestoreDatabase {
             Ok(turn) => turn,
             Err(_) => {
                 // Another vote of this process went first: what was read is likely stale.
-                let turn = lock.lock().await;
+                let turn = take_turn(lock, LOCK_WAIT).await?;
                 docs = self.read_for_vote(vote).await?;
                 (receipt, writes) = self.decide_vote(vote, &docs)?;
                 turn
@@ -783,8 +855,13 @@ impl Database for FirestoreDatabase {
 
     #[tracing::instrument(name = "firestore.claim_notifications", skip_all)]
     async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
+        if claim.limit == 0 {
+            // Asked for nothing: claim nothing, even the one competition named.
+            return Ok(Vec::new());
+        }
         let now = millis(claim.now);
-        let until = millis(claim.now + claim.lease);
+        // A lease past what SystemTime can hold is no lease, as in the reference database.
+        let until = millis(claim.now.checked_add(claim.lease).unwrap_or(claim.now));
         let candidates = match claim.competition {
             Some(id) => self.get(&self.notification_name(&id)).await?.into_iter().collect(),
             None => {
@@ -813,18 +890,23 @@ impl Database for FirestoreDatabase {
         };
         // Each candidate is leased by a write that holds only if nobody changed the document
         // since it was read: of racing workers, one lease per notification holds.
+        // A document that does not decode is logged and skipped: one bad document must not
+        // stop every other notification's delivery.
         let leases = futures::future::join_all(candidates.into_iter().map(|doc| async move {
-            let f = Fields(&doc);
-            if f.boolean("delivered")? || f.integer("leased_until_ms")? > now {
-                return Ok(None);
-            }
-            let notification: Notification =
-                serde_json::from_str(f.string("body")?).map_err(|e| Error::backend("firestore", e))?;
+            let decoded = claimable(&doc, now).and_then(|n| Ok((n, updated_at(&doc)?)));
+            let (notification, guard) = match decoded {
+                Ok((Some(notification), guard)) => (notification, guard),
+                Ok((None, _)) => return Ok(None),
+                Err(e) => {
+                    tracing::warn!(document = %doc.name, error = %e, "skipping a pending notification that does not decode");
+                    return Ok(None);
+                }
+            };
             let write = upsert(
                 doc.name.clone(),
                 HashMap::from([("leased_until_ms".to_string(), integer(until))]),
                 Some(vec!["leased_until_ms"]),
-                updated_at(doc.update_time),
+                guard,
             );
             match self.commit(vec![write]).await {
                 Ok(()) => Ok(Some(notification)),
@@ -833,13 +915,24 @@ impl Database for FirestoreDatabase {
             }
         }))
         .await;
+        // Leases that were taken are handed out even if another commit failed: dropping them
+        // would leave those notifications leased, and undelivered, until the lease ends.
         let mut claimed = Vec::new();
+        let mut failure = None;
         for lease in leases {
-            if let Some(n) = lease? {
-                claimed.push(n);
+            match lease {
+                Ok(Some(n)) => claimed.push(n),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not lease a pending notification");
+                    failure.get_or_insert(e);
+                }
             }
         }
-        Ok(claimed)
+        match failure {
+            Some(e) if claimed.is_empty() => Err(e),
+            _ => Ok(claimed),
+        }
     }
 
     #[tracing::instrument(name = "firestore.complete_notification", skip_all, fields(competition = %competition))]
@@ -854,11 +947,15 @@ impl Database for FirestoreDatabase {
                 Ok(true) => return Ok(Err(Error::conflict("the notification was already delivered"))),
                 Err(e) => return Ok(Err(e)),
             }
+            let guard = match updated_at(&stored) {
+                Ok(guard) => guard,
+                Err(e) => return Ok(Err(e)),
+            };
             let write = upsert(
                 name.clone(),
                 HashMap::from([("delivered".to_string(), boolean(true))]),
                 Some(vec!["delivered"]),
-                updated_at(stored.update_time),
+                guard,
             );
             self.commit(vec![write]).await.map(Ok)
         })
@@ -906,5 +1003,58 @@ impl Database for FirestoreDatabase {
             ..Default::default()
         };
         self.commit(vec![write]).await.map_err(firestore_status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn raw_calls_that_hang_end_as_unavailable() {
+        let hung = timed(
+            Duration::from_millis(20),
+            "Commit",
+            std::future::pending::<std::result::Result<(), tonic::Status>>(),
+        );
+        let status = tokio::time::timeout(Duration::from_secs(5), hung)
+            .await
+            .expect("the call is bounded")
+            .expect_err("a hung call fails");
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(matches!(firestore_status(status), Error::Unavailable { .. }));
+        let quick = timed(Duration::from_secs(5), "Commit", async { Ok(7) }).await;
+        assert_eq!(quick.expect("in time"), 7);
+    }
+
+    #[tokio::test]
+    async fn a_vote_waits_a_bounded_time_for_its_turn() {
+        let lock = tokio::sync::Mutex::new(());
+        let held = lock.lock().await;
+        let waited = tokio::time::timeout(Duration::from_secs(5), take_turn(&lock, Duration::from_millis(20)))
+            .await
+            .expect("the wait is bounded");
+        assert!(matches!(waited, Err(Error::Unavailable { .. })), "{waited:?}");
+        drop(held);
+        assert!(take_turn(&lock, Duration::from_millis(20)).await.is_ok());
+    }
+
+    #[test]
+    fn a_document_without_an_update_time_cannot_be_guarded() {
+        let mut doc = Document {
+            name: "projects/p/databases/(default)/documents/competitions/x".into(),
+            ..Default::default()
+        };
+        let unguarded = updated_at(&doc);
+        assert!(matches!(unguarded, Err(Error::Backend { .. })), "{unguarded:?}");
+        doc.update_time = Some(Timestamp { seconds: 1, nanos: 2 });
+        let guard = updated_at(&doc).expect("guarded").expect("a precondition");
+        assert!(matches!(
+            guard.condition_type,
+            Some(precondition::ConditionType::UpdateTime(Timestamp {
+                seconds: 1,
+                nanos: 2
+            }))
+        ));
     }
 }
