@@ -37,7 +37,12 @@ impl TokenSource {
     /// Application Default Credentials for the `cloud-platform` scope.
     ///
     /// Must be called inside a tokio runtime (google-cloud-auth refreshes tokens in the
-    /// background). Fails with [`Error::Config`] when no credentials are found.
+    /// background). When nothing else is configured, google-cloud-auth falls back to the
+    /// metadata server without contacting it here, so off Google Cloud this usually succeeds
+    /// and missing credentials show up at the first request that needs a token (as
+    /// [`Error::Unavailable`] while the metadata server cannot be reached, or
+    /// [`Error::Config`]). It fails with [`Error::Config`] only for credentials that are
+    /// configured but unusable (a malformed key file, say).
     pub fn adc() -> Result<Self> {
         crate::install_crypto_provider();
         let credentials = Builder::default()
@@ -48,6 +53,39 @@ impl TokenSource {
                 source: Some(Box::new(e)),
             })?;
         Ok(TokenSource::Adc(credentials))
+    }
+
+    /// Refuses to send this token source's tokens to `endpoint` in the clear: Google's
+    /// endpoints are all HTTPS, so a plain `http://` one is an emulator or a local fake, and a
+    /// real token must not travel over it. Application Default Credentials never go to an
+    /// `http://` endpoint; a [`TokenSource::Static`] token goes only to a loopback one (the
+    /// fakes tests run); [`TokenSource::Anonymous`] goes anywhere.
+    pub(crate) fn check_endpoint(&self, provider: &'static str, endpoint: &str) -> Result<()> {
+        let url = url::Url::parse(endpoint).map_err(|e| Error::Config {
+            reason: format!("the {provider} endpoint {endpoint:?} is not a URL"),
+            source: Some(Box::new(e)),
+        })?;
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" => {
+                let loopback = match url.host() {
+                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    None => false,
+                };
+                match self {
+                    TokenSource::Anonymous => Ok(()),
+                    TokenSource::Static(_) if loopback => Ok(()),
+                    _ => Err(Error::config(format!(
+                        "the {provider} endpoint {endpoint} is plain http://: a Google token would travel in the clear; use an https:// endpoint, or TokenSource::Anonymous for an emulator"
+                    ))),
+                }
+            }
+            other => Err(Error::config(format!(
+                "the {provider} endpoint {endpoint:?} must be http:// or https://, not {other}:"
+            ))),
+        }
     }
 
     /// The value of the `Authorization` header, if any.
@@ -81,5 +119,33 @@ impl TokenSource {
             Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
             None => request,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tokens_never_go_to_plain_http_endpoints() {
+        let adc = TokenSource::adc().expect("ADC builds without contacting anything");
+        let fixed = TokenSource::Static("t".into());
+        for (tokens, endpoint, allowed) in [
+            (&adc, "https://storage.googleapis.com", true),
+            (&adc, "http://127.0.0.1:4443", false),
+            (&adc, "http://storage.example.com", false),
+            (&fixed, "http://127.0.0.1:4443", true),
+            (&fixed, "http://[::1]:4443", true),
+            (&fixed, "http://localhost:4443", true),
+            (&fixed, "http://storage.example.com", false),
+            (&TokenSource::Anonymous, "http://storage.example.com", true),
+            (&TokenSource::Anonymous, "ftp://storage.example.com", false),
+        ] {
+            let checked = tokens.check_endpoint("test", endpoint);
+            assert_eq!(checked.is_ok(), allowed, "{tokens:?} to {endpoint}: {checked:?}");
+            if let Err(e) = checked {
+                assert!(matches!(e, Error::Config { .. }), "{e:?}");
+            }
+        }
     }
 }

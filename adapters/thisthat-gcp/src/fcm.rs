@@ -28,10 +28,12 @@ pub const FCM_ENDPOINT: &str = "https://fcm.googleapis.com";
 /// without sending, so a send racing an unregistration does not reach the device. Across
 /// processes, the database's endpoint list is what stops sends.
 ///
-/// A token FCM calls `UNREGISTERED` (HTTP 404) or rejects as not a valid registration token
-/// (HTTP 400 `INVALID_ARGUMENT` naming the token) is [`Delivery::Gone`]; the service then
-/// removes the device. Quota (429) and server errors are [`Error::Unavailable`] with FCM's
-/// `Retry-After`; refused credentials are [`Error::Config`].
+/// A token FCM calls `UNREGISTERED` (HTTP 404 with that `errorCode`), `SENDER_ID_MISMATCH`
+/// (HTTP 403: the token belongs to another Firebase project) or rejects as not a valid
+/// registration token (HTTP 400 `INVALID_ARGUMENT` naming the token) is [`Delivery::Gone`];
+/// the service then removes the device. Any other 404 (no FCM error code: a wrong project or
+/// endpoint) and refused credentials are [`Error::Config`], never a dead device. Quota (429)
+/// and server errors are [`Error::Unavailable`] with FCM's `Retry-After`.
 ///
 /// FCM does not deduplicate sends. The message's idempotency key goes out as the Android
 /// `collapse_key` and the APNs `apns-collapse-id` (so a retried push replaces, rather than
@@ -65,22 +67,39 @@ impl GoogleErrorBody {
 }
 
 /// Whether a failed send means the token is dead.
+///
+/// Only FCM's own error codes say so: a 404 without `errorCode: UNREGISTERED` is not about the
+/// token (a wrong project, a wrong endpoint, a proxy's HTML page), and treating it as a dead
+/// device would delete every working device of every user.
 fn is_gone(e: &HttpStatusError) -> bool {
     let parsed: Option<GoogleError> = serde_json::from_str(&e.body).ok();
     let code = parsed.as_ref().and_then(|p| p.error.fcm_error_code());
-    match e.status {
-        404 => code.is_none_or(|c| c == "UNREGISTERED"),
-        400 => {
+    match (e.status, code) {
+        (404, Some("UNREGISTERED")) => true,
+        // The token was issued for another Firebase project's sender: this project can never
+        // reach it, whatever is retried.
+        (403, Some("SENDER_ID_MISMATCH")) => true,
+        (400, Some("INVALID_ARGUMENT")) => {
             // INVALID_ARGUMENT also covers a malformed message (a bug here, not a dead
             // device): only a complaint about the token makes the device gone.
             let message = parsed
                 .as_ref()
                 .map(|p| p.error.message.to_ascii_lowercase())
                 .unwrap_or_default();
-            code == Some("INVALID_ARGUMENT") && message.contains("token")
+            message.contains("token")
         }
         _ => false,
     }
+}
+
+/// The error for a failed send that is not a dead token, where the shared mapping would say
+/// the wrong thing: a 404 that is not `UNREGISTERED` means the project or the endpoint is
+/// wrong, which no retry fixes.
+fn send_error(e: &HttpStatusError) -> Option<Error> {
+    (e.status == 404).then(|| Error::Config {
+        reason: "FCM answered 404 without naming the token: check the Firebase project id and the FCM endpoint".into(),
+        source: Some(Box::new(e.clone())),
+    })
 }
 
 impl FcmNotifier {
@@ -92,8 +111,12 @@ impl FcmNotifier {
     }
 
     /// A notifier that sends to `endpoint` (FCM, or a local fake in tests) with `tokens`.
+    ///
+    /// [`Error::Config`] if `tokens` would go to a plain `http://` endpoint in the clear
+    /// (Application Default Credentials never do; a static token only to a loopback fake).
     pub fn with_endpoint(project: impl Into<String>, endpoint: &str, tokens: TokenSource) -> Result<Self> {
         crate::install_crypto_provider();
+        tokens.check_endpoint(PROVIDER, endpoint)?;
         Ok(FcmNotifier {
             http: thisthat_http::client()?,
             endpoint: endpoint.trim_end_matches('/').to_string(),
@@ -177,8 +200,12 @@ impl Notifier for FcmNotifier {
         let mut gone = false;
         let sent = thisthat_http::send(PROVIDER, request, |e| {
             gone = is_gone(e);
-            // A marker error, replaced below: the hook cannot return a Delivery.
-            gone.then(|| Error::not_found(thisthat_core::Entity::Device, "token"))
+            if gone {
+                // A marker error, replaced below: the hook cannot return a Delivery.
+                Some(Error::not_found(thisthat_core::Entity::Device, "token"))
+            } else {
+                send_error(e)
+            }
         })
         .await;
         match sent {
@@ -222,5 +249,16 @@ mod tests {
         let bad_payload = r#"{"error":{"code":400,"message":"Invalid value at 'message.data[0].value'","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"INVALID_ARGUMENT"}]}}"#;
         assert!(!is_gone(&HttpStatusError::new(400, bad_payload)));
         assert!(!is_gone(&HttpStatusError::new(429, "{}")));
+        let mismatch = r#"{"error":{"code":403,"message":"SenderId mismatch","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"SENDER_ID_MISMATCH"}]}}"#;
+        assert!(is_gone(&HttpStatusError::new(403, mismatch)));
+        // A 404 that does not name the token: a wrong project or endpoint, not a dead device.
+        let wrong_project =
+            r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND"}}"#;
+        assert!(!is_gone(&HttpStatusError::new(404, wrong_project)));
+        assert!(!is_gone(&HttpStatusError::new(404, "<html>Not Found</html>")));
+        assert!(!is_gone(&HttpStatusError::new(
+            403,
+            r#"{"error":{"code":403,"status":"PERMISSION_DENIED"}}"#
+        )));
     }
 }

@@ -148,8 +148,13 @@ impl ObjectResource {
 
 impl GcsBlobStore {
     /// A store on `options.bucket`. The bucket must exist (see [`GcsBlobStore::create_bucket`]).
+    ///
+    /// [`Error::Config`] if `options.tokens` would go to a plain `http://` endpoint in the
+    /// clear (Application Default Credentials never do; a static token only to a loopback
+    /// emulator).
     pub fn new(options: GcsOptions) -> Result<Self> {
         crate::install_crypto_provider();
+        options.tokens.check_endpoint(PROVIDER, &options.endpoint)?;
         Ok(GcsBlobStore {
             http: thisthat_http::client()?,
             options,
@@ -230,6 +235,41 @@ fn content_range_total(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     value.rsplit('/').next()?.trim().parse().ok()
 }
 
+/// The part of a downloaded body the caller asked for, and the whole object's size.
+///
+/// A 206 carries the range and the size in `Content-Range`. A server may also ignore `Range`
+/// and answer 200 with the whole object (HTTP allows it, and some emulators and proxies do):
+/// then the range is cut here, at the end of the object like the port says.
+fn cut(
+    body: Bytes,
+    range: Option<&std::ops::Range<u64>>,
+    partial: bool,
+    headers: &reqwest::header::HeaderMap,
+) -> Result<(Bytes, u64)> {
+    match range {
+        Some(range) if partial => {
+            let size = content_range_total(headers).ok_or_else(|| Error::Backend {
+                provider: PROVIDER,
+                message: "a ranged download came back without a Content-Range total".into(),
+                source: None,
+            })?;
+            // Never hand back more than was asked for, whatever the server sent.
+            let wanted = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
+            Ok((body.slice(..body.len().min(wanted)), size))
+        }
+        Some(range) => {
+            let size = body.len() as u64;
+            let start = usize::try_from(range.start.min(size)).unwrap_or(body.len());
+            let end = usize::try_from(range.end.min(size)).unwrap_or(body.len());
+            Ok((body.slice(start..end.max(start)), size))
+        }
+        None => {
+            let size = body.len() as u64;
+            Ok((body, size))
+        }
+    }
+}
+
 fn header_string(headers: &reqwest::header::HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
     headers
         .get(name)?
@@ -290,7 +330,10 @@ impl BlobStore for GcsBlobStore {
             .authorized(self.http.get(self.object_url(key)).query(&[("alt", "media")]))
             .await?;
         if let Some(range) = &options.range {
-            if range.start >= range.end {
+            if range.start > range.end {
+                return Err(Error::invalid("range", "the range starts after it ends"));
+            }
+            if range.start == range.end {
                 // An empty range: nothing to download, but the blob must exist.
                 let meta = self.head(key).await?;
                 return Ok(Blob {
@@ -304,8 +347,8 @@ impl BlobStore for GcsBlobStore {
             );
         }
         let response = match thisthat_http::send(PROVIDER, request, |e| match e.status {
-            // The range starts past the end: the port cuts ranges at the end, so that is an
-            // empty body.
+            // The range starts at or past the end: the port cuts ranges at the end, so that
+            // is an empty body (the marker is replaced below).
             416 => Some(Error::invalid("range", "past the end")),
             _ => self.not_found(key, e),
         })
@@ -327,15 +370,7 @@ impl BlobStore for GcsBlobStore {
             .bytes()
             .await
             .map_err(|e| thisthat_http::transport_error(PROVIDER, e))?;
-        let size = if partial {
-            content_range_total(&headers).ok_or_else(|| Error::Backend {
-                provider: PROVIDER,
-                message: "a ranged download came back without a Content-Range total".into(),
-                source: None,
-            })?
-        } else {
-            body.len() as u64
-        };
+        let (body, size) = cut(body, options.range.as_ref(), partial, &headers)?;
         Ok(Blob {
             meta: BlobMeta {
                 key: key.clone(),
@@ -576,6 +611,29 @@ mod tests {
         assert_eq!(utc_stamp(1_709_210_096), ("20240229".into(), "20240229T123456Z".into()));
         // 2026-11-28T00:00:00Z.
         assert_eq!(utc_stamp(1_795_824_000).0, "20261128");
+    }
+
+    #[test]
+    fn ranged_downloads_are_cut_to_the_range_and_the_end() {
+        let whole = Bytes::from_static(b"0123456789");
+        let none = reqwest::header::HeaderMap::new();
+        // A 200 to a ranged request: the server sent everything, the caller wanted a part.
+        for (range, want) in [(2..5, &b"234"[..]), (8..20, b"89"), (10..20, b""), (15..30, b"")] {
+            let cut = cut(whole.clone(), Some(&range), false, &none).expect("cut");
+            assert_eq!(cut, (Bytes::from_static(want), 10), "{range:?}");
+        }
+        let mut partial = reqwest::header::HeaderMap::new();
+        partial.insert(
+            reqwest::header::CONTENT_RANGE,
+            reqwest::header::HeaderValue::from_static("bytes 2-4/10"),
+        );
+        let cut206 = cut(Bytes::from_static(b"234567"), Some(&(2..5)), true, &partial).expect("cut");
+        assert_eq!(cut206, (Bytes::from_static(b"234"), 10), "never more than asked for");
+        assert!(
+            cut(Bytes::new(), Some(&(2..5)), true, &none).is_err(),
+            "206 without a total"
+        );
+        assert_eq!(cut(whole.clone(), None, false, &none).expect("cut"), (whole, 10));
     }
 
     #[test]

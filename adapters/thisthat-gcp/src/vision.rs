@@ -91,6 +91,35 @@ fn likelihood(name: &str) -> Option<f32> {
     }
 }
 
+/// The error for a per-image failure Vision reports inside a 200, by its `google.rpc.Code`.
+fn image_error(status: RpcStatus) -> Error {
+    match status.code {
+        // INVALID_ARGUMENT: Vision could not decode the image.
+        3 => Error::UnsupportedMediaType {
+            detected: format!("an image Vision could not read ({})", status.message),
+        },
+        // DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE: Vision's trouble, not
+        // the photo's; the same request may well succeed later.
+        4 | 8 | 13 | 14 => Error::Unavailable {
+            provider: PROVIDER,
+            retry_after: None,
+            source: Some(Box::new(status)),
+        },
+        // PERMISSION_DENIED: typically no read access to the bucket a `gcsImageUri` names.
+        7 => Error::Config {
+            reason:
+                "Vision may not read the image: check that the credentials can read the bucket (storage.objects.get)"
+                    .into(),
+            source: Some(Box::new(status)),
+        },
+        _ => Error::Backend {
+            provider: PROVIDER,
+            message: "Vision could not annotate the image".into(),
+            source: Some(Box::new(status)),
+        },
+    }
+}
+
 impl VisionClassifier {
     /// A classifier with Application Default Credentials (the service account needs the
     /// Cloud Vision API enabled in its project; no role is needed for `images:annotate`
@@ -100,8 +129,12 @@ impl VisionClassifier {
     }
 
     /// A classifier that calls `endpoint` (Vision, or a local fake in tests) with `tokens`.
+    ///
+    /// [`Error::Config`] if `tokens` would go to a plain `http://` endpoint in the clear
+    /// (Application Default Credentials never do; a static token only to a loopback fake).
     pub fn with_endpoint(endpoint: &str, tokens: TokenSource) -> Result<Self> {
         crate::install_crypto_provider();
+        tokens.check_endpoint(PROVIDER, endpoint)?;
         Ok(VisionClassifier {
             http: thisthat_http::client()?,
             endpoint: endpoint.trim_end_matches('/').to_string(),
@@ -159,18 +192,7 @@ impl Classifier for VisionClassifier {
             });
         };
         if let Some(status) = image.error {
-            // 3 is INVALID_ARGUMENT: Vision could not decode the image.
-            return Err(if status.code == 3 {
-                Error::UnsupportedMediaType {
-                    detected: format!("an image Vision could not read ({})", status.message),
-                }
-            } else {
-                Error::Backend {
-                    provider: PROVIDER,
-                    message: "Vision could not annotate the image".into(),
-                    source: Some(Box::new(status)),
-                }
-            });
+            return Err(image_error(status));
         }
         let labels = image
             .label_annotations

@@ -420,7 +420,7 @@ mod wire {
     use sha2::{Digest, Sha256};
     use thisthat_core::{
         BlobKey, Error,
-        ports::{Delivery, PhotoInput, SignedMethod, SignedUrlRequest},
+        ports::{Delivery, GetOptions, PhotoInput, SignedMethod, SignedUrlRequest},
     };
     use thisthat_testkit::fixtures::device;
 
@@ -616,9 +616,52 @@ mod wire {
             fcm.notifier.send(&endpoint, &message).await,
             Err(Error::Backend { .. })
         ));
+        // Only FCM's own errorCode makes a 404 a dead token; any other 404 is a wrong project
+        // or endpoint, and treating it as gone would delete working devices.
+        for (status, body) in [
+            (
+                404,
+                serde_json::json!({"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}}),
+            ),
+            (404, serde_json::json!("<html><body>Not Found</body></html>")),
+        ] {
+            *lock(&fcm.state.status) = Some(Reply::json(status, body.clone()));
+            let sent = fcm.notifier.send(&endpoint, &message).await;
+            assert!(matches!(sent, Err(Error::Config { .. })), "{body}: {sent:?}");
+        }
+        *lock(&fcm.state.status) = Some(Reply::status(404).body("Not Found"));
+        let sent = fcm.notifier.send(&endpoint, &message).await;
+        assert!(matches!(sent, Err(Error::Config { .. })), "a plain-text 404: {sent:?}");
+        *lock(&fcm.state.status) = Some(Reply::json(
+            404,
+            serde_json::json!({"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND",
+            "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}}),
+        ));
+        assert_eq!(
+            fcm.notifier.send(&endpoint, &message).await.expect("send"),
+            Delivery::Gone
+        );
+        // The token belongs to another Firebase project: this one can never reach it.
+        *lock(&fcm.state.status) = Some(Reply::json(
+            403,
+            serde_json::json!({"error": {"code": 403, "message": "SenderId mismatch", "status": "PERMISSION_DENIED",
+            "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "SENDER_ID_MISMATCH"}]}}),
+        ));
+        assert_eq!(
+            fcm.notifier.send(&endpoint, &message).await.expect("send"),
+            Delivery::Gone
+        );
+        *lock(&fcm.state.status) = Some(Reply::json(
+            403,
+            serde_json::json!({"error": {"code": 403, "message": "The caller does not have permission", "status": "PERMISSION_DENIED"}}),
+        ));
+        assert!(matches!(
+            fcm.notifier.send(&endpoint, &message).await,
+            Err(Error::Config { .. })
+        ));
         assert_eq!(
             fcm.fake.requests().len(),
-            4,
+            10,
             "every mapped error came from a real request"
         );
         let mut apns = device("alice");
@@ -677,6 +720,110 @@ mod wire {
             moderation[0].confidence >= 0.7,
             "VERY_LIKELY is over the default threshold"
         );
+    }
+
+    /// Per-image errors inside a 200 map by their `google.rpc.Code`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn vision_per_image_errors_map_by_code() {
+        for (code, want) in [
+            (3, "unsupported"),
+            (4, "unavailable"),
+            (8, "unavailable"),
+            (13, "unavailable"),
+            (14, "unavailable"),
+            (7, "config"),
+            (5, "backend"),
+        ] {
+            let fake = WireFake::start(move |_| {
+                Ok(Reply::json(
+                    200,
+                    serde_json::json!({"responses": [{"error": {"code": code, "message": "per-image failure"}}]}),
+                ))
+            })
+            .await;
+            let classifier = VisionClassifier::with_endpoint(fake.url(), TokenSource::Anonymous).expect("vision");
+            let got = classifier
+                .classify(&PhotoInput {
+                    bytes: thisthat_testkit::photos::cat_png(),
+                    media_type: thisthat_core::MediaType::Png,
+                    key: None,
+                })
+                .await;
+            let kind = match &got {
+                Err(Error::UnsupportedMediaType { .. }) => "unsupported",
+                Err(Error::Unavailable { .. }) => "unavailable",
+                Err(Error::Config { .. }) => "config",
+                Err(Error::Backend { .. }) => "backend",
+                _ => "other",
+            };
+            assert_eq!(kind, want, "code {code}: {got:?}");
+            assert_eq!(fake.requests().len(), 1, "code {code}: one request");
+        }
+    }
+
+    /// A server that ignores `Range` and sends the whole object with 200: the store cuts the
+    /// range itself, and reports the whole size.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whole_object_replies_to_ranged_gets_are_cut() {
+        let fake = WireFake::start(|req| {
+            if req.header("range").is_none() {
+                return Err("the download is ranged".into());
+            }
+            Ok(Reply::status(200)
+                .header("content-type", "image/png")
+                .body(Bytes::from_static(b"0123456789")))
+        })
+        .await;
+        let store = GcsBlobStore::new(GcsOptions {
+            bucket: "photos".into(),
+            endpoint: fake.url().to_string(),
+            tokens: TokenSource::Anonymous,
+            signer: None,
+        })
+        .expect("store");
+        let key = BlobKey::new("a/b").expect("key");
+        for (range, want) in [(2..5, &b"234"[..]), (8..20, b"89"), (12..20, b"")] {
+            let blob = store
+                .get(
+                    &key,
+                    &GetOptions {
+                        range: Some(range.clone()),
+                    },
+                )
+                .await
+                .expect("get");
+            assert_eq!(&blob.body[..], want, "{range:?}");
+            assert_eq!(blob.meta.size, 10, "{range:?}: the whole object's size");
+        }
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = store.get(&key, &GetOptions { range: Some(5..3) }).await;
+        assert!(matches!(reversed, Err(Error::InvalidInput { .. })), "{reversed:?}");
+        assert_eq!(fake.requests().len(), 3, "a reversed range sends nothing");
+        assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    }
+
+    /// Application Default Credentials are never sent to a plain-HTTP endpoint, however the
+    /// adapter is built.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn constructors_refuse_google_tokens_over_plain_http() {
+        let adc = TokenSource::adc().expect("ADC builds without contacting anything");
+        let store = GcsBlobStore::new(GcsOptions {
+            bucket: "photos".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+            tokens: adc.clone(),
+            signer: None,
+        });
+        assert!(matches!(store, Err(Error::Config { .. })), "{store:?}");
+        let fcm = FcmNotifier::with_endpoint(PROJECT, "http://127.0.0.1:9", adc.clone());
+        assert!(matches!(fcm, Err(Error::Config { .. })), "{fcm:?}");
+        let vision = VisionClassifier::with_endpoint("http://127.0.0.1:9", adc.clone());
+        assert!(matches!(vision, Err(Error::Config { .. })), "{vision:?}");
+        let remote = FcmNotifier::with_endpoint(PROJECT, "http://fcm.example.com", TokenSource::Static("t".into()));
+        assert!(
+            matches!(remote, Err(Error::Config { .. })),
+            "a static token to a remote http endpoint: {remote:?}"
+        );
+        assert!(FcmNotifier::with_endpoint(PROJECT, "https://fcm.example.com", adc).is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -747,6 +894,91 @@ mod counted {
         let (n, r) = cost(vote(&missing, "a", 0)).await;
         assert!(matches!(r, Err(Error::NotFound { .. })));
         assert_eq!(n, 1, "a missing competition is answered by the read");
+    }
+
+    /// Claims honour `limit` (0 claims nothing, even for one named competition), survive a
+    /// lease too long for the clock, and skip a pending notification that does not decode
+    /// instead of failing every delivery.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claims_honour_the_limit_and_skip_undecodable_notifications() {
+        use std::time::Duration;
+
+        use thisthat_core::ports::NotificationClaim;
+        use thisthat_gcp::firestore::gcloud_sdk::google::firestore::v1::{
+            CommitRequest, Document, Value, Write, value::ValueType, write,
+        };
+
+        let db = firestore().await;
+        let c = competition("owner", Status::Open, 1);
+        db.insert_competition(&c).await.expect("insert");
+        assert!(db.cast_vote(&vote(&c, "a", 0)).await.expect("vote").closed.is_some());
+        let claim = |competition, limit, lease| NotificationClaim {
+            competition,
+            now: thisthat_testkit::fixtures::now_ms(),
+            lease,
+            limit,
+        };
+        let none = db
+            .claim_notifications(&claim(Some(c.id), 0, Duration::from_secs(60)))
+            .await
+            .expect("claim");
+        assert!(none.is_empty(), "limit 0 claims nothing: {none:?}");
+        // A lease past what SystemTime can hold is no lease (as in the reference database),
+        // not a panic: the notification stays claimable.
+        let forever = db
+            .claim_notifications(&claim(Some(c.id), 1, Duration::MAX))
+            .await
+            .expect("claim");
+        assert_eq!(forever.len(), 1, "{forever:?}");
+
+        // A pending notification written by something else, whose body is not a notification.
+        let bad_id = CompetitionId::new();
+        let name = format!(
+            "{}/{}notifications/{bad_id}",
+            db.client().get_documents_path(),
+            db.prefix(),
+        );
+        let value = |v| Value { value_type: Some(v) };
+        let bad = Write {
+            operation: Some(write::Operation::Update(Document {
+                name,
+                fields: [
+                    (
+                        "body".to_string(),
+                        value(ValueType::StringValue("not a notification".into())),
+                    ),
+                    ("delivered".to_string(), value(ValueType::BooleanValue(false))),
+                    ("leased_until_ms".to_string(), value(ValueType::IntegerValue(0))),
+                ]
+                .into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        db.client()
+            .client()
+            .get()
+            .commit(CommitRequest {
+                database: db.client().get_database_path().clone(),
+                writes: vec![bad],
+                ..Default::default()
+            })
+            .await
+            .expect("write the undecodable document");
+
+        let claimed = db
+            .claim_notifications(&claim(None, 10, Duration::from_secs(60)))
+            .await
+            .expect("the undecodable document does not fail the claim");
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        assert_eq!(claimed[0].competition, c.id);
+        let alone = db
+            .claim_notifications(&claim(Some(bad_id), 1, Duration::from_secs(60)))
+            .await;
+        assert!(
+            matches!(&alone, Ok(v) if v.is_empty()),
+            "skipped, not an error, even when it is the only candidate: {alone:?}"
+        );
     }
 
     fn query_value(url: &str) -> String {
