@@ -2,7 +2,7 @@
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use async_trait::async_trait;
@@ -242,9 +242,22 @@ fn status(e: &azure_core::Error) -> Option<u16> {
     e.http_status().map(u16::from)
 }
 
-/// Maps an SDK error: 404 is a missing blob, 409/412 a lost create, then the statuses every
-/// provider shares (`thisthat_http::status_error`); no response at all is retryable.
+/// Whether the service said the container itself is missing (`ContainerNotFound`), which is
+/// the deployment's fault (a wrong name, or never created), not a missing blob.
+fn container_missing(e: &azure_core::Error) -> bool {
+    matches!(e.kind(), ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "ContainerNotFound")
+}
+
+/// Maps an SDK error: a missing container is configuration, 404 is a missing blob, 409/412 a
+/// lost create, then the statuses every provider shares (`thisthat_http::status_error`); no
+/// response at all is retryable.
 fn map_error(e: azure_core::Error, key: Option<&BlobKey>) -> Error {
+    if container_missing(&e) {
+        return Error::Config {
+            reason: "the blob container does not exist: create it (AzureBlobStore::create_container, or azblob://...?create=true)".into(),
+            source: Some(e.into()),
+        };
+    }
     match e.kind() {
         ErrorKind::HttpResponse { status, error_code, .. } => {
             let code = u16::from(*status);
@@ -312,7 +325,12 @@ impl BlobStore for AzureBlobStore {
         let range = match &options.range {
             Some(r) if r.end <= r.start => {
                 // An empty range reads nothing; the service has no way to ask for zero bytes.
+                // A reversed one is the caller's mistake, judged as the port does: after both
+                // ends are cut at the blob's end (so 12..11 of a 10-byte blob is just empty).
                 let meta = self.head(key).await?;
+                if r.start.min(meta.size) > r.end.min(meta.size) {
+                    return Err(Error::invalid("range", "start is after end"));
+                }
                 return Ok(Blob {
                     meta,
                     body: Bytes::new(),
@@ -384,7 +402,8 @@ impl BlobStore for AzureBlobStore {
     async fn delete(&self, key: &BlobKey) -> Result<()> {
         match self.container.blob_client(key.as_str()).delete(None).await {
             Ok(_) => Ok(()),
-            Err(e) if status(&e) == Some(404) => Ok(()),
+            // A missing blob is deleted already; a missing container is not fine (map_error).
+            Err(e) if status(&e) == Some(404) && !container_missing(&e) => Ok(()),
             Err(e) => Err(map_error(e, Some(key))),
         }
     }
@@ -429,9 +448,16 @@ impl BlobStore for AzureBlobStore {
 
     #[instrument(skip(self, request), fields(container = %self.name, key = %key))]
     async fn signed_url(&self, key: &BlobKey, request: &SignedUrlRequest) -> Result<SignedUrl> {
-        // Whole seconds: the SAS expiry has no finer resolution, and the URL must not be
-        // reported as living longer than it does.
-        let expires_at = SystemTime::now() + Duration::from_secs(request.expires_in.as_secs());
+        // Whole seconds, `now` included: the SAS `se` has no finer resolution and is written
+        // truncated, so an `expires_at` with a fraction would report the URL as living longer
+        // than it does.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| Error::backend(PROVIDER, e))?;
+        let expires_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(now.as_secs()))
+            .and_then(|t| t.checked_add(Duration::from_secs(request.expires_in.as_secs())))
+            .ok_or_else(|| Error::invalid("expires_in", "too long"))?;
         let (method, permissions, headers) = match &request.method {
             SignedMethod::Get => ("GET", "r", Vec::new()),
             // `c` (create) without `w`: the SAS itself refuses to overwrite an existing blob,

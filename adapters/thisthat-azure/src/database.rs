@@ -11,9 +11,12 @@
 //! | `outbox` | competition id | a competition whose notification may be pending |
 //! | `user_{user}` | token hash | a registered device |
 //!
-//! A vote is one point read of the standing plus one entity-group transaction in the
-//! competition's partition: insert the vote row, merge the new standing with the read ETag as
-//! `If-Match`, and at the threshold insert the notification in the same batch.
+//! A vote is one read of the partition (the competition row and this voter's vote row, in one
+//! query) plus one entity-group transaction in the competition's partition: insert the vote
+//! row, merge the new standing with the read ETag as `If-Match`, and at the threshold insert
+//! the notification in the same batch. "Already voted" is decided from the read before the
+//! standing is applied, as the reference database does, so a vote whose answer was lost and
+//! is retried after it closed the competition is `AlreadyVoted`, not `Closed`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,9 +40,16 @@ const FEED: &str = "feed";
 const OUTBOX: &str = "outbox";
 
 /// How often a vote re-reads and tries again after losing the ETag race before it reports the
-/// competition as unavailable. Only 24 votes per competition ever win, so a voter loses at most
-/// that many races; the margin covers retries of the service itself.
+/// competition as unavailable (retryable). Only winning votes change an open competition's
+/// standing, and at most `votes_to_close` of them ever win (24 by default, but a setting of
+/// the rules with no upper bound), so with the default a voter loses at most 24 races; the
+/// rest of the margin covers larger settings. Past it the caller's retry layer takes over.
 const MAX_VOTE_ATTEMPTS: u32 = 200;
+
+/// How old (by its id's ULID timestamp) a feed entry whose competition is missing must be
+/// before the feed deletes it. Younger ones may belong to a competition being inserted right
+/// now: `insert_competition` lists the entry before it stores the competition.
+const ORPHAN_FEED_GRACE: Duration = Duration::from_secs(600);
 
 /// thisthat's database on Azure Table Storage.
 #[derive(Debug, Clone)]
@@ -98,6 +108,40 @@ fn inverted(id: &CompetitionId) -> String {
         .collect()
 }
 
+/// What a refused vote batch means. The batch is the vote insert (index 0), the standing
+/// merge (1) and, for a closing vote, the notification insert (2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The vote insert itself was refused as existing: the same voter's vote landed between
+    /// the read and the batch.
+    AlreadyVoted,
+    /// Anything the next read decides: the standing changed (412), or a conflict the answer
+    /// does not pin on the vote row. The read sees the vote row if there is one.
+    ReadAgain,
+    /// The competition was deleted since the read (a deleted draft).
+    Missing,
+    /// The table is gone: the deployment's fault.
+    NoTable,
+    /// Any other status.
+    Other,
+}
+
+fn refusal(failure: &crate::table::BatchFailure) -> Refusal {
+    match (failure.status, failure.index, failure.code.as_str()) {
+        (409, Some(0), "EntityAlreadyExists") => Refusal::AlreadyVoted,
+        (409 | 412, _, _) => Refusal::ReadAgain,
+        (404, _, "TableNotFound") => Refusal::NoTable,
+        (404, _, _) => Refusal::Missing,
+        _ => Refusal::Other,
+    }
+}
+
+/// The creation time of a competition, from its id (a ULID).
+fn created_at(id: &CompetitionId) -> Option<SystemTime> {
+    let ulid: ulid::Ulid = id.to_string().parse().ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(ulid.timestamp_ms()))
+}
+
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -108,6 +152,12 @@ fn corrupt(what: &str, e: impl Into<thisthat_core::BoxError>) -> Error {
         message: format!("a stored {what} could not be read"),
         source: Some(e.into()),
     }
+}
+
+/// The ETag a conditional write needs. None at all is a service failure: writing with `*`
+/// instead would overwrite whatever is there, the very race the condition guards against.
+fn required_etag(etag: Option<String>, what: &str) -> Result<String> {
+    etag.ok_or_else(|| corrupt(what, "the service sent no ETag"))
 }
 
 fn json_prop<T: serde::de::DeserializeOwned>(entity: &Entity, name: &str) -> Result<T> {
@@ -173,12 +223,13 @@ fn read_competition(entity: &Entity) -> Result<Competition> {
 }
 
 impl AzureTableDatabase {
-    async fn read(&self, id: &CompetitionId) -> Result<Option<(Competition, String)>> {
+    /// The competition and its ETag. Reads that only show the competition ignore the ETag;
+    /// writes take it through [`required_etag`].
+    async fn read(&self, id: &CompetitionId) -> Result<Option<(Competition, Option<String>)>> {
         let Some(entity) = self.table.get(&id.to_string(), COMPETITION, None).await? else {
             return Ok(None);
         };
-        let etag = entity.etag.clone().unwrap_or_else(|| "*".into());
-        Ok(Some((read_competition(&entity)?, etag)))
+        Ok(Some((read_competition(&entity)?, entity.etag)))
     }
 
     async fn mark_outbox(&self, competition: &str) -> Result<()> {
@@ -195,7 +246,10 @@ impl AzureTableDatabase {
         let mut found = Vec::new();
         let mut continuation = None;
         loop {
-            let (page, next) = self.table.query(&filter, Some(100), continuation.as_ref()).await?;
+            let (page, next) = self
+                .table
+                .query(&filter, None, Some(100), continuation.as_ref())
+                .await?;
             let ids: Vec<String> = page.iter().filter_map(|e| e.str("RowKey").map(str::to_owned)).collect();
             let rows = join_all(ids.iter().map(|id| self.table.get(id, NOTIFICATION, None))).await;
             for (id, row) in ids.iter().zip(rows) {
@@ -218,6 +272,32 @@ impl AzureTableDatabase {
         }
     }
 
+    /// Replaces the draft read with `etag` by its published form. A draft deleted in between
+    /// is [`Error::NotFound`] (the port's answer for a missing competition); one changed in
+    /// between is [`Error::Conflict`].
+    async fn replace_draft(&self, competition: &Competition, etag: &str) -> Result<()> {
+        let mut props = keys(&competition.id.to_string(), COMPETITION);
+        props.extend(competition_props(competition)?);
+        self.table
+            .write(
+                What::Competition,
+                &competition.id.to_string(),
+                COMPETITION,
+                &props,
+                false,
+                Some(etag),
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Conflict { source, .. } => Error::Conflict {
+                    reason: format!("competition {} changed while it was published", competition.id),
+                    source,
+                },
+                Error::NotFound { .. } => Error::not_found(What::Competition, competition.id),
+                other => other,
+            })
+    }
+
     async fn add_to_feed(&self, c: &Competition) -> Result<()> {
         let mut props = keys(FEED, &inverted(&c.id));
         props.insert("Id".into(), Value::String(c.id.to_string()));
@@ -233,17 +313,47 @@ impl AzureTableDatabase {
     /// One attempt at a vote: `Ok(None)` when another vote changed the standing in between.
     async fn try_vote(&self, vote: &Vote) -> Result<Option<VoteReceipt>> {
         let partition = vote.competition.to_string();
-        // Only what a vote reads: the standing, and the title for a closing vote's notification.
-        let Some(entity) = self.table.get(&partition, COMPETITION, Some("Standing,Title")).await? else {
+        let vote_key = vote_row(&vote.voter);
+        // One request reads both rows a vote decides on: the competition (only the standing,
+        // and the title for a closing vote's notification) and this voter's vote, if any.
+        let filter = format!(
+            "PartitionKey eq {} and (RowKey eq {} or RowKey eq {})",
+            quote(&partition),
+            quote(COMPETITION),
+            quote(&vote_key)
+        );
+        let (mut competition, mut voted) = (None, false);
+        let mut continuation = None;
+        loop {
+            // The service may end a page early with a continuation; for two rows of one
+            // partition that is rare, and following it keeps the answer complete.
+            let (rows, next) = self
+                .table
+                .query(&filter, Some("RowKey,Standing,Title"), None, continuation.as_ref())
+                .await?;
+            for row in rows {
+                match row.str("RowKey") {
+                    Some(COMPETITION) => competition = Some(row),
+                    Some(key) if key == vote_key => voted = true,
+                    _ => {}
+                }
+            }
+            match next {
+                Some(n) => continuation = Some(n),
+                None => break,
+            }
+        }
+        // The reference order: a missing competition, then a second vote, then the rules.
+        let Some(entity) = competition else {
             return Err(Error::not_found(What::Competition, vote.competition));
         };
-        let etag = entity
-            .etag
-            .clone()
-            .ok_or_else(|| corrupt("competition", "the service sent no ETag"))?;
+        if voted {
+            return Err(Error::AlreadyVoted);
+        }
+        let etag = required_etag(entity.etag.clone(), "competition")?;
         let mut standing: Standing = json_prop(&entity, "Standing")?;
         let receipt = standing.apply(vote)?;
-        let mut vote_props = keys(&partition, &vote_row(&vote.voter));
+        let mut vote_props = keys(&partition, &vote_key);
         vote_props.insert("Voter".into(), Value::String(vote.voter.as_str().into()));
         vote_props.insert("Choice".into(), json!(vote.choice));
         let mut update = Map::new();
@@ -283,18 +393,18 @@ impl AzureTableDatabase {
         }
         match self.table.batch(&ops).await? {
             Ok(()) => Ok(Some(receipt)),
-            Err(failure) => match (failure.status, failure.index) {
-                // The vote row exists: this voter voted before (whatever else failed, the
-                // service stops at the first operation it refuses, and the vote is first).
-                (409, Some(0) | None) => Err(Error::AlreadyVoted),
-                // The standing changed since it was read: read again and decide again.
-                (412, _) => Ok(None),
-                // The competition vanished between the read and the batch (a deleted draft).
-                (404, _) => Err(Error::not_found(What::Competition, vote.competition)),
-                (status, _) => Err(
+            Err(failure) => match refusal(&failure) {
+                Refusal::AlreadyVoted => Err(Error::AlreadyVoted),
+                Refusal::ReadAgain => Ok(None),
+                Refusal::Missing => Err(Error::not_found(What::Competition, vote.competition)),
+                Refusal::NoTable => Err(Error::Config {
+                    reason: format!("the table {:?} does not exist: create it", self.table.table()),
+                    source: Some(failure.into()),
+                }),
+                Refusal::Other => Err(
                     match thisthat_http::status_error(
                         PROVIDER,
-                        thisthat_http::HttpStatusError::new(status, failure.code.clone()),
+                        thisthat_http::HttpStatusError::new(failure.status, failure.code.clone()),
                     ) {
                         Error::Backend { provider, message, .. } => Error::Backend {
                             provider,
@@ -340,19 +450,9 @@ impl Database for AzureTableDatabase {
                 competition.id
             )));
         }
+        let etag = required_etag(etag, "competition")?;
         self.add_to_feed(competition).await?;
-        let mut props = keys(&competition.id.to_string(), COMPETITION);
-        props.extend(competition_props(competition)?);
-        self.table
-            .write(&competition.id.to_string(), COMPETITION, &props, false, Some(&etag))
-            .await
-            .map_err(|e| match e {
-                Error::Conflict { source, .. } => Error::Conflict {
-                    reason: format!("competition {} changed while it was published", competition.id),
-                    source,
-                },
-                other => other,
-            })
+        self.replace_draft(competition, &etag).await
     }
 
     #[instrument(skip(self), fields(table = self.table.table()))]
@@ -363,6 +463,7 @@ impl Database for AzureTableDatabase {
         if stored.status != Status::Draft {
             return Err(Error::conflict(format!("competition {id} is not a draft")));
         }
+        let etag = required_etag(etag, "competition")?;
         self.table.delete(&id.to_string(), COMPETITION, &etag).await
     }
 
@@ -410,7 +511,10 @@ impl Database for AzureTableDatabase {
         // One more than the page, to know whether another page exists.
         let want = query.limit + 1;
         'pages: loop {
-            let (entries, next) = self.table.query(&filter, Some(100), continuation.as_ref()).await?;
+            let (entries, next) = self
+                .table
+                .query(&filter, None, Some(100), continuation.as_ref())
+                .await?;
             // The entry's owner and categories are fixed at creation, so they filter before
             // any competition is read; status and tally come from the competition itself.
             let candidates: Vec<CompetitionId> = entries
@@ -439,7 +543,18 @@ impl Database for AzureTableDatabase {
                             // A closed competition whose entry was not removed at the close.
                             let _ = self.table.delete(FEED, &inverted(id), "*").await;
                         }
-                        _ => {}
+                        Some(_) => {}
+                        None => {
+                            // Listed, but never stored (an insert that stopped in between) or
+                            // deleted. A young entry may be an insert still under way, so only
+                            // one older than the grace is removed.
+                            let old = created_at(id)
+                                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                                .is_some_and(|age| age > ORPHAN_FEED_GRACE);
+                            if old && let Err(e) = self.table.delete(FEED, &inverted(id), "*").await {
+                                tracing::warn!(error = %e, "could not remove a feed entry of a missing competition");
+                            }
+                        }
                     }
                 }
             }
@@ -472,7 +587,12 @@ impl Database for AzureTableDatabase {
                 .collect(),
             None => self.outbox(now, claim.limit).await?,
         };
-        let until = millis(claim.now + claim.lease);
+        // An absurd lease (past the end of time) is the caller's mistake, not a panic.
+        let until = claim
+            .now
+            .checked_add(claim.lease)
+            .map(millis)
+            .ok_or_else(|| Error::invalid("lease", "too long"))?;
         let mut claimed = Vec::new();
         for entity in candidates {
             if claimed.len() >= claim.limit {
@@ -490,7 +610,7 @@ impl Database for AzureTableDatabase {
             // The ETag makes the claim exclusive: of racing workers, one merge succeeds.
             match self
                 .table
-                .write(partition, NOTIFICATION, &lease, true, Some(etag))
+                .write(What::Notification, partition, NOTIFICATION, &lease, true, Some(etag))
                 .await
             {
                 Ok(()) => claimed.push(notification),
@@ -512,12 +632,21 @@ impl Database for AzureTableDatabase {
                     "the notification of {competition} was already delivered"
                 )));
             }
-            let etag = entity.etag.as_deref().unwrap_or("*");
+            // Without an ETag the merge could not be conditional; `*` would let two
+            // completions both succeed.
+            let etag = required_etag(entity.etag.clone(), "notification")?;
             let mut done = Map::new();
             done.insert("Delivered".into(), Value::Bool(true));
             match self
                 .table
-                .write(&competition.to_string(), NOTIFICATION, &done, true, Some(etag))
+                .write(
+                    What::Notification,
+                    &competition.to_string(),
+                    NOTIFICATION,
+                    &done,
+                    true,
+                    Some(&etag),
+                )
                 .await
             {
                 Ok(()) => {
@@ -539,7 +668,9 @@ impl Database for AzureTableDatabase {
         let row = token_row(&endpoint.device.token);
         let mut props = keys(&partition, &row);
         props.insert("Endpoint".into(), Value::String(to_json(endpoint)?));
-        self.table.write(&partition, &row, &props, false, None).await
+        self.table
+            .write(What::Device, &partition, &row, &props, false, None)
+            .await
     }
 
     #[instrument(skip(self), fields(table = self.table.table()))]
@@ -548,7 +679,7 @@ impl Database for AzureTableDatabase {
         let mut out = Vec::new();
         let mut continuation = None;
         loop {
-            let (page, next) = self.table.query(&filter, None, continuation.as_ref()).await?;
+            let (page, next) = self.table.query(&filter, None, None, continuation.as_ref()).await?;
             for entity in page {
                 out.push(json_prop(&entity, "Endpoint")?);
             }
@@ -568,6 +699,45 @@ impl Database for AzureTableDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failure(status: u16, index: Option<usize>, code: &str) -> crate::table::BatchFailure {
+        crate::table::BatchFailure {
+            index,
+            status,
+            code: code.into(),
+        }
+    }
+
+    #[test]
+    fn only_the_vote_insert_refused_as_existing_is_already_voted() {
+        assert_eq!(
+            refusal(&failure(409, Some(0), "EntityAlreadyExists")),
+            Refusal::AlreadyVoted
+        );
+        // No index, another operation, or another code: the next read decides.
+        for f in [
+            failure(409, None, "EntityAlreadyExists"),
+            failure(409, Some(2), "EntityAlreadyExists"),
+            failure(409, Some(0), "SomethingElse"),
+            failure(412, Some(1), "UpdateConditionNotSatisfied"),
+        ] {
+            assert_eq!(refusal(&f), Refusal::ReadAgain, "{f:?}");
+        }
+        assert_eq!(refusal(&failure(404, Some(1), "ResourceNotFound")), Refusal::Missing);
+        assert_eq!(refusal(&failure(404, None, "TableNotFound")), Refusal::NoTable);
+        assert_eq!(refusal(&failure(500, None, "InternalError")), Refusal::Other);
+    }
+
+    #[test]
+    fn competitions_are_dated_by_their_ulid() {
+        let id: CompetitionId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().expect("id");
+        assert_eq!(
+            created_at(&id).and_then(|t| t.duration_since(UNIX_EPOCH).ok()),
+            Some(Duration::from_millis(1_469_922_850_259))
+        );
+        let fresh = created_at(&CompetitionId::new()).expect("dated");
+        assert!(SystemTime::now().duration_since(fresh).unwrap_or_default() < ORPHAN_FEED_GRACE);
+    }
 
     #[test]
     fn inverted_ids_sort_newest_first() {

@@ -1,7 +1,11 @@
 //! Push notifications through Azure Notification Hubs, over its REST API (no maintained Rust
 //! crate exists): one installation per device, sends targeted at the installation.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -22,6 +26,12 @@ pub const API_VERSION: &str = "2015-01";
 
 /// How long each request's SAS token is valid; tokens are signed per request, locally.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
+
+/// How long after this process registered an installation a 404 on reading it back means
+/// "not processed yet" rather than "gone": the hub applies installation writes asynchronously,
+/// so a GET right after a PUT can miss it. Minutes, not seconds, because the documentation
+/// promises no bound; a device is only ever dropped for a 404 after this.
+pub const DEFAULT_REGISTRATION_GRACE: Duration = Duration::from_secs(600);
 
 /// Where a hub is and the shared access key to sign requests with.
 #[derive(Clone)]
@@ -122,6 +132,10 @@ struct Installation {
 pub struct NotificationHubsNotifier {
     http: reqwest::Client,
     config: NotificationHubsConfig,
+    grace: Duration,
+    /// Installations this process registered (and when), so that a 404 while the hub is still
+    /// processing the write is not mistaken for a deleted device. Pruned past the grace.
+    registered: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 /// The installation id of a device: a hash of who, which platform and which token, so the same
@@ -175,7 +189,25 @@ impl NotificationHubsNotifier {
         Ok(NotificationHubsNotifier {
             http: thisthat_http::client()?,
             config,
+            grace: DEFAULT_REGISTRATION_GRACE,
+            registered: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// Sets how long after registering an installation a 404 on reading it is taken as "not
+    /// processed yet" instead of "gone" (default [`DEFAULT_REGISTRATION_GRACE`]).
+    pub fn with_registration_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    fn registrations(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.registered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this process registered `id` within the grace period.
+    fn recently_registered(&self, id: &str) -> bool {
+        self.registrations().get(id).is_some_and(|at| at.elapsed() < self.grace)
     }
 
     /// The HTTP client, for calls the port does not cover.
@@ -203,13 +235,21 @@ impl NotificationHubsNotifier {
             .header("x-ms-version", API_VERSION))
     }
 
-    /// Whether the installation is gone: deleted (404, 410) or its channel expired at the PNS.
+    /// Whether the installation is gone: its channel expired at the PNS
+    /// (`expiredPushChannel`), 410, or 404 when it is not one this process registered within
+    /// the grace period (a fresh installation may not be readable yet).
     async fn installation_gone(&self, id: &str) -> Result<bool> {
         let request = self.request(Method::GET, &format!("installations/{id}"))?;
-        let gone = |e: &thisthat_http::HttpStatusError| matches!(e.status, 404 | 410).then(|| Error::conflict("gone"));
+        // 410 is gone outright; whether a 404 is depends on the grace.
+        let gone = |e: &thisthat_http::HttpStatusError| match e.status {
+            404 => Some(Error::not_found(thisthat_core::Entity::Device, id)),
+            410 => Some(Error::conflict("gone")),
+            _ => None,
+        };
         match thisthat_http::send_for_json::<Installation>(PROVIDER, request, gone).await {
             Ok(installation) => Ok(installation.expired_push_channel),
             Err(Error::Conflict { .. }) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(!self.recently_registered(id)),
             Err(e) => Err(e),
         }
     }
@@ -229,6 +269,12 @@ impl Notifier for NotificationHubsNotifier {
             .header("Content-Type", "application/json")
             .body(body.to_string());
         thisthat_http::send(PROVIDER, request, |_| None).await?;
+        let mut registered = self.registrations();
+        // Pruned here, so the map holds at most the registrations of one grace period.
+        let grace = self.grace;
+        registered.retain(|_, at| at.elapsed() < grace);
+        registered.insert(id.clone(), Instant::now());
+        drop(registered);
         Ok(Endpoint {
             device: device.clone(),
             address: id,
@@ -238,43 +284,60 @@ impl Notifier for NotificationHubsNotifier {
     #[instrument(skip(self, endpoint), fields(hub = %self.config.hub))]
     async fn unregister(&self, endpoint: &Endpoint) -> Result<()> {
         let request = self.request(Method::DELETE, &format!("installations/{}", endpoint.address))?;
-        match thisthat_http::send(PROVIDER, request, |e| {
+        let result = match thisthat_http::send(PROVIDER, request, |e| {
             (e.status == 404).then(|| Error::conflict("gone"))
         })
         .await
         {
             Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
             Err(e) => Err(e),
+        };
+        if result.is_ok() {
+            // Deleted on purpose: from now on a 404 for it does mean gone.
+            self.registrations().remove(&endpoint.address);
         }
+        result
     }
 
     #[instrument(skip(self, endpoint, message), fields(hub = %self.config.hub, competition = %message.competition))]
     async fn send(&self, endpoint: &Endpoint, message: &PushMessage) -> Result<Delivery> {
         // A send to an installation that no longer exists is still accepted by the hub (it
         // matches nothing), so the installation is checked first: that is where a device the
-        // PNS has dropped shows (`expiredPushChannel`), or a deleted one (404).
+        // PNS has dropped shows (`expiredPushChannel`), or a deleted one (404, once the
+        // registration grace has passed).
         if self.installation_gone(&endpoint.address).await? {
             return Ok(Delivery::Gone);
         }
         let (_, format) = platform(endpoint.device.platform)?;
-        let request = self
+        let mut request = self
             .request(Method::POST, "messages/")?
             .header("Content-Type", "application/json;charset=utf-8")
             .header("ServiceBusNotification-Format", format)
             .header(
                 "ServiceBusNotification-Tags",
                 format!("$InstallationId:{{{}}}", endpoint.address),
-            )
-            .body(payload(format, message).to_string());
-        match thisthat_http::send(PROVIDER, request, |e| {
-            matches!(e.status, 404 | 410).then(|| Error::conflict("gone"))
-        })
-        .await
-        {
-            Ok(_) => Ok(Delivery::Accepted),
-            Err(Error::Conflict { .. }) => Ok(Delivery::Gone),
-            Err(e) => Err(e),
+            );
+        if format == "apple" {
+            // Passed through to APNs, which requires the push type since iOS 13 (and may drop
+            // alerts without it); priority 10 is "deliver now", right for a visible alert.
+            request = request.header("apns-push-type", "alert").header("apns-priority", "10");
         }
+        let request = request.body(payload(format, message).to_string());
+        // A 404 here is "no message branch at the URI": the hub or namespace is wrong, which
+        // is the configuration's fault, never the device's (a send matching no installation
+        // is accepted). Reporting it as gone would delete every valid device.
+        thisthat_http::send(PROVIDER, request, |e| {
+            (e.status == 404).then(|| Error::Config {
+                reason: format!(
+                    "Notification Hubs has no hub {:?} at {} (HTTP 404 on send): check the hub name and endpoint",
+                    self.config.hub,
+                    self.config.endpoint.as_str()
+                ),
+                source: Some(e.clone().into()),
+            })
+        })
+        .await?;
+        Ok(Delivery::Accepted)
     }
 }
 
@@ -293,6 +356,28 @@ mod tests {
         assert_eq!((c.key_name.as_str(), c.key.as_str()), ("Full", "abc="));
         assert_eq!(hub_url(&c), "https://ns.servicebus.windows.net/hub");
         assert!(NotificationHubsConfig::from_connection_string("Endpoint=sb://x/", "hub").is_err());
+    }
+
+    #[test]
+    fn sas_tokens_match_an_independently_computed_vector() {
+        // Computed outside Rust (python3: hmac/sha256 over quote_plus(lower(uri)) + "\n" +
+        // expiry, base64, quote_plus), so a shared mistake in `encode` cannot hide here.
+        assert_eq!(
+            sas_token("https://ns.servicebus.windows.net/hub", "Full", "key", 1000),
+            "SharedAccessSignature sr=https%3A%2F%2Fns.servicebus.windows.net%2Fhub\
+             &sig=Kdw%2BRYGqTUFto24Bclx0PT5PSMc2a4inuC%2FelqtCyOs%3D&se=1000&skn=Full"
+        );
+        assert_eq!(
+            sas_token(
+                "https://NS.servicebus.windows.net/My-Hub",
+                "DefaultFullSharedAccessSignature",
+                "aHViLWtleQ==",
+                1_767_225_600
+            ),
+            "SharedAccessSignature sr=https%3A%2F%2Fns.servicebus.windows.net%2Fmy-hub\
+             &sig=zQRumk4noJoxp9fhVcm0q5dxNIqVp29xImhxK6QAIf8%3D&se=1767225600\
+             &skn=DefaultFullSharedAccessSignature"
+        );
     }
 
     #[test]

@@ -154,6 +154,17 @@ fn check_table_name(name: &str) -> Result<()> {
     }
 }
 
+/// A 404 whose error code is `TableNotFound`: the table itself is missing, which no retry
+/// fixes and which is not a missing entity either; the deployment has not created it.
+fn missing_table(table: &str, e: &HttpStatusError) -> Option<Error> {
+    (e.status == 404 && e.body.contains("TableNotFound")).then(|| Error::Config {
+        reason: format!(
+            "the table {table:?} does not exist: create it (AzureTableDatabase::create_tables, or aztable://...?create=true)"
+        ),
+        source: Some(e.clone().into()),
+    })
+}
+
 /// Quotes a key for a URL or a filter: single quotes doubled.
 pub(crate) fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -282,7 +293,11 @@ impl TableClient {
             url.query_pairs_mut().append_pair("$select", select);
         }
         let request = self.request(Method::GET, url).await?;
-        let response = match send_read(request, |e| (e.status == 404).then(|| Error::conflict("missing"))).await {
+        let table = self.table.as_str();
+        let missing = |e: &HttpStatusError| {
+            missing_table(table, e).or_else(|| (e.status == 404).then(|| Error::conflict("missing")))
+        };
+        let response = match send_read(request, missing).await {
             Ok(response) => response,
             Err(Error::Conflict { .. }) => return Ok(None),
             Err(e) => return Err(e),
@@ -313,9 +328,11 @@ impl TableClient {
             .header("Prefer", "return-no-content")
             .body(Value::Object(entity.clone()).to_string());
         thisthat_http::send(PROVIDER, request, |e| {
-            (e.status == 409).then(|| Error::Conflict {
-                reason: "the entity exists".into(),
-                source: Some(e.clone().into()),
+            missing_table(&self.table, e).or_else(|| {
+                (e.status == 409).then(|| Error::Conflict {
+                    reason: "the entity exists".into(),
+                    source: Some(e.clone().into()),
+                })
             })
         })
         .await
@@ -323,11 +340,12 @@ impl TableClient {
     }
 
     /// Replaces (`PUT`) or merges (`MERGE`) an entity. With `if_match` the write happens only
-    /// if the ETag matches ([`Error::Conflict`] otherwise; a missing entity is
-    /// [`Error::Conflict`] too, since the condition did not hold); without it, the entity is
-    /// inserted or replaced.
+    /// if the ETag matches ([`Error::Conflict`] otherwise; an entity deleted since it was read
+    /// is [`Error::NotFound`] of `what`, as the ports report a deleted competition); without
+    /// it, the entity is inserted or replaced.
     pub(crate) async fn write(
         &self,
+        what: thisthat_core::Entity,
         partition: &str,
         row: &str,
         props: &Map<String, Value>,
@@ -349,9 +367,13 @@ impl TableClient {
             request = request.header("If-Match", etag);
         }
         thisthat_http::send(PROVIDER, request, |e| {
-            matches!(e.status, 404 | 412).then(|| Error::Conflict {
-                reason: "the entity changed or is gone".into(),
-                source: Some(e.clone().into()),
+            missing_table(&self.table, e).or_else(|| match e.status {
+                404 => Some(Error::not_found(what, format!("{partition}/{row}"))),
+                412 => Some(Error::Conflict {
+                    reason: "the entity changed".into(),
+                    source: Some(e.clone().into()),
+                }),
+                _ => None,
             })
         })
         .await
@@ -366,13 +388,15 @@ impl TableClient {
             .request(Method::DELETE, self.entity_url(partition, row))
             .await?
             .header("If-Match", if_match);
-        match thisthat_http::send(PROVIDER, request, |e| match e.status {
-            404 => Some(Error::not_found(thisthat_core::Entity::Competition, row)),
-            412 => Some(Error::Conflict {
-                reason: "the entity changed".into(),
-                source: Some(e.clone().into()),
-            }),
-            _ => None,
+        match thisthat_http::send(PROVIDER, request, |e| {
+            missing_table(&self.table, e).or_else(|| match e.status {
+                404 => Some(Error::not_found(thisthat_core::Entity::Competition, row)),
+                412 => Some(Error::Conflict {
+                    reason: "the entity changed".into(),
+                    source: Some(e.clone().into()),
+                }),
+                _ => None,
+            })
         })
         .await
         {
@@ -382,9 +406,11 @@ impl TableClient {
     }
 
     /// One page of a query: the entities and the continuation (next partition and row key).
+    /// `select` limits the properties read.
     pub(crate) async fn query(
         &self,
         filter: &str,
+        select: Option<&str>,
         top: Option<usize>,
         continuation: Option<&(String, String)>,
     ) -> Result<(Vec<Entity>, Option<(String, String)>)> {
@@ -393,6 +419,9 @@ impl TableClient {
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("$filter", filter);
+            if let Some(select) = select {
+                q.append_pair("$select", select);
+            }
             if let Some(top) = top {
                 q.append_pair("$top", &top.to_string());
             }
@@ -404,7 +433,8 @@ impl TableClient {
             }
         }
         let request = self.request(Method::GET, url).await?;
-        let response = send_read(request, |_| None).await?;
+        let table = self.table.as_str();
+        let response = send_read(request, |e| missing_table(table, e)).await?;
         let header = |name: &str| {
             response
                 .headers()

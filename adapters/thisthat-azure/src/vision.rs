@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use serde::Deserialize;
 use thisthat_core::{
-    Classification, Error, Label, Result,
+    Classification, Error, Label, MediaType, Result,
     media::sniff,
     ports::{Classifier, PhotoInput},
 };
@@ -19,6 +19,15 @@ const PROVIDER: &str = "azure-ai-vision";
 
 /// The Image Analysis 4.0 API version used for tags.
 pub const ANALYZE_API_VERSION: &str = "2024-02-01";
+
+/// The largest photo Image Analysis 3.2 reads: its documented limit is "less than 4 MB", and
+/// 4,000,000 bytes stays under that whichever megabyte the service counts in. (4.0 reads up
+/// to 20 MB, more than any photo thisthat accepts.)
+const V32_MAX_BYTES: usize = 4_000_000;
+
+/// The longest side of a photo re-encoded for Image Analysis 3.2: a screen needs no more, and
+/// the JPEG stays far below the size limit.
+const V32_REENCODED_SIDE: u32 = 2048;
 
 /// The OAuth scope of Azure AI services.
 const COGNITIVE_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
@@ -161,7 +170,8 @@ impl AiVisionClassifier {
         Ok(labels)
     }
 
-    async fn screen(&self, bytes: bytes::Bytes) -> Result<Vec<Label>> {
+    async fn screen(&self, bytes: bytes::Bytes, format: MediaType) -> Result<Vec<Label>> {
+        let bytes = for_v32(bytes, format).await?;
         let request = self.post("vision/v3.2/analyze?visualFeatures=Adult", bytes).await?;
         let result: V32Result = thisthat_http::send_for_json(PROVIDER, request, refused_photo).await?;
         let adult = result.adult.ok_or_else(|| Error::Backend {
@@ -174,6 +184,28 @@ impl AiVisionClassifier {
             .filter_map(|(name, score)| Label::new(name, score.clamp(0.0, 1.0)).ok())
             .collect())
     }
+}
+
+/// The photo as Image Analysis 3.2 can read it: it takes JPEG, PNG, GIF and BMP under 4 MB,
+/// while thisthat accepts WebP and photos up to 10 MiB, so anything else is re-encoded as a
+/// JPEG (off the async threads: decoding a large photo takes a while).
+async fn for_v32(bytes: bytes::Bytes, format: MediaType) -> Result<bytes::Bytes> {
+    let readable = matches!(format, MediaType::Jpeg | MediaType::Png);
+    if readable && bytes.len() < V32_MAX_BYTES {
+        return Ok(bytes);
+    }
+    let jpeg = tokio::task::spawn_blocking(move || thisthat_core::decode::to_jpeg(&bytes, V32_REENCODED_SIDE))
+        .await
+        .map_err(|e| Error::backend(PROVIDER, e))??;
+    if jpeg.len() >= V32_MAX_BYTES {
+        // Not expected at 2048 pixels, but sending it would only earn InvalidImageSize.
+        return Err(Error::TooLarge {
+            what: "photo re-encoded for the AI Vision 3.2 screen".into(),
+            size: jpeg.len() as u64,
+            limit: V32_MAX_BYTES as u64,
+        });
+    }
+    Ok(bytes::Bytes::from(jpeg))
 }
 
 /// 400 and 415 about the image itself are the photo's fault, not the service's.
@@ -194,8 +226,9 @@ fn refused_photo(e: &thisthat_http::HttpStatusError) -> Option<Error> {
 impl Classifier for AiVisionClassifier {
     #[instrument(skip(self, photo), fields(size = photo.bytes.len()))]
     async fn classify(&self, photo: &PhotoInput) -> Result<Classification> {
-        // Checked here, so that what is not an image never leaves the process.
-        sniff(&photo.bytes)?;
+        // Checked here, so that what is not an image never leaves the process; the format is
+        // the bytes', never what the caller says.
+        let format = sniff(&photo.bytes)?.media_type;
         match self.screening {
             Screening::None => Ok(Classification {
                 labels: self.tags(photo.bytes.clone()).await?,
@@ -203,7 +236,8 @@ impl Classifier for AiVisionClassifier {
             }),
             _ => {
                 let (labels, moderation) =
-                    futures::future::join(self.tags(photo.bytes.clone()), self.screen(photo.bytes.clone())).await;
+                    futures::future::join(self.tags(photo.bytes.clone()), self.screen(photo.bytes.clone(), format))
+                        .await;
                 Ok(Classification {
                     labels: labels?,
                     moderation: Some(moderation?),

@@ -4,7 +4,7 @@
 //! is a violation, which every test asserts there are none of.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -36,6 +36,11 @@ struct HubState {
     delivered: Vec<(String, PushMessage)>,
     /// Replies the next sends get instead of 201 (throttling, outages).
     scripted: VecDeque<Reply>,
+    /// Whether installation writes are applied later, as the hub documents: a GET right after
+    /// a PUT answers 404 until [`HubFake::settle`].
+    asynchronous: bool,
+    /// Installations written but not yet processed (only when `asynchronous`).
+    pending: HashSet<String>,
 }
 
 /// Notification Hubs: installations and native sends, on `/{hub}/...`.
@@ -84,6 +89,16 @@ impl HubFake {
 
     pub fn script(&self, reply: Reply) {
         lock(&self.state).scripted.push_back(reply);
+    }
+
+    /// From now on installation writes become readable only at [`HubFake::settle`].
+    pub fn process_asynchronously(&self) {
+        lock(&self.state).asynchronous = true;
+    }
+
+    /// The hub finishes processing every pending installation write.
+    pub fn settle(&self) {
+        lock(&self.state).pending.clear();
     }
 }
 
@@ -169,13 +184,17 @@ fn hub(req: &RecordedRequest, state: &Mutex<HubState>) -> Result<Reply, String> 
                 let mut stored = body.clone();
                 stored["expiredPushChannel"] = Value::Bool(false);
                 state.installations.insert(id.to_owned(), stored);
+                if state.asynchronous {
+                    state.pending.insert(id.to_owned());
+                }
                 Ok(Reply::status(200))
             }
             "GET" => Ok(match state.installations.get(id) {
-                Some(i) => Reply::json(200, i.clone()),
-                None => Reply::status(404),
+                Some(i) if !state.pending.contains(id) => Reply::json(200, i.clone()),
+                _ => Reply::status(404),
             }),
             "DELETE" => Ok(match state.installations.remove(id) {
+                Some(_) if state.pending.remove(id) => Reply::status(204),
                 Some(_) => Reply::status(204),
                 None => Reply::status(404),
             }),
@@ -201,6 +220,21 @@ fn hub(req: &RecordedRequest, state: &Mutex<HubState>) -> Result<Reply, String> 
     {
         return Err("a native notification is application/json".into());
     }
+    if format == "apple" {
+        // APNs requires the push type (iOS 13+) and it must match the payload: an alert here.
+        if req.header("apns-push-type") != Some("alert") {
+            return Err(format!(
+                "an apple alert needs apns-push-type: alert, got {:?}",
+                req.header("apns-push-type")
+            ));
+        }
+        if req.header("apns-priority") != Some("10") {
+            return Err(format!(
+                "an apple alert is sent with apns-priority 10, got {:?}",
+                req.header("apns-priority")
+            ));
+        }
+    }
     let body = req.json()?;
     let (title, text, data) = match format {
         "apple" => (&body["aps"]["alert"]["title"], &body["aps"]["alert"]["body"], &body),
@@ -225,13 +259,16 @@ fn hub(req: &RecordedRequest, state: &Mutex<HubState>) -> Result<Reply, String> 
     }
     // The hub accepts a send that matches no installation (or one of another platform) and
     // delivers it nowhere, as the service does.
-    let platform_matches = state.installations.get(id).is_some_and(|i| {
-        i["expiredPushChannel"] == false
-            && matches!(
-                (i["platform"].as_str(), format),
-                (Some("apns"), "apple") | (Some("fcmv1"), "fcmv1")
-            )
-    });
+    // A pending installation matches nothing yet.
+    let processed = !state.pending.contains(id);
+    let platform_matches = processed
+        && state.installations.get(id).is_some_and(|i| {
+            i["expiredPushChannel"] == false
+                && matches!(
+                    (i["platform"].as_str(), format),
+                    (Some("apns"), "apple") | (Some("fcmv1"), "fcmv1")
+                )
+        });
     if platform_matches {
         state.delivered.push((id.to_owned(), message));
     }
@@ -291,14 +328,24 @@ fn vision(req: &RecordedRequest, state: &Mutex<VisionState>) -> Result<Reply, St
     if let Some(reply) = state.scripted.pop_front() {
         return Ok(reply);
     }
-    let Ok(info) = thisthat_core::media::sniff(&req.body) else {
-        return Ok(Reply::json(
+    let invalid = |code: &str, message: &str| {
+        Reply::json(
             400,
-            json!({"error": {"code": "InvalidRequest", "message": "Image format is not valid.", "innererror": {"code": "InvalidImageFormat"}}}),
-        ));
+            json!({"error": {"code": "InvalidRequest", "message": message, "innererror": {"code": code, "message": message}}}),
+        )
+    };
+    let Ok(info) = thisthat_core::media::sniff(&req.body) else {
+        return Ok(invalid("InvalidImageFormat", "Image format is not valid."));
     };
     match req.path.as_str() {
         "/computervision/imageanalysis:analyze" => {
+            // 4.0: JPEG, PNG, GIF, BMP, WEBP, ICO, TIFF, MPO, up to 20 MB (20,971,520 bytes).
+            if req.body.len() > 20 * 1024 * 1024 {
+                return Ok(invalid(
+                    "InvalidImageSize",
+                    "The image size is not allowed to be zero or larger than 20971520 bytes.",
+                ));
+            }
             if req.query_param("api-version").as_deref() != Some("2024-02-01") {
                 return Err(format!("api-version must be 2024-02-01: {}", req.query));
             }
@@ -321,6 +368,16 @@ fn vision(req: &RecordedRequest, state: &Mutex<VisionState>) -> Result<Reply, St
         "/vision/v3.2/analyze" => {
             if req.query_param("visualFeatures").as_deref() != Some("Adult") {
                 return Err(format!("visualFeatures must be Adult: {}", req.query));
+            }
+            // 3.2 reads JPEG, PNG, GIF and BMP only, of less than 4 MB.
+            if info.media_type == thisthat_core::MediaType::Webp {
+                return Ok(invalid("InvalidImageFormat", "Input data is not a valid image."));
+            }
+            if req.body.len() >= 4 * 1024 * 1024 {
+                return Ok(invalid(
+                    "InvalidImageSize",
+                    "Input image is too large. The image size must be less than 4MB.",
+                ));
             }
             let flagged = state.flagged.as_ref().is_some_and(|f| *f == req.body);
             let score = if flagged { 0.96 } else { 0.01 };
