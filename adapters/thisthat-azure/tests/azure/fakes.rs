@@ -41,6 +41,8 @@ struct HubState {
     asynchronous: bool,
     /// Installations written but not yet processed (only when `asynchronous`).
     pending: HashSet<String>,
+    /// Replies the next installation reads get instead of the stored installation.
+    scripted_reads: VecDeque<Reply>,
 }
 
 /// Notification Hubs: installations and native sends, on `/{hub}/...`.
@@ -89,6 +91,11 @@ impl HubFake {
 
     pub fn script(&self, reply: Reply) {
         lock(&self.state).scripted.push_back(reply);
+    }
+
+    /// The next installation read is answered with `reply`.
+    pub fn script_read(&self, reply: Reply) {
+        lock(&self.state).scripted_reads.push_back(reply);
     }
 
     /// From now on installation writes become readable only at [`HubFake::settle`].
@@ -188,6 +195,9 @@ fn hub(req: &RecordedRequest, state: &Mutex<HubState>) -> Result<Reply, String> 
                     state.pending.insert(id.to_owned());
                 }
                 Ok(Reply::status(200))
+            }
+            "GET" if !state.scripted_reads.is_empty() => {
+                Ok(state.scripted_reads.pop_front().unwrap_or(Reply::status(500)))
             }
             "GET" => Ok(match state.installations.get(id) {
                 Some(i) if !state.pending.contains(id) => Reply::json(200, i.clone()),

@@ -350,6 +350,22 @@ mod wire {
     }
 
     #[tokio::test]
+    async fn a_410_on_the_installation_is_gone_even_right_after_registering() {
+        let hub = Hub::start().await;
+        let endpoint = hub
+            .notifier
+            .register(&thisthat_testkit::fixtures::device("alice"))
+            .await
+            .expect("register");
+        hub.fake.script_read(Reply::status(410));
+        assert_eq!(
+            hub.notifier.send(&endpoint, &message()).await.expect("send"),
+            Delivery::Gone
+        );
+        assert!(hub.fake.delivered(&endpoint.address).is_empty());
+    }
+
+    #[tokio::test]
     async fn a_404_on_send_is_a_wrong_hub_not_a_gone_device() {
         let hub = Hub::start().await;
         let endpoint = hub
@@ -566,6 +582,20 @@ mod votes {
         assert_eq!((stored.status, stored.tally.total()), (Status::Closed, 2));
         // Someone else is still told the competition closed.
         assert!(matches!(db.cast_vote(&vote(&c, "c", 0)).await, Err(Error::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_lease_past_the_end_of_time_is_invalid_input_not_a_panic() {
+        let db = database().await;
+        let r = db
+            .claim_notifications(&thisthat_core::ports::NotificationClaim {
+                competition: None,
+                now: std::time::SystemTime::now(),
+                lease: std::time::Duration::MAX,
+                limit: 10,
+            })
+            .await;
+        assert!(matches!(r, Err(Error::InvalidInput { .. })), "{r:?}");
     }
 
     #[tokio::test]
@@ -877,6 +907,23 @@ mod credentials {
             );
             tokio::time::sleep(std::time::Duration::from_millis(137)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_signed_url_past_the_end_of_time_is_invalid_input_not_a_panic() {
+        use thisthat_core::ports::{SignedMethod, SignedUrlRequest};
+        let store = blob_store().await;
+        let key = BlobKey::new(format!("k/{}", CompetitionId::new())).expect("key");
+        let r = store
+            .signed_url(
+                &key,
+                &SignedUrlRequest {
+                    method: SignedMethod::Get,
+                    expires_in: std::time::Duration::MAX,
+                },
+            )
+            .await;
+        assert!(matches!(r, Err(Error::InvalidInput { .. })), "{r:?}");
     }
 
     #[tokio::test]
