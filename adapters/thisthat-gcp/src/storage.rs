@@ -235,6 +235,34 @@ fn content_range_total(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     value.rsplit('/').next()?.trim().parse().ok()
 }
 
+/// Sends a GET, and sends it once more if it failed in transport before any answer (a reset or
+/// an incomplete message). A server may close a kept-alive connection just as the client
+/// reuses it from its pool (fake-gcs-server does after every 416, load balancers do when their
+/// idle timeout ends); a GET is safe to repeat, and without this the caller would see a
+/// spurious [`Error::Unavailable`].
+async fn send_idempotent(
+    request: reqwest::RequestBuilder,
+    on_status: impl Fn(&HttpStatusError) -> Option<Error>,
+) -> Result<reqwest::Response> {
+    let again = request.try_clone();
+    match thisthat_http::send(PROVIDER, request, &on_status).await {
+        Err(Error::Unavailable {
+            source: Some(source), ..
+        }) if source
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| e.is_request() && !e.is_timeout())
+            && again.is_some() =>
+        {
+            tracing::debug!(error = %source, "a GET failed on a reused connection; sending it once more");
+            match again {
+                Some(again) => thisthat_http::send(PROVIDER, again, &on_status).await,
+                None => Err(Error::unavailable(PROVIDER, source)),
+            }
+        }
+        other => other,
+    }
+}
+
 /// The part of a downloaded body the caller asked for, and the whole object's size.
 ///
 /// A 206 carries the range and the size in `Content-Range`. A server may also ignore `Range`
@@ -346,7 +374,7 @@ impl BlobStore for GcsBlobStore {
                 format!("bytes={}-{}", range.start, range.end - 1),
             );
         }
-        let response = match thisthat_http::send(PROVIDER, request, |e| match e.status {
+        let response = match send_idempotent(request, |e| match e.status {
             // The range starts at or past the end: the port cuts ranges at the end, so that
             // is an empty body (the marker is replaced below).
             416 => Some(Error::invalid("range", "past the end")),
@@ -385,8 +413,16 @@ impl BlobStore for GcsBlobStore {
     #[tracing::instrument(name = "gcs.head", skip_all, fields(bucket = %self.options.bucket, key = %key))]
     async fn head(&self, key: &BlobKey) -> Result<BlobMeta> {
         let request = self.authorized(self.http.get(self.object_url(key))).await?;
-        let object: ObjectResource =
-            thisthat_http::send_for_json(PROVIDER, request, |e| self.not_found(key, e)).await?;
+        let response = send_idempotent(request, |e| self.not_found(key, e)).await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| thisthat_http::transport_error(PROVIDER, e))?;
+        let object: ObjectResource = serde_json::from_slice(&body).map_err(|e| Error::Backend {
+            provider: PROVIDER,
+            message: "the object resource did not match the documented shape".into(),
+            source: Some(Box::new(e)),
+        })?;
         object.meta(key.clone())
     }
 

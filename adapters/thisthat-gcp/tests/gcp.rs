@@ -802,6 +802,35 @@ mod wire {
         assert!(fake.violations().is_empty(), "{:?}", fake.violations());
     }
 
+    /// fake-gcs-server closes the connection after every 416 (a range past the end), and the
+    /// client may already have taken it from its pool for the next request: a GET is sent
+    /// once more on such a reset instead of failing as `Unavailable`. Without the resend,
+    /// between one in sixty and one in six hundred of these gets failed; 2,000 catch it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gets_survive_a_server_closing_a_reused_connection() {
+        let store = gcs().await;
+        for i in 0..1000 {
+            let key = BlobKey::new(format!("reset/{i}")).expect("key");
+            store
+                .put(&key, Bytes::from_static(b"0123456789"), &Default::default())
+                .await
+                .expect("put");
+            for range in [10..20, 15..30] {
+                let blob = store
+                    .get(
+                        &key,
+                        &GetOptions {
+                            range: Some(range.clone()),
+                        },
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{i} {range:?}: {e:?}"));
+                assert!(blob.body.is_empty());
+                assert_eq!(blob.meta.size, 10);
+            }
+        }
+    }
+
     /// Application Default Credentials are never sent to a plain-HTTP endpoint, however the
     /// adapter is built.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
