@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use thisthat_core::{
     Error, Result, UrlOpener,
     ports::{BlobStore, Classifier, Database, Notifier},
+    registry::{UrlParams, url_host as name},
 };
 use url::Url;
 
@@ -55,23 +56,8 @@ impl AzureOpener {
     }
 }
 
-fn params(url: &Url) -> HashMap<String, String> {
-    url.query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn name(url: &Url, what: &str) -> Result<String> {
-    url.host_str()
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            Error::config(format!(
-                "{url}: name the {what} as the host, e.g. {}://{what}",
-                url.scheme()
-            ))
-        })
-}
+/// What storage URLs (`azblob`, `aztable`) take.
+const STORAGE_PARAMS: &[&str] = &["account", "endpoint", "emulator", "credential", "client_id", "create"];
 
 fn parse_url(raw: &str, field: &str) -> Result<Url> {
     Url::parse(raw).map_err(|e| Error::Config {
@@ -83,9 +69,9 @@ fn parse_url(raw: &str, field: &str) -> Result<Url> {
 impl AzureOpener {
     /// The account URL and credentials of a storage URL; `service` is `blob` or `table`.
     fn storage(&self, url: &Url, service: &str) -> Result<(Url, StorageAuth, bool)> {
-        let p = params(url);
-        let create = p.get("create").is_some_and(|v| v == "true");
-        if p.get("emulator").is_some_and(|v| v == "true") {
+        let p = UrlParams::parse(url, STORAGE_PARAMS)?;
+        let create = p.flag("create", false)?;
+        if p.flag("emulator", false)? {
             let endpoint = match p.get("endpoint") {
                 Some(e) => parse_url(e, "endpoint")?,
                 None => {
@@ -97,18 +83,20 @@ impl AzureOpener {
         }
         let account = p
             .get("account")
-            .cloned()
+            .map(str::to_owned)
             .or_else(|| self.var("AZURE_STORAGE_ACCOUNT"))
             .ok_or_else(|| Error::config(format!("{url}: add ?account=NAME (or set AZURE_STORAGE_ACCOUNT)")))?;
         let endpoint = match p.get("endpoint") {
             Some(e) => parse_url(e, "endpoint")?,
             None => parse_url(&format!("https://{account}.{service}.core.windows.net"), "endpoint")?,
         };
-        let auth = match (self.var("AZURE_STORAGE_KEY"), p.get("credential").map(String::as_str)) {
+        let auth = match (self.var("AZURE_STORAGE_KEY"), p.get("credential")) {
             (Some(key), None | Some("key")) => StorageAuth::Key(AccountKey::new(account, &key)?),
             (None, Some("key")) => return Err(Error::config("credential=key needs AZURE_STORAGE_KEY")),
             (_, Some("developer")) => StorageAuth::developer_tools()?,
-            (_, None | Some("managed-identity")) => StorageAuth::managed_identity(p.get("client_id").cloned())?,
+            (_, None | Some("managed-identity")) => {
+                StorageAuth::managed_identity(p.get("client_id").map(str::to_owned))?
+            }
             (_, Some(other)) => {
                 return Err(Error::config(format!(
                     "credential={other} is not one of key, managed-identity, developer"
@@ -167,7 +155,7 @@ impl UrlOpener for AzureOpener {
             Error::config("aznotify:// needs AZURE_NOTIFICATION_HUBS_CONNECTION_STRING (the hub's access policy)")
         })?;
         let mut config = NotificationHubsConfig::from_connection_string(&connection, &hub)?;
-        if let Some(endpoint) = params(url).get("endpoint") {
+        if let Some(endpoint) = UrlParams::parse(url, &["endpoint"])?.get("endpoint") {
             config.endpoint = parse_url(endpoint, "endpoint")?;
         }
         Ok(Arc::new(NotificationHubsNotifier::new(config)?))
@@ -180,12 +168,12 @@ impl UrlOpener for AzureOpener {
                 url.scheme()
             )));
         }
-        let p = params(url);
+        let p = UrlParams::parse(url, &["endpoint", "screening", "client_id"])?;
         let endpoint = match p.get("endpoint") {
             Some(e) => parse_url(e, "endpoint")?,
             None => parse_url(&format!("https://{}/", name(url, "resource")?), "endpoint")?,
         };
-        let screening = match p.get("screening").map(String::as_str) {
+        let screening = match p.get("screening") {
             None | Some("adult") => Screening::AdultV32,
             Some("none") => Screening::None,
             Some(other) => return Err(Error::config(format!("screening={other} is not adult or none"))),
@@ -193,7 +181,9 @@ impl UrlOpener for AzureOpener {
         let classifier = match self.var("AZURE_VISION_KEY") {
             Some(key) => AiVisionClassifier::with_key(endpoint, key, screening)?,
             None => {
-                let StorageAuth::Token(credential) = StorageAuth::managed_identity(p.get("client_id").cloned())? else {
+                let StorageAuth::Token(credential) =
+                    StorageAuth::managed_identity(p.get("client_id").map(str::to_owned))?
+                else {
                     return Err(Error::config("no managed identity"));
                 };
                 AiVisionClassifier::with_credential(endpoint, credential, screening)?
@@ -209,6 +199,21 @@ mod tests {
 
     fn url(s: &str) -> Url {
         Url::parse(s).expect("url")
+    }
+
+    #[test]
+    fn misspelt_or_repeated_parameters_are_refused() {
+        let opener = AzureOpener::with_env(HashMap::new());
+        for raw in [
+            "azblob://photos?emulater=true",
+            "azblob://photos?emulator=true&emulator=true",
+            "azblob://photos?emulator=maybe",
+        ] {
+            assert!(
+                matches!(opener.storage(&url(raw), "blob"), Err(Error::Config { .. })),
+                "{raw}"
+            );
+        }
     }
 
     #[test]
