@@ -53,6 +53,10 @@ pub struct GcsOptions {
     /// without a key (Cloud Run, GKE workload identity). `None` makes
     /// [`BlobStore::signed_url`] a configuration error.
     pub signer: Option<Signer>,
+    /// Why there is no signer, when building one failed ([`GcsOptions::from_env`] keeps the
+    /// reason here rather than failing a store that may never sign): [`BlobStore::signed_url`]
+    /// reports it. `None` when no signer was asked for.
+    pub signer_error: Option<String>,
 }
 
 impl GcsOptions {
@@ -73,16 +77,20 @@ impl GcsOptions {
         // which google-cloud-auth contacts as soon as the signer is built, and an emulator
         // run is not on Google Cloud.
         let key_file = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some();
-        let signer = if endpoint == GCS_ENDPOINT || key_file {
-            google_cloud_auth::credentials::Builder::default().build_signer().ok()
+        let (signer, signer_error) = if endpoint == GCS_ENDPOINT || key_file {
+            match google_cloud_auth::credentials::Builder::default().build_signer() {
+                Ok(signer) => (Some(signer), None),
+                Err(e) => (None, Some(error_chain(&e))),
+            }
         } else {
-            None
+            (None, None)
         };
         Ok(GcsOptions {
             bucket: bucket.into(),
             endpoint,
             tokens,
             signer,
+            signer_error,
         })
     }
 
@@ -468,9 +476,13 @@ impl BlobStore for GcsBlobStore {
     #[tracing::instrument(name = "gcs.signed_url", skip_all, fields(bucket = %self.options.bucket, key = %key))]
     async fn signed_url(&self, key: &BlobKey, request: &SignedUrlRequest) -> Result<SignedUrl> {
         let signer = self.options.signer.as_ref().ok_or_else(|| {
-            Error::config(
-                "Cloud Storage signed URLs need a signer: Application Default Credentials with a service account (a key, or a metadata-server identity with roles/iam.serviceAccountTokenCreator on itself)",
-            )
+            let why = match &self.options.signer_error {
+                Some(reason) => format!(" (building one failed: {reason})"),
+                None => String::new(),
+            };
+            Error::config(format!(
+                "Cloud Storage signed URLs need a signer{why}: Application Default Credentials with a service account (a key, or a metadata-server identity with roles/iam.serviceAccountTokenCreator on itself)",
+            ))
         })?;
         let (method, headers) = match &request.method {
             SignedMethod::Get => ("GET", Vec::new()),
@@ -514,6 +526,18 @@ impl BlobStore for GcsBlobStore {
             expires_at: parts.expires_at,
         })
     }
+}
+
+/// An error and its sources, one line, for a reason kept as text.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn signing_error(e: google_cloud_auth::signer::SigningError) -> Error {
@@ -670,6 +694,32 @@ mod tests {
             "206 without a total"
         );
         assert_eq!(cut(whole.clone(), None, false, &none).expect("cut"), (whole, 10));
+    }
+
+    #[tokio::test]
+    async fn a_missing_signer_says_why_it_is_missing() {
+        let store = GcsBlobStore::new(GcsOptions {
+            bucket: "photos".into(),
+            endpoint: GCS_ENDPOINT.into(),
+            tokens: TokenSource::Anonymous,
+            signer: None,
+            signer_error: Some("the metadata server has no service account".into()),
+        })
+        .expect("store");
+        let request = SignedUrlRequest {
+            method: SignedMethod::Get,
+            expires_in: Duration::from_secs(60),
+        };
+        let key = BlobKey::new("a/b").expect("key");
+        match store.signed_url(&key, &request).await {
+            Err(Error::Config { reason, .. }) => {
+                assert!(
+                    reason.contains("the metadata server has no service account"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

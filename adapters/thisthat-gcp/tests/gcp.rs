@@ -50,6 +50,7 @@ async fn gcs() -> Arc<GcsBlobStore> {
         endpoint: required("THISTHAT_GCS_URL"),
         tokens: TokenSource::Anonymous,
         signer: Some(GcsOptions::signer_from_key(service_account_key()).expect("signer")),
+        signer_error: None,
     };
     let store = GcsBlobStore::new(options).expect("store");
     store.create_bucket(PROJECT).await.expect("create the case's bucket");
@@ -779,6 +780,7 @@ mod wire {
             endpoint: fake.url().to_string(),
             tokens: TokenSource::Anonymous,
             signer: None,
+            signer_error: None,
         })
         .expect("store");
         let key = BlobKey::new("a/b").expect("key");
@@ -841,6 +843,7 @@ mod wire {
             endpoint: "http://127.0.0.1:9".into(),
             tokens: adc.clone(),
             signer: None,
+            signer_error: None,
         });
         assert!(matches!(store, Err(Error::Config { .. })), "{store:?}");
         let fcm = FcmNotifier::with_endpoint(PROJECT, "http://127.0.0.1:9", adc.clone());
@@ -862,6 +865,7 @@ mod wire {
             endpoint: required("THISTHAT_GCS_URL"),
             tokens: TokenSource::Anonymous,
             signer: None,
+            signer_error: None,
         })
         .expect("store");
         let key = BlobKey::new("a/b").expect("key");
