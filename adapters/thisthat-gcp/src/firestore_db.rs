@@ -334,6 +334,37 @@ async fn take_turn(lock: &tokio::sync::Mutex<()>, wait: Duration) -> Result<toki
     })
 }
 
+/// The receipt stored on `doc`, if it is this vote's own document with this vote's choice
+/// (a commit of this very vote that landed although its reply was lost).
+fn own_receipt(vote: &Vote, doc: Option<&Document>) -> Result<Option<VoteReceipt>> {
+    let Some(doc) = doc else {
+        return Ok(None);
+    };
+    let f = Fields(doc);
+    let same_choice = f.integer("choice").ok() == i64::try_from(vote.choice).ok();
+    match f.optional_string("receipt")? {
+        Some(receipt) if same_choice && f.string("voter").ok() == Some(vote.voter.as_str()) => {
+            serde_json::from_str(receipt)
+                .map(Some)
+                .map_err(|e| Error::backend("firestore", e))
+        }
+        // Votes stored before receipts were kept, or another choice: a repeat vote.
+        _ => Ok(None),
+    }
+}
+
+/// A commit that ended without telling whether it was applied.
+fn unanswered(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Internal
+    )
+}
+
+/// How often a vote's commit that ended without an answer is checked and sent again inside
+/// the adapter before the error goes to the caller.
+const UNANSWERED_RETRIES: u32 = 2;
+
 /// A pending notification a claim may lease now: `None` if it is delivered or leased.
 fn claimable(doc: &Document, now: i64) -> Result<Option<Notification>> {
     let f = Fields(doc);
@@ -609,6 +640,9 @@ impl FirestoreDatabase {
                 HashMap::from([
                     ("voter".to_string(), string(vote.voter.as_str())),
                     ("choice".to_string(), integer(choice)),
+                    // What this vote did, so that a retry after a commit whose reply was lost
+                    // can answer with it (see `after_unanswered_commit`).
+                    ("receipt".to_string(), string(json(&receipt)?)),
                 ]),
                 None,
                 exists(false),
@@ -641,6 +675,22 @@ impl FirestoreDatabase {
             ));
         }
         Ok((receipt, writes))
+    }
+
+    /// After a vote's commit ended without an answer (a timeout, a dropped connection): it may
+    /// have landed. Reads again; if this voter's vote document is there with this choice, the
+    /// commit landed and its stored receipt is the answer (`Ok(Ok)`); otherwise the vote is
+    /// decided afresh (`Ok(Err)` with the receipt and writes to commit, or the rejection).
+    #[allow(clippy::type_complexity)]
+    async fn after_unanswered_commit(
+        &self,
+        vote: &Vote,
+    ) -> Result<std::result::Result<VoteReceipt, (VoteReceipt, Vec<Write>)>> {
+        let docs = self.read_for_vote(vote).await?;
+        if let Some(receipt) = own_receipt(vote, docs[1].as_ref())? {
+            return Ok(Ok(receipt));
+        }
+        self.decide_vote(vote, &docs).map(Err)
     }
 
     /// Runs `step` until it does not lose a race, at most [`MAX_ATTEMPTS`] times.
@@ -766,9 +816,22 @@ impl Database for FirestoreDatabase {
             }
         };
         let mut attempt = 0;
+        let mut unanswered_retries = 0;
         loop {
             match self.commit(writes).await {
                 Ok(()) => return Ok(receipt),
+                // The commit may have landed with its reply lost. The vote document's "must not
+                // exist" precondition makes sending it again safe; reading first tells a vote
+                // that landed (its stored receipt is the answer) from one that did not.
+                Err(s) if unanswered(&s) && unanswered_retries < UNANSWERED_RETRIES => {
+                    unanswered_retries += 1;
+                    tracing::debug!(status = %s, "a vote's commit ended without an answer; reading whether it landed");
+                    back_off(unanswered_retries).await;
+                    match self.after_unanswered_commit(vote).await? {
+                        Ok(stored) => return Ok(stored),
+                        Err(decided) => (receipt, writes) = decided,
+                    }
+                }
                 // A precondition failed: someone else's vote (in another process) landed
                 // since the read. Read again and decide again.
                 Err(s) if matches!(s.code(), Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted) => {
@@ -1056,5 +1119,50 @@ mod tests {
                 nanos: 2
             }))
         ));
+    }
+}
+
+#[cfg(test)]
+mod emulator_tests {
+    use thisthat_testkit::fixtures::{competition, vote};
+
+    use super::*;
+
+    /// A vote whose commit landed but whose reply was lost is answered, on the adapter's retry,
+    /// with the receipt stored on the vote document; a different choice is still a repeat vote.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_vote_that_landed_unanswered_gets_its_stored_receipt() {
+        std::env::var("FIRESTORE_EMULATOR_HOST")
+            .expect("run with `scripts/with-emulators gcp -- cargo test -p thisthat-gcp`");
+        let prefix = format!("u{}_", CompetitionId::new().to_string().to_ascii_lowercase());
+        let db = FirestoreDatabase::open_database("thisthat-test", "(default)", &prefix)
+            .await
+            .expect("open the Firestore emulator");
+        let c = competition("owner", Status::Open, 2);
+        db.insert_competition(&c).await.expect("insert");
+        let first = vote(&c, "a", 0);
+        let docs = db.read_for_vote(&first).await.expect("read");
+        let (decided, writes) = db.decide_vote(&first, &docs).expect("decide");
+        // The commit lands; its reply is lost on the way back.
+        db.commit(writes).await.expect("commit");
+        match db.after_unanswered_commit(&first).await {
+            Ok(Ok(stored)) => assert_eq!(stored, decided),
+            other => panic!("the landed vote's receipt, not {other:?}"),
+        }
+        let other_choice = vote(&c, "a", 1);
+        assert!(matches!(
+            db.after_unanswered_commit(&other_choice).await,
+            Err(Error::AlreadyVoted)
+        ));
+        // Outside the adapter's own retry, a repeat is a repeat, as the port says.
+        assert!(matches!(db.cast_vote(&first).await, Err(Error::AlreadyVoted)));
+        let second = vote(&c, "b", 1);
+        match db.after_unanswered_commit(&second).await {
+            Ok(Err((receipt, writes))) => {
+                assert!(receipt.closed.is_some(), "b's vote closes");
+                assert_eq!(writes.len(), 3, "the vote, the standing, the notification");
+            }
+            other => panic!("a vote that did not land is decided afresh, not {other:?}"),
+        }
     }
 }
