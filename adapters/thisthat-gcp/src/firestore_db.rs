@@ -92,6 +92,9 @@ pub struct FirestoreDatabase {
     db: firestore::FirestoreDb,
     prefix: String,
     vote_locks: Arc<[tokio::sync::Mutex<()>]>,
+    /// Per lock, how many turns have ended: a vote that read before a turn ended read what
+    /// that turn may have changed.
+    vote_turns: Arc<[AtomicU64]>,
     requests: Arc<AtomicU64>,
 }
 
@@ -319,9 +322,36 @@ async fn timed<T>(
     })
 }
 
-/// Waits at most `wait` for a vote's turn at the in-process lock.
-async fn take_turn(lock: &tokio::sync::Mutex<()>, wait: Duration) -> Result<tokio::sync::MutexGuard<'_, ()>> {
-    tokio::time::timeout(wait, lock.lock()).await.map_err(|_| {
+/// A vote's turn at its competition's in-process lock. Ending it (dropping it) counts the
+/// turn, before the lock is released, so a vote that read earlier knows to read again.
+struct Turn<'a> {
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+    turns: &'a AtomicU64,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        // Runs before the fields drop, so while the lock is still held.
+        self.turns.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Waits at most `wait` for a vote's turn at the in-process lock, and says whether what the
+/// vote read is stale: it is if any turn ended since `seen` (the count before the read), and
+/// it is taken to be if the vote had to wait. Without the count, a vote whose read raced a
+/// finishing turn would find the lock free, commit what it read, fail the precondition and
+/// back off.
+async fn take_turn<'a>(
+    lock: &'a tokio::sync::Mutex<()>,
+    turns: &'a AtomicU64,
+    seen: u64,
+    wait: Duration,
+) -> Result<(Turn<'a>, bool)> {
+    if let Ok(guard) = lock.try_lock() {
+        let stale = turns.load(Ordering::Acquire) != seen;
+        return Ok((Turn { _guard: guard, turns }, stale));
+    }
+    let guard = tokio::time::timeout(wait, lock.lock()).await.map_err(|_| {
         tracing::warn!(
             ?wait,
             "a vote waited too long for its turn behind this process's other votes"
@@ -331,7 +361,8 @@ async fn take_turn(lock: &tokio::sync::Mutex<()>, wait: Duration) -> Result<toki
             retry_after: Some(Duration::from_millis(100)),
             source: None,
         }
-    })
+    })?;
+    Ok((Turn { _guard: guard, turns }, true))
 }
 
 /// The receipt stored on `doc`, if it is this vote's own document with this vote's choice
@@ -480,6 +511,7 @@ impl FirestoreDatabase {
             db,
             prefix: prefix.to_string(),
             vote_locks: (0..VOTE_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            vote_turns: (0..VOTE_LOCKS).map(|_| AtomicU64::new(0)).collect(),
             requests: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -800,21 +832,20 @@ impl Database for FirestoreDatabase {
     async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
         // Read first, outside the lock: most rejections (already voted, closed, the owner)
         // are final after this one request and never wait behind other voters.
-        let mut docs = self.read_for_vote(vote).await?;
-        let (mut receipt, mut writes) = self.decide_vote(vote, &docs)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         vote.competition.hash(&mut hasher);
-        let lock = &self.vote_locks[(hasher.finish() % VOTE_LOCKS as u64) as usize];
-        let _turn = match lock.try_lock() {
-            Ok(turn) => turn,
-            Err(_) => {
-                // Another vote of this process went first: what was read is likely stale.
-                let turn = take_turn(lock, LOCK_WAIT).await?;
-                docs = self.read_for_vote(vote).await?;
-                (receipt, writes) = self.decide_vote(vote, &docs)?;
-                turn
-            }
-        };
+        let stripe = (hasher.finish() % VOTE_LOCKS as u64) as usize;
+        // Noted before the read: a turn that ends after this may have changed what is read.
+        let seen = self.vote_turns[stripe].load(Ordering::Acquire);
+        let mut docs = self.read_for_vote(vote).await?;
+        let (mut receipt, mut writes) = self.decide_vote(vote, &docs)?;
+        let (_turn, stale) = take_turn(&self.vote_locks[stripe], &self.vote_turns[stripe], seen, LOCK_WAIT).await?;
+        if stale {
+            // Another vote of this process took its turn since the read: what was read is
+            // likely stale, and committing it would only fail its precondition.
+            docs = self.read_for_vote(vote).await?;
+            (receipt, writes) = self.decide_vote(vote, &docs)?;
+        }
         let mut attempt = 0;
         let mut unanswered_retries = 0;
         loop {
@@ -1093,13 +1124,49 @@ mod tests {
     #[tokio::test]
     async fn a_vote_waits_a_bounded_time_for_its_turn() {
         let lock = tokio::sync::Mutex::new(());
+        let turns = AtomicU64::new(0);
         let held = lock.lock().await;
-        let waited = tokio::time::timeout(Duration::from_secs(5), take_turn(&lock, Duration::from_millis(20)))
-            .await
-            .expect("the wait is bounded");
-        assert!(matches!(waited, Err(Error::Unavailable { .. })), "{waited:?}");
+        let waited = tokio::time::timeout(
+            Duration::from_secs(5),
+            take_turn(&lock, &turns, 0, Duration::from_millis(20)),
+        )
+        .await
+        .expect("the wait is bounded");
+        assert!(matches!(waited, Err(Error::Unavailable { .. })), "{:?}", waited.err());
         drop(held);
-        assert!(take_turn(&lock, Duration::from_millis(20)).await.is_ok());
+        assert!(take_turn(&lock, &turns, 0, Duration::from_millis(20)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_turn_knows_whether_what_was_read_is_stale() {
+        let lock = tokio::sync::Mutex::new(());
+        let turns = AtomicU64::new(0);
+        let seen = turns.load(Ordering::Acquire);
+        let (turn, stale) = take_turn(&lock, &turns, seen, Duration::from_secs(1))
+            .await
+            .expect("turn");
+        assert!(!stale, "nobody went in between");
+        drop(turn);
+        // A vote that read before that turn ended finds the lock free, but its read stale.
+        let (turn, stale) = take_turn(&lock, &turns, seen, Duration::from_secs(1))
+            .await
+            .expect("turn");
+        assert!(stale, "a turn ended since the read");
+        drop(turn);
+        let seen = turns.load(Ordering::Acquire);
+        let (turn, _) = take_turn(&lock, &turns, seen, Duration::from_secs(1))
+            .await
+            .expect("turn");
+        let waiter = async {
+            take_turn(&lock, &turns, seen, Duration::from_secs(5))
+                .await
+                .map(|(_, s)| s)
+        };
+        let (stale, ()) = tokio::join!(waiter, async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(turn);
+        });
+        assert!(stale.expect("turn"), "a vote that waited reads again");
     }
 
     #[test]
