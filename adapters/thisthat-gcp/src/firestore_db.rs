@@ -872,8 +872,18 @@ impl Database for FirestoreDatabase {
                     }
                     tracing::trace!(attempt, status = %s, "a vote lost a race; reading again");
                     back_off(attempt).await;
-                    docs = self.read_for_vote(vote).await?;
-                    (receipt, writes) = self.decide_vote(vote, &docs)?;
+                    if unanswered_retries > 0 {
+                        // An earlier commit of this vote went unanswered and may have landed
+                        // only now, failing this one: its receipt, not AlreadyVoted, is the
+                        // answer then.
+                        match self.after_unanswered_commit(vote).await? {
+                            Ok(stored) => return Ok(stored),
+                            Err(decided) => (receipt, writes) = decided,
+                        }
+                    } else {
+                        docs = self.read_for_vote(vote).await?;
+                        (receipt, writes) = self.decide_vote(vote, &docs)?;
+                    }
                 }
                 Err(s) => return Err(firestore_status(s)),
             }
