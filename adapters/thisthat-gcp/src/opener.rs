@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use thisthat_core::{
     Error, Result, UrlOpener,
     ports::{BlobStore, Classifier, Database, Notifier},
+    registry::{UrlParams, url_host as host},
 };
 use url::Url;
 
@@ -33,45 +34,9 @@ use crate::{
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GcpOpener;
 
-fn host(url: &Url, what: &str) -> Result<String> {
-    match url.host_str() {
-        Some(h) if !h.is_empty() => Ok(h.to_string()),
-        _ => Err(Error::config(format!(
-            "{url}: name the {what}, as in {}://{what}",
-            url.scheme()
-        ))),
-    }
-}
-
-fn params(url: &Url, allowed: &[&str]) -> Result<Vec<(String, String)>> {
-    let mut seen = Vec::new();
-    for (name, value) in url.query_pairs() {
-        if !allowed.contains(&name.as_ref()) {
-            return Err(Error::config(format!(
-                "{}: URLs take only {} parameters, not {name}=",
-                url.scheme(),
-                if allowed.is_empty() {
-                    "no".to_string()
-                } else {
-                    allowed.join(", ")
-                }
-            )));
-        }
-        if seen.iter().any(|(n, _): &(String, String)| *n == name) {
-            return Err(Error::config(format!("{}: {name}= is given twice", url.scheme())));
-        }
-        seen.push((name.into_owned(), value.into_owned()));
-    }
-    Ok(seen)
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-}
-
 /// The endpoint to call and the tokens to send it.
-fn endpoint(params: &[(String, String)], default: &str) -> Result<(String, TokenSource)> {
-    let Some(endpoint) = param(params, "endpoint") else {
+fn endpoint(params: &UrlParams, default: &str) -> Result<(String, TokenSource)> {
+    let Some(endpoint) = params.get("endpoint") else {
         return Ok((default.to_string(), TokenSource::adc()?));
     };
     let parsed = Url::parse(endpoint).map_err(|e| Error::Config {
@@ -104,13 +69,14 @@ impl UrlOpener for GcpOpener {
                 "{url}: blob storage opens from gs://bucket URLs"
             )));
         }
-        let params = params(url, &["create", "project"])?;
+        let params = UrlParams::parse(url, &["create", "project"])?;
         let bucket = host(url, "bucket")?;
         // Every parameter is checked before anything looks for credentials.
-        let create_in = match param(&params, "create") {
-            None | Some("false") => None,
-            Some("true") => Some(
-                param(&params, "project")
+        let create_in = match params.flag("create", false)? {
+            false => None,
+            true => Some(
+                params
+                    .get("project")
                     .map(String::from)
                     .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok())
                     .ok_or_else(|| {
@@ -119,7 +85,6 @@ impl UrlOpener for GcpOpener {
                         )
                     })?,
             ),
-            Some(other) => return Err(Error::config(format!("gs: create={other:?} must be true or false"))),
         };
         let store = GcsBlobStore::new(GcsOptions::from_env(bucket)?)?;
         if let Some(project) = create_in {
@@ -137,13 +102,13 @@ impl UrlOpener for GcpOpener {
                 "{url}: databases open from firestore://project URLs"
             )));
         }
-        let params = params(url, &["prefix"])?;
+        let params = UrlParams::parse(url, &["prefix"])?;
         let project = host(url, "project")?;
         let database = match url.path().trim_matches('/') {
             "" => firestore::FIREBASE_DEFAULT_DATABASE_ID,
             db => db,
         };
-        let prefix = param(&params, "prefix").unwrap_or("");
+        let prefix = params.get("prefix").unwrap_or("");
         Ok(Arc::new(
             FirestoreDatabase::open_database(&project, database, prefix).await?,
         ))
@@ -155,7 +120,7 @@ impl UrlOpener for GcpOpener {
                 "{url}: the FCM notifier opens from fcm://project URLs"
             )));
         }
-        let params = params(url, &["endpoint"])?;
+        let params = UrlParams::parse(url, &["endpoint"])?;
         let project = host(url, "project")?;
         let (endpoint, tokens) = endpoint(&params, FCM_ENDPOINT)?;
         Ok(Arc::new(FcmNotifier::with_endpoint(project, &endpoint, tokens)?))
@@ -167,10 +132,10 @@ impl UrlOpener for GcpOpener {
                 "{url}: the Vision classifier opens from vision:// URLs"
             )));
         }
-        let params = params(url, &["bucket", "endpoint"])?;
+        let params = UrlParams::parse(url, &["bucket", "endpoint"])?;
         let (endpoint, tokens) = endpoint(&params, VISION_ENDPOINT)?;
         let mut classifier = VisionClassifier::with_endpoint(&endpoint, tokens)?;
-        if let Some(bucket) = param(&params, "bucket") {
+        if let Some(bucket) = params.get("bucket") {
             classifier = classifier.reading_from_bucket(bucket);
         }
         Ok(Arc::new(classifier))
