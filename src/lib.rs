@@ -22,7 +22,7 @@
 //! ```
 //!
 //! Adapters can also be chosen by configuration, with URLs such as `memory://` or
-//! `s3://photos`: see [`registry`] and [`Registry`].
+//! `s3://photos`: see [`registry()`] and [`Registry`].
 //!
 //! ## Cargo features
 //! - `local` (default): the embedded backend ([`local`]): SQLite, files on disk, an outbox

@@ -82,9 +82,9 @@ const LOCK_WAIT: Duration = Duration::from_secs(60);
 /// (precondition: the competition's update time is the one read) and, for the closing vote,
 /// creates the pending notification (precondition: it does not exist). If another vote landed
 /// in between, a precondition fails, nothing is written, and the vote is read and decided
-/// again, at most [`MAX_ATTEMPTS`] times. Nothing is locked, so a rejection is one read and a
+/// again, at most 40 times. Nothing is locked, so a rejection is one read and a
 /// crashed voter holds nothing up. Inside one process the votes of one competition take turns
-/// (a lock per competition, striped over [`VOTE_LOCKS`]) so that they do not fail each other's
+/// (a lock per competition, striped over 64 locks) so that they do not fail each other's
 /// preconditions; across processes the preconditions decide. See `docs/gcp.md` for why this
 /// and not a `BeginTransaction` read-write transaction.
 #[derive(Clone)]

@@ -44,7 +44,7 @@ const PATH: &AsciiSet = &SEGMENT.remove(b'/');
 pub struct GcsOptions {
     /// The bucket.
     pub bucket: String,
-    /// The JSON API's base URL: [`GCS_ENDPOINT`], or an emulator such as
+    /// The JSON API's base URL: `https://storage.googleapis.com`, or an emulator such as
     /// `http://127.0.0.1:4443`.
     pub endpoint: String,
     /// Where bearer tokens come from.
