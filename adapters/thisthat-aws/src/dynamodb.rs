@@ -19,16 +19,21 @@ use std::{
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
     Client,
-    operation::{delete_item::DeleteItemError, put_item::PutItemError, update_item::UpdateItemError},
+    operation::{
+        delete_item::DeleteItemError,
+        put_item::PutItemError,
+        update_item::{UpdateItemError, builders::UpdateItemFluentBuilder},
+    },
     types::{
         AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
         KeysAndAttributes, Projection, ProjectionType, ReturnValue, ReturnValuesOnConditionCheckFailure,
         ScalarAttributeType, TableStatus,
     },
 };
+use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkError};
 use thisthat_core::{
-    Competition, CompetitionId, Cursor, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Outcome, Result,
-    Standing, Status, Tally, UserId, Vote, VoteReceipt,
+    Competition, CompetitionId, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Outcome, Result, Standing,
+    Status, Tally, UserId, Vote, VoteReceipt,
     ports::{Database, NotificationClaim},
 };
 use tracing::Instrument;
@@ -223,6 +228,15 @@ impl DynamoDatabase {
         tracing::debug_span!("dynamodb", operation, table = %self.table)
     }
 
+    /// An `UpdateItem` on competition `id`'s item.
+    fn update(&self, id: &CompetitionId) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(competition_pk(id)))
+            .key("sk", s(COMPETITION_SK))
+    }
+
     async fn get(&self, pk: String) -> Result<Option<Item>> {
         let output = self
             .client
@@ -242,11 +256,7 @@ impl DynamoDatabase {
     async fn count(&self, vote: &Vote, attempt: &str) -> Result<std::result::Result<VoteReceipt, Option<Item>>> {
         let index = vote.choice;
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(competition_pk(&vote.competition)))
-            .key("sk", s(COMPETITION_SK))
+            .update(&vote.competition)
             .update_expression(format!(
                 "SET #tally[{index}] = #tally[{index}] + :one, #votes.#voter = :ballot, #remaining = #remaining - :one"
             ))
@@ -270,7 +280,7 @@ impl DynamoDatabase {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
+        match conditional(result)? {
             Ok(output) => {
                 let item = output.attributes.unwrap_or_default();
                 Ok(Ok(VoteReceipt {
@@ -278,10 +288,7 @@ impl DynamoDatabase {
                     closed: None,
                 }))
             }
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => Ok(Err(refused.item.clone())),
-                _ => Err(error::map(SERVICE, e)),
-            },
+            Err(item) => Ok(Err(item)),
         }
     }
 
@@ -299,11 +306,7 @@ impl DynamoDatabase {
         let index = vote.choice;
         let notification = Notification::for_close(closed, outcome);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(competition_pk(&vote.competition)))
-            .key("sk", s(COMPETITION_SK))
+            .update(&vote.competition)
             .update_expression(format!(
                 "SET #tally[{index}] = #tally[{index}] + :one, #votes.#voter = :ballot, #remaining = :zero, \
                  #status = :closed, #outcome = :outcome, #notification = :notification, #pending = :pending, \
@@ -336,24 +339,14 @@ impl DynamoDatabase {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Ok(())),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => Ok(Err(refused.item.clone())),
-                _ => Err(error::map(SERVICE, e)),
-            },
-        }
+        Ok(conditional(result)?.map(|_| ()))
     }
 
     /// Leases one competition's pending notification if nobody holds it.
     async fn lease(&self, id: &CompetitionId, claim: &NotificationClaim) -> Result<Option<Notification>> {
         let until = claim.now.checked_add(claim.lease).unwrap_or(claim.now);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(competition_pk(id)))
-            .key("sk", s(COMPETITION_SK))
+            .update(id)
             .update_expression("SET #lease = :until")
             .condition_expression("attribute_exists(#pending) AND (attribute_not_exists(#lease) OR #lease <= :now)")
             .expression_attribute_names("#pending", "pending")
@@ -363,15 +356,12 @@ impl DynamoDatabase {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
+        match conditional(result)? {
             Ok(output) => {
                 let item = output.attributes.unwrap_or_default();
                 Ok(Some(from_json(string(&item, "notification")?)?))
             }
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
-                _ => Err(error::map(SERVICE, e)),
-            },
+            Err(_) => Ok(None),
         }
     }
 
@@ -459,6 +449,21 @@ fn device_sk(token: &str) -> String {
     let digest = sha2::Sha256::digest(token.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("device#{hex}")
+}
+
+/// A conditional update's answer: `Ok(Ok(output))` if it was applied, `Ok(Err(item))` if its
+/// condition refused it (`item`: the item as it was, when the update asked for it), and the
+/// mapped error for anything else.
+fn conditional<O>(
+    result: std::result::Result<O, SdkError<UpdateItemError, HttpResponse>>,
+) -> Result<std::result::Result<O, Option<Item>>> {
+    match result {
+        Ok(output) => Ok(Ok(output)),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(refused)) => Ok(Err(refused.item.clone())),
+            _ => Err(error::map(SERVICE, e)),
+        },
+    }
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -814,16 +819,7 @@ impl Database for DynamoDatabase {
                     break;
                 }
             }
-            let next = if page.len() > query.limit {
-                page.truncate(query.limit);
-                page.last().map(|c| Cursor::after(c.id))
-            } else {
-                None
-            };
-            Ok(FeedPage {
-                competitions: page,
-                next,
-            })
+            Ok(FeedPage::from_one_too_many(page, query.limit))
         }
         .instrument(self.span("feed"))
         .await
@@ -883,11 +879,7 @@ impl Database for DynamoDatabase {
 
     async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(competition_pk(competition)))
-            .key("sk", s(COMPETITION_SK))
+            .update(competition)
             .update_expression("SET #delivered = :now REMOVE #pending, #lease")
             .condition_expression("attribute_exists(#pending)")
             .expression_attribute_names("#pending", "pending")
@@ -898,16 +890,11 @@ impl Database for DynamoDatabase {
             .send()
             .instrument(self.span("complete_notification"))
             .await;
-        match result {
+        match conditional(result)? {
             Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
-                    match refused.item.as_ref().and_then(|i| i.get("notification")) {
-                        Some(_) => Err(Error::conflict("the notification was already delivered")),
-                        None => Err(Error::not_found(Entity::Notification, competition)),
-                    }
-                }
-                _ => Err(error::map(SERVICE, e)),
+            Err(item) => match item.as_ref().and_then(|i| i.get("notification")) {
+                Some(_) => Err(Error::conflict("the notification was already delivered")),
+                None => Err(Error::not_found(Entity::Notification, competition)),
             },
         }
     }

@@ -26,8 +26,8 @@ use futures::future::join_all;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use thisthat_core::{
-    Competition, CompetitionId, Cursor, Endpoint, Entity as What, Error, FeedPage, FeedQuery, Notification, Result,
-    Standing, Status, UserId, Vote, VoteReceipt,
+    Competition, CompetitionId, Endpoint, Entity as What, Error, FeedPage, FeedQuery, Notification, Result, Standing,
+    Status, UserId, Vote, VoteReceipt,
     ports::{Database, NotificationClaim},
 };
 use tracing::instrument;
@@ -563,16 +563,7 @@ impl Database for AzureTableDatabase {
                 None => break,
             }
         }
-        let next = if admitted.len() > query.limit {
-            admitted.truncate(query.limit);
-            admitted.last().map(|c| Cursor::after(c.id))
-        } else {
-            None
-        };
-        Ok(FeedPage {
-            competitions: admitted,
-            next,
-        })
+        Ok(FeedPage::from_one_too_many(admitted, query.limit))
     }
 
     #[instrument(skip(self, claim), fields(table = self.table.table()))]

@@ -42,8 +42,8 @@ use firestore::gcloud_sdk::{
 use futures::StreamExt as _;
 use sha2::{Digest, Sha256};
 use thisthat_core::{
-    Competition, CompetitionId, Cursor, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Outcome, Result,
-    Standing, Status, Tally, UserId, Vote, VoteReceipt,
+    Competition, CompetitionId, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Outcome, Result, Standing,
+    Status, Tally, UserId, Vote, VoteReceipt,
     ports::{Database, NotificationClaim},
 };
 use tonic::Code;
@@ -948,13 +948,7 @@ impl Database for FirestoreDatabase {
                 break;
             }
         }
-        let next = if competitions.len() > query.limit {
-            competitions.truncate(query.limit);
-            competitions.last().map(|c| Cursor::after(c.id))
-        } else {
-            None
-        };
-        Ok(FeedPage { competitions, next })
+        Ok(FeedPage::from_one_too_many(competitions, query.limit))
     }
 
     #[tracing::instrument(name = "firestore.claim_notifications", skip_all)]

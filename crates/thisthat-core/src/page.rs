@@ -130,3 +130,18 @@ pub struct FeedPage {
     /// Where the next page starts; `None` on the last page.
     pub next: Option<Cursor>,
 }
+
+impl FeedPage {
+    /// The page made of the first `limit` of `competitions`, newest first. Databases read one
+    /// more than the page holds: if it is there, another page follows, starting after the last
+    /// one kept.
+    pub fn from_one_too_many(mut competitions: Vec<Competition>, limit: usize) -> Self {
+        let next = if competitions.len() > limit {
+            competitions.truncate(limit);
+            competitions.last().map(|c| Cursor::after(c.id))
+        } else {
+            None
+        };
+        FeedPage { competitions, next }
+    }
+}

@@ -9,8 +9,8 @@ use std::{
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use thisthat_core::{
-    Competition, CompetitionId, Cursor, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Result, Standing,
-    Status, UserId, Vote, VoteReceipt,
+    Competition, CompetitionId, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Result, Standing, Status,
+    UserId, Vote, VoteReceipt,
     ports::{Database, NotificationClaim},
 };
 
@@ -473,13 +473,7 @@ impl Database for SqliteDatabase {
             for body in rows {
                 competitions.push(assemble(body.map_err(sqlite_error)?)?);
             }
-            let next = if competitions.len() > query.limit {
-                competitions.truncate(query.limit);
-                competitions.last().map(|c| Cursor::after(c.id))
-            } else {
-                None
-            };
-            Ok(FeedPage { competitions, next })
+            Ok(FeedPage::from_one_too_many(competitions, query.limit))
         })
         .await
     }

@@ -140,7 +140,7 @@ impl Database for MemoryDatabase {
     async fn feed(&self, query: &FeedQuery) -> Result<FeedPage> {
         query.validate()?;
         let state = self.lock();
-        let mut page: Vec<Competition> = state
+        let page: Vec<Competition> = state
             .competitions
             .values()
             .rev()
@@ -154,16 +154,7 @@ impl Database for MemoryDatabase {
             .take(query.limit + 1)
             .cloned()
             .collect();
-        let next = if page.len() > query.limit {
-            page.truncate(query.limit);
-            page.last().map(|c| thisthat_core::Cursor::after(c.id))
-        } else {
-            None
-        };
-        Ok(FeedPage {
-            competitions: page,
-            next,
-        })
+        Ok(FeedPage::from_one_too_many(page, query.limit))
     }
 
     async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
