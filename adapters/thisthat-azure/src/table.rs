@@ -105,28 +105,6 @@ pub struct TableClient {
 /// How long an idle connection is kept for reuse.
 const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
-/// Whether an error is a transport failure (no status came back), as opposed to a refusal.
-fn is_transport(e: &Error) -> bool {
-    matches!(e, Error::Unavailable { source: Some(s), .. } if s.downcast_ref::<reqwest::Error>().is_some())
-}
-
-/// Sends a read, and sends it once more if the connection failed: reads change nothing, so
-/// repeating one is always safe (writes are never repeated here; the caller's retry layer
-/// decides, since a repeated conditional write can misreport what happened).
-async fn send_read(
-    request: RequestBuilder,
-    on_status: impl Fn(&HttpStatusError) -> Option<Error> + Copy,
-) -> Result<reqwest::Response> {
-    let again = request.try_clone();
-    match thisthat_http::send(PROVIDER, request, on_status).await {
-        Err(e) if is_transport(&e) => match again {
-            Some(again) => thisthat_http::send(PROVIDER, again, on_status).await,
-            None => Err(e),
-        },
-        other => other,
-    }
-}
-
 /// The default bound on a client's requests in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
@@ -297,7 +275,7 @@ impl TableClient {
         let missing = |e: &HttpStatusError| {
             missing_table(table, e).or_else(|| (e.status == 404).then(|| Error::conflict("missing")))
         };
-        let response = match send_read(request, missing).await {
+        let response = match thisthat_http::send_idempotent(PROVIDER, request, missing).await {
             Ok(response) => response,
             Err(Error::Conflict { .. }) => return Ok(None),
             Err(e) => return Err(e),
@@ -434,7 +412,7 @@ impl TableClient {
         }
         let request = self.request(Method::GET, url).await?;
         let table = self.table.as_str();
-        let response = send_read(request, |e| missing_table(table, e)).await?;
+        let response = thisthat_http::send_idempotent(PROVIDER, request, |e| missing_table(table, e)).await?;
         let header = |name: &str| {
             response
                 .headers()

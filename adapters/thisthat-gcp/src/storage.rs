@@ -9,8 +9,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use base64::Engine as _;
 use bytes::Bytes;
 use firestore::gcloud_sdk::google_cloud_auth::{self, signer::Signer};
+use md5::Md5;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -20,7 +22,7 @@ use thisthat_core::{
         Blob, BlobMeta, BlobStore, GetOptions, ListPage, PutMode, PutOptions, SignedMethod, SignedUrl, SignedUrlRequest,
     },
 };
-use thisthat_http::HttpStatusError;
+use thisthat_http::{HttpStatusError, Resend};
 
 use crate::auth::TokenSource;
 
@@ -128,6 +130,8 @@ struct ObjectResource {
     size: String,
     content_type: Option<String>,
     etag: Option<String>,
+    /// Base64 of the MD5 of the bytes (absent for composite objects).
+    md5_hash: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +224,23 @@ impl GcsBlobStore {
         Some(Error::not_found(Entity::Blob, key))
     }
 
+    /// A create-only upload was sent twice (its first copy failed in transport) and the
+    /// second was refused because an object exists. That object is this upload's first copy
+    /// if it holds the same bytes: then the upload succeeded. Anything else is someone
+    /// else's object, and the create lost the race.
+    async fn landed_earlier(&self, key: &BlobKey, body: &[u8]) -> Result<BlobMeta> {
+        let request = self.authorized(self.http.get(self.object_url(key))).await?;
+        let response = thisthat_http::send_idempotent(PROVIDER, request, |e| self.not_found(key, e)).await?;
+        let object: ObjectResource = thisthat_http::json(PROVIDER, response).await?;
+        let ours = base64::engine::general_purpose::STANDARD.encode(Md5::digest(body));
+        if object.md5_hash.as_deref() == Some(ours.as_str()) {
+            tracing::debug!(%key, "a create-only upload sent twice: the first copy landed");
+            object.meta(key.clone())
+        } else {
+            Err(Error::conflict(format!("{key} already exists")))
+        }
+    }
+
     fn missing_bucket(&self) -> Error {
         Error::config(format!(
             "the Cloud Storage bucket {} does not exist",
@@ -241,34 +262,6 @@ fn boundary(body: &[u8]) -> String {
 fn content_range_total(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     let value = headers.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
     value.rsplit('/').next()?.trim().parse().ok()
-}
-
-/// Sends a GET, and sends it once more if it failed in transport before any answer (a reset or
-/// an incomplete message). A server may close a kept-alive connection just as the client
-/// reuses it from its pool (fake-gcs-server does after every 416, load balancers do when their
-/// idle timeout ends); a GET is safe to repeat, and without this the caller would see a
-/// spurious [`Error::Unavailable`].
-async fn send_idempotent(
-    request: reqwest::RequestBuilder,
-    on_status: impl Fn(&HttpStatusError) -> Option<Error>,
-) -> Result<reqwest::Response> {
-    let again = request.try_clone();
-    match thisthat_http::send(PROVIDER, request, &on_status).await {
-        Err(Error::Unavailable {
-            source: Some(source), ..
-        }) if source
-            .downcast_ref::<reqwest::Error>()
-            .is_some_and(|e| e.is_request() && !e.is_timeout())
-            && again.is_some() =>
-        {
-            tracing::debug!(error = %source, "a GET failed on a reused connection; sending it once more");
-            match again {
-                Some(again) => thisthat_http::send(PROVIDER, again, &on_status).await,
-                None => Err(Error::unavailable(PROVIDER, source)),
-            }
-        }
-        other => other,
-    }
 }
 
 /// The part of a downloaded body the caller asked for, and the whole object's size.
@@ -351,12 +344,19 @@ impl BlobStore for GcsBlobStore {
                 format!("multipart/related; boundary={boundary}"),
             )
             .body(multipart);
-        let object: ObjectResource = thisthat_http::send_for_json(PROVIDER, request, |e| match e.status {
+        // Safe to send twice: an overwrite with the same bytes leaves what one would, and a
+        // create-only upload refused on its second copy is checked below.
+        let answer = thisthat_http::exchange(PROVIDER, request, Resend::Safe).await?;
+        if create && answer.resent && answer.response.status() == reqwest::StatusCode::PRECONDITION_FAILED {
+            return self.landed_earlier(key, &body).await;
+        }
+        let response = thisthat_http::success(PROVIDER, answer.response, |e| match e.status {
             412 if create => Some(Error::conflict(format!("{key} already exists"))),
             404 => Some(self.missing_bucket()),
             _ => None,
         })
         .await?;
+        let object: ObjectResource = thisthat_http::json(PROVIDER, response).await?;
         object.meta(key.clone())
     }
 
@@ -377,12 +377,20 @@ impl BlobStore for GcsBlobStore {
                     body: Bytes::new(),
                 });
             }
-            request = request.header(
-                reqwest::header::RANGE,
-                format!("bytes={}-{}", range.start, range.end - 1),
-            );
+            // A range past the end is answered 416, and fake-gcs-server closes the connection
+            // after every 416 without saying so; hyper may then hand the next request to the
+            // closing connection, where it fails or, seen here, waits until the timeout with
+            // nothing sent. Asking for the connection to be closed after a ranged read means
+            // it is never reused. Ranged reads are rare (nothing on the API's request path
+            // makes one), so the fresh connection the next request opens costs little.
+            request = request
+                .header(
+                    reqwest::header::RANGE,
+                    format!("bytes={}-{}", range.start, range.end - 1),
+                )
+                .header(reqwest::header::CONNECTION, "close");
         }
-        let response = match send_idempotent(request, |e| match e.status {
+        let response = match thisthat_http::send_idempotent(PROVIDER, request, |e| match e.status {
             // The range starts at or past the end: the port cuts ranges at the end, so that
             // is an empty body (the marker is replaced below).
             416 => Some(Error::invalid("range", "past the end")),
@@ -421,7 +429,7 @@ impl BlobStore for GcsBlobStore {
     #[tracing::instrument(name = "gcs.head", skip_all, fields(bucket = %self.options.bucket, key = %key))]
     async fn head(&self, key: &BlobKey) -> Result<BlobMeta> {
         let request = self.authorized(self.http.get(self.object_url(key))).await?;
-        let response = send_idempotent(request, |e| self.not_found(key, e)).await?;
+        let response = thisthat_http::send_idempotent(PROVIDER, request, |e| self.not_found(key, e)).await?;
         let body = response
             .bytes()
             .await
@@ -437,7 +445,8 @@ impl BlobStore for GcsBlobStore {
     #[tracing::instrument(name = "gcs.delete", skip_all, fields(bucket = %self.options.bucket, key = %key))]
     async fn delete(&self, key: &BlobKey) -> Result<()> {
         let request = self.authorized(self.http.delete(self.object_url(key))).await?;
-        match thisthat_http::send(PROVIDER, request, |e| self.not_found(key, e)).await {
+        // A delete repeated after a lost answer finds nothing, which is what it wanted.
+        match thisthat_http::send_idempotent(PROVIDER, request, |e| self.not_found(key, e)).await {
             Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -455,9 +464,10 @@ impl BlobStore for GcsBlobStore {
             query.push(("pageToken", token));
         }
         let request = self.authorized(self.http.get(url).query(&query)).await?;
-        let list: ObjectList =
-            thisthat_http::send_for_json(PROVIDER, request, |e| (e.status == 404).then(|| self.missing_bucket()))
+        let response =
+            thisthat_http::send_idempotent(PROVIDER, request, |e| (e.status == 404).then(|| self.missing_bucket()))
                 .await?;
+        let list: ObjectList = thisthat_http::json(PROVIDER, response).await?;
         let mut blobs = Vec::with_capacity(list.items.len());
         for object in list.items {
             // Objects written by something else under names the SDK never builds cannot be
