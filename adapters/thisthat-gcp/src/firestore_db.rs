@@ -227,6 +227,7 @@ fn standing_of(id: CompetitionId, doc: &Document) -> Result<Standing> {
     Ok(Standing {
         id,
         owner: UserId::new(f.string("owner")?).map_err(|_| corrupt("a competition owner that is not a user id"))?,
+        title: f.optional_string("title")?.map(String::from),
         status: status_from(f.string("status")?)?,
         photos: usize::try_from(f.integer("photos")?).map_err(|_| corrupt("a negative photo count"))?,
         tally: f.tally()?,

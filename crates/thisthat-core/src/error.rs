@@ -108,6 +108,21 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// An adapter's own attempts ran out: a race it kept losing (many voters on one
+    /// competition) or a provider that stayed unavailable through its retries. Unlike
+    /// [`Error::Unavailable`] no retry layer retries it, so that retries never multiply
+    /// (OpenDAL calls such errors persistent); a caller may try again later (HTTP 503).
+    #[error("{provider} stayed busy through {attempts} attempts; try again later")]
+    Busy {
+        /// The provider or service.
+        provider: &'static str,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's error, if it had one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// The adapter cannot do this at all (for example signed URLs on a backend that has no way
     /// to serve them). Choose another adapter for this port.
     #[error("{adapter} does not support {operation}")]
@@ -219,7 +234,8 @@ impl Error {
         }
     }
 
-    /// Whether retrying the same call later may succeed. True only for [`Error::Unavailable`].
+    /// Whether a retry layer should retry the same call. True only for [`Error::Unavailable`]
+    /// ([`Error::Busy`] already was retried, by the adapter).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Unavailable { .. })
     }
@@ -236,7 +252,7 @@ impl Error {
             Error::TooLarge { .. } => 413,
             Error::UnsupportedMediaType { .. } => 415,
             Error::UnsafeContent { .. } => 422,
-            Error::Unavailable { .. } => 503,
+            Error::Unavailable { .. } | Error::Busy { .. } => 503,
             Error::Unsupported { .. } => 501,
             Error::Config { .. } | Error::Backend { .. } => 500,
         }
@@ -256,6 +272,7 @@ impl Error {
             Error::UnsafeContent { .. } => "unsafe_content",
             Error::Conflict { .. } => "conflict",
             Error::Unavailable { .. } => "unavailable",
+            Error::Busy { .. } => "busy",
             Error::Unsupported { .. } => "unsupported",
             Error::Config { .. } => "config",
             Error::Backend { .. } => "backend",
@@ -273,6 +290,13 @@ mod tests {
         assert!(!Error::AlreadyVoted.is_retryable());
         assert!(!Error::conflict("x").is_retryable());
         assert!(!Error::backend("s3", "denied").is_retryable());
+        let exhausted = Error::Busy {
+            provider: "firestore",
+            attempts: 64,
+            source: None,
+        };
+        assert!(!exhausted.is_retryable(), "an exhausted loop is not retried again");
+        assert_eq!(exhausted.http_status(), 503);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!
 //! Most applications depend on the `thisthat` facade crate instead of this one.
 
+pub mod adapter;
 pub mod backend;
 pub mod clock;
 #[cfg(feature = "decode")]

@@ -131,6 +131,34 @@ pub enum Status {
     Closed,
 }
 
+impl Status {
+    /// How the status is stored and shown: `draft`, `open` or `closed` (the serde form too).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Open => "open",
+            Status::Closed => "closed",
+        }
+    }
+
+    /// The status stored as `name` ([`Status::as_str`]); `None` for anything else, which an
+    /// adapter reports as corrupt data.
+    ///
+    /// ```
+    /// use thisthat_core::Status;
+    /// assert_eq!(Status::from_name(Status::Closed.as_str()), Some(Status::Closed));
+    /// assert_eq!(Status::from_name("Closed"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Status> {
+        match name {
+            "draft" => Some(Status::Draft),
+            "open" => Some(Status::Open),
+            "closed" => Some(Status::Closed),
+            _ => None,
+        }
+    }
+}
+
 /// Votes per photo, indexed like the competition's photos.
 ///
 /// ```
@@ -323,6 +351,10 @@ pub struct Standing {
     pub id: CompetitionId,
     /// Its owner, who may not vote.
     pub owner: UserId,
+    /// Its title, which the closing vote's notification carries
+    /// ([`Notification::closing`]). Standings stored before it was kept read as `None`.
+    #[serde(default)]
+    pub title: Option<String>,
     /// Draft, open or closed.
     pub status: Status,
     /// How many photos there are to choose from.
@@ -384,6 +416,7 @@ impl Competition {
         Standing {
             id: self.id,
             owner: self.owner.clone(),
+            title: self.title.clone(),
             status: self.status,
             photos: self.photos.len(),
             tally: self.tally.clone(),
@@ -477,6 +510,21 @@ pub struct Endpoint {
     pub address: String,
 }
 
+impl Endpoint {
+    /// The short, stable name under which a notification records that it reached this
+    /// device ([`Notification::delivered_to`]): hex of the first 16 bytes of SHA-256 over the
+    /// platform and token, so that a 4 KB token costs 32 characters in every notification.
+    pub fn delivery_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(self.device.platform.as_str())
+            .chain_update([0])
+            .chain_update(&self.device.token)
+            .finalize();
+        crate::adapter::hex(&digest[..16])
+    }
+}
+
 /// A push message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushMessage {
@@ -502,6 +550,11 @@ pub struct Notification {
     pub title: Option<String>,
     /// The result to announce.
     pub outcome: Outcome,
+    /// The devices it has reached so far ([`Endpoint::delivery_key`]), recorded when a delivery
+    /// reached some of the owner's devices but not all: a retry sends only to the others.
+    /// Empty until then, and in notifications stored before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered_to: Vec<String>,
 }
 
 impl Notification {
@@ -512,6 +565,20 @@ impl Notification {
             owner: competition.owner.clone(),
             title: competition.title.clone(),
             outcome: outcome.clone(),
+            delivered_to: Vec::new(),
+        }
+    }
+
+    /// The notification recorded when the competition `standing` describes closes with
+    /// `outcome`: what a database that keeps the standing apart from the rest of the
+    /// competition records in the closing vote's step (see [`crate::adapter::decide_vote`]).
+    pub fn closing(standing: &Standing, outcome: &Outcome) -> Self {
+        Notification {
+            competition: standing.id,
+            owner: standing.owner.clone(),
+            title: standing.title.clone(),
+            outcome: outcome.clone(),
+            delivered_to: Vec::new(),
         }
     }
 

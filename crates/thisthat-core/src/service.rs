@@ -496,12 +496,21 @@ impl Thisthat {
 
     async fn deliver_one(&self, notification: &Notification, report: &mut DeliveryReport) -> Result<()> {
         let message = notification.message();
-        let endpoints = self.backend.database.endpoints(&notification.owner).await?;
+        let endpoints: Vec<Endpoint> = self
+            .backend
+            .database
+            .endpoints(&notification.owner)
+            .await?
+            .into_iter()
+            // A retry sends only to the devices an earlier delivery did not reach.
+            .filter(|e| !notification.delivered_to.contains(&e.delivery_key()))
+            .collect();
         let sends = join_all(endpoints.iter().map(|e| self.backend.notifier.send(e, &message))).await;
         let mut failure = None;
+        let mut reached = Vec::new();
         for (endpoint, sent) in endpoints.iter().zip(sends) {
             match sent {
-                Ok(Delivery::Accepted) => {}
+                Ok(Delivery::Accepted) => reached.push(endpoint.delivery_key()),
                 Ok(Delivery::Gone) => {
                     tracing::info!(user = %endpoint.device.user, platform = endpoint.device.platform.as_str(), "removing a device its provider says is gone");
                     self.backend
@@ -517,12 +526,24 @@ impl Thisthat {
             }
         }
         if let Some(e) = failure {
+            if !reached.is_empty() {
+                // Remembered, so the retry does not send to these devices again. If this
+                // fails too, the retry sends to them again, under the same idempotency key.
+                if let Err(record) = self
+                    .backend
+                    .database
+                    .record_deliveries(&notification.competition, &reached)
+                    .await
+                {
+                    tracing::warn!(competition = %notification.competition, error = %record, "could not record the devices a delivery reached");
+                }
+            }
             return Err(e);
         }
         match self
             .backend
             .database
-            .complete_notification(&notification.competition)
+            .complete_notification(&notification.competition, self.clock.now())
             .await
         {
             // Another worker finished it after our lease ran out; it is delivered either way.

@@ -250,7 +250,10 @@ fn read_competition(c: &Connection, id: &CompetitionId) -> Result<Option<Competi
 
 fn read_standing(c: &Connection, id: &CompetitionId) -> Result<Option<Standing>> {
     let row = c
-        .prepare_cached("SELECT owner, status, photo_count, tally, votes_to_close FROM competitions WHERE id = ?1")
+        .prepare_cached(
+            "SELECT owner, status, photo_count, tally, votes_to_close, json_extract(body, '$.title') \
+             FROM competitions WHERE id = ?1",
+        )
         .map_err(sqlite_error)?
         .query_row([id.to_string()], |r| {
             Ok((
@@ -259,11 +262,12 @@ fn read_standing(c: &Connection, id: &CompetitionId) -> Result<Option<Standing>>
                 r.get::<_, i64>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, u32>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         })
         .optional()
         .map_err(sqlite_error)?;
-    let Some((owner, status, photos, tally, votes_to_close)) = row else {
+    let Some((owner, status, photos, tally, votes_to_close, title)) = row else {
         return Ok(None);
     };
     let corrupt = |what: &str| Error::Backend {
@@ -274,6 +278,7 @@ fn read_standing(c: &Connection, id: &CompetitionId) -> Result<Option<Standing>>
     Ok(Some(Standing {
         id: *id,
         owner: UserId::new(owner).map_err(|_| corrupt("owner"))?,
+        title,
         status: status_from(&status)?,
         photos: usize::try_from(photos).map_err(|_| corrupt("photo count"))?,
         tally: serde_json::from_str(&tally).map_err(json_error)?,
@@ -434,6 +439,7 @@ impl Database for SqliteDatabase {
                     owner: standing.owner.clone(),
                     title,
                     outcome: outcome.clone(),
+                    delivered_to: Vec::new(),
                 };
                 let body = serde_json::to_string(&notification).map_err(json_error)?;
                 tx.prepare_cached("INSERT INTO notifications (competition, body) VALUES (?1, ?2)")
@@ -512,7 +518,39 @@ impl Database for SqliteDatabase {
         .await
     }
 
-    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
+    async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()> {
+        let id = *competition;
+        let devices = devices.to_vec();
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let row: Option<(String, i64)> = tx
+                .prepare_cached("SELECT body, delivered FROM notifications WHERE competition = ?1")
+                .map_err(sqlite_error)?
+                .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sqlite_error)?;
+            let body = match row {
+                None => return Err(Error::not_found(Entity::Notification, id)),
+                Some((_, 1)) => return Err(Error::conflict("the notification was already delivered")),
+                Some((body, _)) => body,
+            };
+            let mut notification: Notification = serde_json::from_str(&body).map_err(json_error)?;
+            for device in devices {
+                if !notification.delivered_to.contains(&device) {
+                    notification.delivered_to.push(device);
+                }
+            }
+            let body = serde_json::to_string(&notification).map_err(json_error)?;
+            tx.prepare_cached("UPDATE notifications SET body = ?2 WHERE competition = ?1")
+                .map_err(sqlite_error)?
+                .execute(params![id.to_string(), body])
+                .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn complete_notification(&self, competition: &CompetitionId, _at: SystemTime) -> Result<()> {
         let id = *competition;
         self.run(move |c| {
             let tx = immediate(c)?;

@@ -1,5 +1,7 @@
 //! The one place each port's calls are forwarded through an interceptor.
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -77,8 +79,14 @@ impl<P: Database + ?Sized, I: Interceptor> Database for Layered<P, I> {
             .intercept(call("database", "claim_notifications"), op)
             .await
     }
-    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
-        let op = || self.inner.complete_notification(competition);
+    async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()> {
+        let op = || self.inner.record_deliveries(competition, devices);
+        self.interceptor
+            .intercept(call("database", "record_deliveries"), op)
+            .await
+    }
+    async fn complete_notification(&self, competition: &CompetitionId, at: SystemTime) -> Result<()> {
+        let op = || self.inner.complete_notification(competition, at);
         self.interceptor
             .intercept(call("database", "complete_notification"), op)
             .await

@@ -23,9 +23,10 @@ pub struct NotificationClaim {
 ///
 /// Each method is one thing the domain needs done atomically, so that each backend runs it its
 /// native way in as few round trips as it allows: a vote is one SQLite transaction, one
-/// DynamoDB `TransactWriteItems`, one Firestore transaction, one Azure Table batch. The rules
-/// themselves live in [`Competition::apply_vote`] and the conformance suite; see
-/// `docs/architecture.md` for why the port has this shape.
+/// DynamoDB `UpdateItem` (two for the closing vote), one read and one Firestore commit, one
+/// read and one Azure Table batch (`docs/architecture.md` has the table). The rules themselves
+/// live in [`crate::adapter::decide_vote`] and [`crate::Standing::apply`], and the conformance
+/// suite holds every adapter to them; `docs/architecture.md` says why the port has this shape.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Database: Send + Sync + std::fmt::Debug {
@@ -45,7 +46,9 @@ pub trait Database: Send + Sync + std::fmt::Debug {
     /// Reads a competition. [`Error::NotFound`](crate::Error::NotFound) if missing.
     async fn competition(&self, id: &CompetitionId) -> Result<Competition>;
 
-    /// Records and counts one vote in one atomic step, as [`Competition::apply_vote`] defines.
+    /// Records and counts one vote in one atomic step, as [`crate::adapter::decide_vote`]
+    /// defines. The same vote sent again (same voter, same choice) is answered with its
+    /// original receipt and changes nothing.
     ///
     /// Rejects with [`Error::NotFound`](crate::Error::NotFound) (also for drafts),
     /// [`Error::AlreadyVoted`](crate::Error::AlreadyVoted),
@@ -63,10 +66,18 @@ pub trait Database: Send + Sync + std::fmt::Debug {
     /// the same time.
     async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>>;
 
-    /// Marks a notification delivered. [`Error::Conflict`](crate::Error::Conflict) if it
-    /// already was: a notification is never marked delivered twice.
-    /// [`Error::NotFound`](crate::Error::NotFound) if none was recorded.
-    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()>;
+    /// Records that a pending notification reached these devices
+    /// ([`Endpoint::delivery_key`]), when a delivery reached some of the owner's devices but
+    /// not all: later claims return it with them in [`Notification::delivered_to`], so a retry
+    /// sends only to the others. Adding a device already recorded changes nothing; the lease
+    /// is left as it is. [`Error::NotFound`](crate::Error::NotFound) if none was recorded,
+    /// [`Error::Conflict`](crate::Error::Conflict) if it was already completed.
+    async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()>;
+
+    /// Marks a notification delivered, at `at` (the service's clock).
+    /// [`Error::Conflict`](crate::Error::Conflict) if it already was: a notification is never
+    /// marked delivered twice. [`Error::NotFound`](crate::Error::NotFound) if none was recorded.
+    async fn complete_notification(&self, competition: &CompetitionId, at: SystemTime) -> Result<()>;
 
     /// Saves a registered device, replacing an earlier registration of the same user and token.
     async fn save_endpoint(&self, endpoint: &Endpoint) -> Result<()>;

@@ -73,21 +73,96 @@ pub async fn votes_are_counted(h: &impl DatabaseHarness) {
     assert_eq!(db.competition(&c.id).await.expect("read").tally, r2.tally);
 }
 
-/// A second vote by the same voter is rejected whatever its choice, and changes nothing.
+/// The devices a delivery reached are recorded on the pending notification and come back
+/// with every later claim, each once, whatever order and repeats they were recorded in; a
+/// completed notification takes no more, and a missing one is not found.
+pub async fn deliveries_are_recorded_per_device(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 1).await;
+    db.cast_vote(&vote(&c, "v", 0)).await.expect("the vote closes it");
+    let start = SystemTime::now();
+    let first = db.claim_notifications(&claim(start)).await.expect("claim");
+    assert_eq!(first.len(), 1);
+    assert!(first[0].delivered_to.is_empty(), "nothing reached yet: {:?}", first[0]);
+    db.record_deliveries(&c.id, &["phone".to_string()])
+        .await
+        .expect("record");
+    db.record_deliveries(&c.id, &["tablet".to_string(), "phone".to_string()])
+        .await
+        .expect("record again");
+    // The lease is left as it is: nothing to claim until it runs out.
+    assert!(db.claim_notifications(&claim(start)).await.expect("claim").is_empty());
+    let later = db
+        .claim_notifications(&claim(start + Duration::from_secs(61)))
+        .await
+        .expect("claim after the lease");
+    assert_eq!(later.len(), 1);
+    let mut reached = later[0].delivered_to.clone();
+    reached.sort();
+    assert_eq!(reached, vec!["phone".to_string(), "tablet".to_string()]);
+    db.complete_notification(&c.id, SystemTime::now())
+        .await
+        .expect("complete");
+    let done = db.record_deliveries(&c.id, &["laptop".to_string()]).await;
+    assert!(matches!(done, Err(Error::Conflict { .. })), "{done:?}");
+    let never = competition("owner", Status::Open, 24);
+    let missing = db.record_deliveries(&never.id, &["phone".to_string()]).await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
+}
+
+/// A second vote by the same voter with another choice is rejected, and changes nothing.
 pub async fn second_votes_are_rejected(h: &impl DatabaseHarness) {
     let db = h.database();
     let c = open(&*db, "owner", 24).await;
     db.cast_vote(&vote(&c, "v", 0)).await.expect("first vote");
-    for choice in 0..3 {
-        assert!(matches!(
-            db.cast_vote(&vote(&c, "v", choice)).await,
-            Err(Error::AlreadyVoted)
-        ));
+    for choice in [1, 2] {
+        let again = db.cast_vote(&vote(&c, "v", choice)).await;
+        assert!(matches!(again, Err(Error::AlreadyVoted)), "choice {choice}: {again:?}");
     }
     assert_eq!(
         db.competition(&c.id).await.expect("read").tally,
         Tally::from_counts(vec![1, 0, 0])
     );
+}
+
+/// The same vote sent again (a mobile client retrying after a lost reply) gets the receipt it
+/// got the first time, whatever was counted since, and counts once; the same voter with
+/// another choice is still [`Error::AlreadyVoted`].
+pub async fn repeated_votes_get_their_original_receipt(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 24).await;
+    let first = db.cast_vote(&vote(&c, "v", 2)).await.expect("first vote");
+    db.cast_vote(&vote(&c, "w", 0)).await.expect("another voter");
+    for _ in 0..2 {
+        let repeat = db.cast_vote(&vote(&c, "v", 2)).await.expect("the repeat is answered");
+        assert_eq!(repeat, first, "the original receipt, not the tally now");
+    }
+    let other = db.cast_vote(&vote(&c, "v", 1)).await;
+    assert!(matches!(other, Err(Error::AlreadyVoted)), "{other:?}");
+    assert_eq!(
+        db.competition(&c.id).await.expect("read").tally,
+        Tally::from_counts(vec![1, 0, 1]),
+        "counted once"
+    );
+}
+
+/// The closing vote sent again gets its receipt, outcome included, although the competition
+/// is closed now; it records no second notification. A new voter is still rejected as closed.
+pub async fn a_repeated_closing_vote_gets_its_receipt(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let c = open(&*db, "owner", 2).await;
+    db.cast_vote(&vote(&c, "a", 1)).await.expect("vote a");
+    let closing = db.cast_vote(&vote(&c, "b", 1)).await.expect("vote b closes");
+    assert!(closing.closed.is_some());
+    let repeat = db.cast_vote(&vote(&c, "b", 1)).await.expect("the repeat is answered");
+    assert_eq!(repeat, closing);
+    let late = db.cast_vote(&vote(&c, "c", 0)).await;
+    assert!(matches!(late, Err(Error::Closed)), "{late:?}");
+    let stored = db.competition(&c.id).await.expect("read");
+    assert_eq!(stored.tally, Tally::from_counts(vec![0, 2, 0]));
+    assert_eq!(stored.outcome, closing.closed);
+    let pending = db.claim_notifications(&claim(SystemTime::now())).await.expect("claim");
+    assert_eq!(pending.len(), 1, "one notification: {pending:?}");
 }
 
 /// The owner cannot vote on their own competition; nothing changes.
@@ -384,9 +459,11 @@ pub async fn racing_claims_lease_once(h: &impl DatabaseHarness) {
 pub async fn notifications_complete_once(h: &impl DatabaseHarness) {
     let db = h.database();
     let c = closed_with_notification(&*db).await;
-    db.complete_notification(&c.id).await.expect("complete");
+    db.complete_notification(&c.id, SystemTime::now())
+        .await
+        .expect("complete");
     assert!(matches!(
-        db.complete_notification(&c.id).await,
+        db.complete_notification(&c.id, SystemTime::now()).await,
         Err(Error::Conflict { .. })
     ));
     let far_future = SystemTime::now() + Duration::from_secs(3600);
@@ -398,7 +475,7 @@ pub async fn notifications_complete_once(h: &impl DatabaseHarness) {
     );
     let never_closed = open(&*db, "owner", 24).await;
     assert!(matches!(
-        db.complete_notification(&never_closed.id).await,
+        db.complete_notification(&never_closed.id, SystemTime::now()).await,
         Err(Error::NotFound { .. })
     ));
 }
@@ -521,7 +598,7 @@ pub async fn awkward_ids_and_tokens_roundtrip(h: &impl DatabaseHarness) {
         assert_eq!(receipt.tally.total(), i as u32 + 1);
     }
     assert!(matches!(
-        db.cast_vote(&vote(&c, "__x__", 0)).await,
+        db.cast_vote(&vote(&c, "__x__", 1)).await,
         Err(Error::AlreadyVoted)
     ));
     assert!(matches!(

@@ -347,6 +347,39 @@ pub async fn the_24th_vote_closes_and_notifies_once(h: &impl DomainHarness) {
     );
 }
 
+/// When one of the owner's three devices fails, the notification stays pending, and the
+/// retry sends only to that device: every device gets the result exactly once.
+pub async fn a_retry_sends_only_to_the_devices_it_missed(h: &impl DomainHarness) {
+    // The first push fails, whichever device it goes to; the others go through.
+    let w = world_on(
+        h.backend().layer(crate::faults::FailNext::new("notifier", "send", 1)),
+        DeliveryMode::Inline,
+    );
+    let s = &w.service;
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        devices.push(s.register_device(device("owner")).await.expect("register"));
+    }
+    let c = create(s, "owner").await;
+    for i in 0..24 {
+        s.vote(&user(&format!("v{i}")), &c.id, 1).await.expect("vote");
+    }
+    let mut reached = 0;
+    for d in &devices {
+        reached += h.delivered(d).await.expect("inspect").len();
+    }
+    assert_eq!(reached, 2, "two of three devices reached inline");
+    w.clock.advance(Duration::from_secs(3600));
+    let report = s.deliver_pending().await.expect("deliver");
+    assert_eq!(report.delivered, 1, "{report:?}");
+    for d in &devices {
+        let got = h.delivered(d).await.expect("inspect");
+        assert_eq!(got.len(), 1, "device {} got {got:?}", d.device.token);
+        assert_eq!(got[0].idempotency_key, format!("thisthat-result-{}", c.id));
+    }
+    assert_eq!(s.deliver_pending().await.expect("deliver").delivered, 0, "nothing left");
+}
+
 /// A tie is stored with every tied photo as a winner and announced as a tie.
 pub async fn ties_are_announced(h: &impl DomainHarness) {
     let w = world(h, DeliveryMode::Inline);
@@ -707,7 +740,7 @@ pub async fn an_unclear_push_failure_is_retried_with_the_same_key(h: &impl Domai
 }
 
 /// A vote that was recorded but whose answer was lost, retried by the retry layer, is counted
-/// once.
+/// once, and the retry is answered with the vote's receipt (votes are idempotent).
 pub async fn a_vote_whose_answer_was_lost_counts_once(h: &impl DomainHarness) {
     let retry = thisthat_core::layers::Retry::new(thisthat_core::layers::RetryPolicy {
         max_attempts: 3,
@@ -721,12 +754,12 @@ pub async fn a_vote_whose_answer_was_lost_counts_once(h: &impl DomainHarness) {
         DeliveryMode::Inline,
     );
     let c = create(&w.service, "owner").await;
-    match w.service.vote(&user("voter"), &c.id, 2).await {
-        Ok(receipt) => assert_eq!(receipt.tally.counts(), &[0, 0, 1]),
-        // The retry finds its own first attempt; the vote stands either way.
-        Err(Error::AlreadyVoted) => {}
-        Err(other) => panic!("unexpected {other:?}"),
-    }
+    let receipt = w
+        .service
+        .vote(&user("voter"), &c.id, 2)
+        .await
+        .expect("the retry finds its own first attempt and answers with its receipt");
+    assert_eq!(receipt.tally.counts(), &[0, 0, 1]);
     assert_eq!(
         w.service.competition(&c.id).await.expect("read").tally.counts(),
         &[0, 0, 1]

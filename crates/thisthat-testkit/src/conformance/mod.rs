@@ -248,6 +248,9 @@ macro_rules! database_conformance {
                 missing_competitions_are_not_found,
                 votes_are_counted,
                 second_votes_are_rejected,
+                repeated_votes_get_their_original_receipt,
+                a_repeated_closing_vote_gets_its_receipt,
+                deliveries_are_recorded_per_device,
                 owners_cannot_vote,
                 choices_outside_the_photos_are_rejected,
                 votes_on_unknown_or_draft_competitions_are_not_found,
@@ -337,6 +340,7 @@ macro_rules! domain_conformance {
                 devices_register_and_unregister,
                 an_unclear_push_failure_is_retried_with_the_same_key,
                 a_vote_whose_answer_was_lost_counts_once,
+                a_retry_sends_only_to_the_devices_it_missed,
             ]
         );
     };

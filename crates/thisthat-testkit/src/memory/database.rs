@@ -1,5 +1,5 @@
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::Mutex,
     time::SystemTime,
 };
@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use thisthat_core::{
     Competition, CompetitionId, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Result, Status, UserId,
     Vote, VoteReceipt,
+    adapter::{CountedVote, VoteDecision, decide_vote},
     ports::{Database, NotificationClaim},
 };
 
@@ -20,7 +21,8 @@ enum Delivery {
 #[derive(Debug, Default)]
 struct State {
     competitions: BTreeMap<CompetitionId, Competition>,
-    votes: HashSet<(CompetitionId, UserId)>,
+    /// Each counted vote with its choice and receipt, so that a repeat gets the same answer.
+    votes: HashMap<(CompetitionId, UserId), (usize, VoteReceipt)>,
     notifications: BTreeMap<CompetitionId, (Notification, Delivery)>,
     endpoints: BTreeMap<(UserId, String), Endpoint>,
 }
@@ -114,26 +116,33 @@ impl Database for MemoryDatabase {
             notifications,
             ..
         } = &mut *state;
+        let key = (vote.competition, vote.voter.clone());
+        let stored = competitions.get(&vote.competition).map(Competition::standing);
+        let earlier = votes.get(&key).map(|(choice, receipt)| CountedVote {
+            choice: *choice,
+            receipt: Some(receipt.clone()),
+        });
+        let (standing, receipt, notification) = match decide_vote(vote, stored, earlier)? {
+            VoteDecision::Repeat(receipt) => return Ok(receipt),
+            VoteDecision::Count {
+                standing,
+                receipt,
+                notification,
+            } => (standing, receipt, notification),
+        };
         let competition = competitions
             .get_mut(&vote.competition)
             .ok_or_else(|| Error::not_found(Entity::Competition, vote.competition))?;
-        if votes.contains(&(vote.competition, vote.voter.clone())) {
-            return Err(Error::AlreadyVoted);
-        }
-        // Apply to a copy so that a rejection leaves the stored competition untouched.
-        let mut next = competition.clone();
-        let receipt = next.apply_vote(vote)?;
-        if let Some(outcome) = &receipt.closed {
+        competition.status = standing.status;
+        competition.tally = standing.tally;
+        competition.outcome = receipt.closed.clone();
+        if let Some(notification) = notification {
             notifications.insert(
-                next.id,
-                (
-                    Notification::for_close(&next, outcome),
-                    Delivery::Pending { leased_until: None },
-                ),
+                vote.competition,
+                (*notification, Delivery::Pending { leased_until: None }),
             );
         }
-        *competition = next;
-        votes.insert((vote.competition, vote.voter.clone()));
+        votes.insert(key, (vote.choice, receipt.clone()));
         Ok(receipt)
     }
 
@@ -149,7 +158,7 @@ impl Database for MemoryDatabase {
                 query
                     .viewer
                     .as_ref()
-                    .is_none_or(|v| !state.votes.contains(&(c.id, v.clone())))
+                    .is_none_or(|v| !state.votes.contains_key(&(c.id, v.clone())))
             })
             .take(query.limit + 1)
             .cloned()
@@ -177,7 +186,24 @@ impl Database for MemoryDatabase {
         Ok(claimed)
     }
 
-    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
+    async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()> {
+        let mut state = self.lock();
+        let (notification, delivery) = state
+            .notifications
+            .get_mut(competition)
+            .ok_or_else(|| Error::not_found(Entity::Notification, competition))?;
+        if matches!(delivery, Delivery::Done) {
+            return Err(Error::conflict("the notification was already delivered"));
+        }
+        for device in devices {
+            if !notification.delivered_to.contains(device) {
+                notification.delivered_to.push(device.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn complete_notification(&self, competition: &CompetitionId, _at: SystemTime) -> Result<()> {
         let mut state = self.lock();
         let (_, delivery) = state
             .notifications
