@@ -37,6 +37,8 @@ pub async fn run() -> AnyResult {
         notifier: required(PORTS[2])?,
         classifier: required(PORTS[3])?,
     };
+    // Before opening anything: outside Lambda, say so instead of waiting on cloud credentials.
+    thisthat_server::lambda::check_runtime_environment()?;
     let backend = crate::embedded::registry()
         .open(&config)
         .await?

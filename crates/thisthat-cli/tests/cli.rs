@@ -503,6 +503,38 @@ async fn lambda_started_without_arguments_serves_requests_and_runs_the_schedule(
     assert!(runtime.violations().is_empty(), "{:?}", runtime.violations());
 }
 
+/// `thisthat lambda` outside the Lambda runtime says which of its variables are missing; it
+/// neither panics nor opens the configured adapters.
+#[cfg(feature = "lambda")]
+#[test]
+fn lambda_outside_the_lambda_runtime_says_so() {
+    let mut command = Command::cargo_bin("thisthat").expect("binary");
+    command
+        .arg("lambda")
+        .env("THISTHAT_STORAGE", "memory://")
+        .env("THISTHAT_DATABASE", "memory://")
+        .env("THISTHAT_NOTIFIER", "memory://")
+        .env("THISTHAT_CLASSIFIER", "memory://")
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+    for variable in [
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    ] {
+        command.env_remove(variable);
+    }
+    let output = command.output().expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "not running under the Lambda runtime: AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_VERSION, AWS_LAMBDA_FUNCTION_MEMORY_SIZE not set"
+        ),
+        "{stderr}"
+    );
+}
+
 /// Without `AWS_LAMBDA_RUNTIME_API`, no arguments still means usage: only the Lambda runtime
 /// turns a bare start into `thisthat lambda`.
 #[test]

@@ -175,9 +175,45 @@ impl std::fmt::Debug for Failure {
     }
 }
 
-/// Runs `function` under the Lambda runtime until the runtime API stops answering. Needs the
-/// Lambda runtime's environment (`AWS_LAMBDA_RUNTIME_API` and the function's variables).
+/// The variables Lambda sets for a function's runtime, which the runtime client needs.
+const RUNTIME_VARIABLES: [&str; 4] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+];
+
+/// Checks that this process runs under the Lambda runtime: the runtime client panics on a
+/// missing variable, so this says which ones are missing instead ([`Error::Config`]).
+pub fn check_runtime_environment() -> Result<(), Error> {
+    let missing: Vec<&str> = RUNTIME_VARIABLES
+        .into_iter()
+        .filter(|variable| std::env::var_os(variable).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::config(format!(
+            "not running under the Lambda runtime: {} not set (Lambda sets them; to run the API \
+             elsewhere use `thisthat serve`, or `cargo lambda watch` to emulate Lambda)",
+            missing.join(", ")
+        )));
+    }
+    let memory = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").unwrap_or_default();
+    if memory.parse::<i32>().is_err() {
+        return Err(Error::config(format!(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE={memory:?} is not a number of megabytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `function` under the Lambda runtime until the runtime API stops answering.
+///
+/// # Errors
+///
+/// [`Error::Config`] when the Lambda runtime's variables are missing
+/// ([`check_runtime_environment`]); the runtime's error when it stops.
 pub async fn run_lambda(function: LambdaFunction) -> Result<(), lambda_http::Error> {
+    check_runtime_environment()?;
     let function = Arc::new(function);
     lambda_http::lambda_runtime::run(lambda_http::service_fn(move |event: LambdaEvent<Value>| {
         let function = function.clone();
