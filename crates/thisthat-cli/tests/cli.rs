@@ -2,6 +2,9 @@
 
 use assert_cmd::Command;
 
+/// How long a test waits for a `thisthat serve` it started to answer.
+const STARTUP: std::time::Duration = std::time::Duration::from_secs(90);
+
 #[test]
 fn demo_plays_the_whole_story_on_the_embedded_backend() {
     let output = Command::cargo_bin("thisthat")
@@ -115,7 +118,10 @@ fn serve_answers_requests_on_a_mix_of_adapters() {
         .spawn()
         .expect("spawn");
     let mut answered = None;
-    for _ in 0..200 {
+    // The server loads the embedded image model before it listens: seconds in a debug build,
+    // more on a loaded machine (10 s was too short at a load average of 7 on 2 cores).
+    let deadline = std::time::Instant::now() + STARTUP;
+    while std::time::Instant::now() < deadline {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
             stream
@@ -578,7 +584,10 @@ fn serve_listens_on_port_from_the_environment() {
         .spawn()
         .expect("spawn");
     let mut answered = None;
-    for _ in 0..200 {
+    // The server loads the embedded image model before it listens: seconds in a debug build,
+    // more on a loaded machine (10 s was too short at a load average of 7 on 2 cores).
+    let deadline = std::time::Instant::now() + STARTUP;
+    while std::time::Instant::now() < deadline {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
             stream
