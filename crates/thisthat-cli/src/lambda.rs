@@ -1,9 +1,11 @@
-//! `thisthat lambda`: the same router as `serve`, run by the Lambda runtime.
+//! `thisthat lambda`: the same router as `serve`, run by the Lambda runtime, plus the
+//! maintenance on EventBridge's schedule. The Lambda runtime starts the binary with no
+//! arguments (cargo-lambda's `bootstrap`); [`command_line`] turns that into `thisthat lambda`.
 
 use std::sync::Arc;
 
 use thisthat_core::{BackendConfig, SystemClock, Thisthat};
-use thisthat_server::{AppState, Auth};
+use thisthat_server::{AppState, Auth, LambdaFunction};
 
 use crate::AnyResult;
 
@@ -26,7 +28,8 @@ fn required(variable: &str) -> AnyResult<String> {
     })
 }
 
-/// Opens the configured adapters, then hands the router to the Lambda runtime until it stops.
+/// Opens the configured adapters, then hands the API and the maintenance to the Lambda runtime
+/// until it stops.
 pub async fn run() -> AnyResult {
     let config = BackendConfig {
         storage: required(PORTS[0])?,
@@ -34,6 +37,8 @@ pub async fn run() -> AnyResult {
         notifier: required(PORTS[2])?,
         classifier: required(PORTS[3])?,
     };
+    // Before opening anything: outside Lambda, say so instead of waiting on cloud credentials.
+    thisthat_server::lambda::check_runtime_environment()?;
     let backend = crate::embedded::registry()
         .open(&config)
         .await?
@@ -41,13 +46,23 @@ pub async fn run() -> AnyResult {
     // Inline delivery (the default): a function may be frozen as soon as it answers, so the
     // closing vote's call delivers the result before returning.
     let service = Thisthat::builder(backend).build()?;
-    let router = thisthat_server::router(AppState {
+    let function = LambdaFunction::new(AppState {
         service,
         auth: Auth::api_gateway(),
         blobs: None,
         clock: Arc::new(SystemClock),
     });
-    thisthat_server::run_lambda(router)
+    thisthat_server::run_lambda(function)
         .await
         .map_err(|e| format!("the Lambda runtime stopped: {e}").into())
+}
+
+/// The command line to parse: `thisthat lambda` when the Lambda runtime started the binary with
+/// no arguments (it sets `AWS_LAMBDA_RUNTIME_API`), the real one otherwise.
+pub fn command_line() -> Vec<std::ffi::OsString> {
+    let mut arguments: Vec<_> = std::env::args_os().collect();
+    if arguments.len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        arguments.push("lambda".into());
+    }
+    arguments
 }

@@ -11,6 +11,7 @@ mod demo;
 mod embedded;
 #[cfg(feature = "lambda")]
 mod lambda;
+mod listen;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -31,9 +32,10 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API on the embedded backend (SQLite, files, an outbox file).
     Serve {
-        /// Address to listen on.
-        #[arg(long, env = "THISTHAT_ADDR", default_value = "127.0.0.1:8080")]
-        addr: SocketAddr,
+        /// Address to listen on [default: 0.0.0.0:$PORT when PORT is set, as Cloud Run and
+        /// Azure Container Apps set it, else 127.0.0.1:8080].
+        #[arg(long, env = "THISTHAT_ADDR")]
+        addr: Option<SocketAddr>,
         /// Where the database, photos, outbox and secrets live.
         #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
         data_dir: PathBuf,
@@ -48,9 +50,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Run the API as an AWS Lambda function behind API Gateway (HTTP API, payload v2). Every
-    /// port comes from its THISTHAT_* variable (a Lambda has no place for embedded state);
-    /// callers are taken from the gateway's JWT authorizer.
+    /// Run the API as an AWS Lambda function behind API Gateway (HTTP API, payload v2), and the
+    /// maintenance on EventBridge scheduled events. Every port comes from its THISTHAT_*
+    /// variable (a Lambda has no place for embedded state); callers are taken from the
+    /// gateway's JWT authorizer. Started with no arguments and AWS_LAMBDA_RUNTIME_API set (as
+    /// the Lambda runtime starts a `bootstrap`), the binary runs this command.
     #[cfg(feature = "lambda")]
     Lambda,
     /// Print a bearer token for a user of a local server (signed with its data dir's secret).
@@ -67,15 +71,26 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether this command is a long-running server, whose log is its output.
+    fn is_server(&self) -> bool {
+        match self {
+            Command::Serve { .. } => true,
+            #[cfg(feature = "lambda")]
+            Command::Lambda => true,
+            _ => false,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    #[cfg(feature = "lambda")]
+    let cli = Cli::parse_from(lambda::command_line());
+    #[cfg(not(feature = "lambda"))]
     let cli = Cli::parse();
     // The demo's story is its output; a server's log is its output.
-    let default_level = if matches!(cli.command, Command::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
-    };
+    let default_level = if cli.command.is_server() { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
@@ -107,7 +122,9 @@ async fn main() -> std::process::ExitCode {
 
 type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-async fn serve(addr: SocketAddr, data_dir: PathBuf, overrides: &embedded::Overrides) -> AnyResult {
+async fn serve(addr: Option<SocketAddr>, data_dir: PathBuf, overrides: &embedded::Overrides) -> AnyResult {
+    let port = std::env::var_os("PORT").map(|port| port.to_string_lossy().into_owned());
+    let addr = listen::address(addr, port.as_deref())?;
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await

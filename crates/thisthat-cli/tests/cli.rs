@@ -2,6 +2,9 @@
 
 use assert_cmd::Command;
 
+/// How long a test waits for a `thisthat serve` it started to answer.
+const STARTUP: std::time::Duration = std::time::Duration::from_secs(90);
+
 #[test]
 fn demo_plays_the_whole_story_on_the_embedded_backend() {
     let output = Command::cargo_bin("thisthat")
@@ -115,7 +118,10 @@ fn serve_answers_requests_on_a_mix_of_adapters() {
         .spawn()
         .expect("spawn");
     let mut answered = None;
-    for _ in 0..200 {
+    // The server loads the embedded image model before it listens: seconds in a debug build,
+    // more on a loaded machine (10 s was too short at a load average of 7 on 2 cores).
+    let deadline = std::time::Instant::now() + STARTUP;
+    while std::time::Instant::now() < deadline {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
             stream
@@ -366,4 +372,254 @@ fn lambda_without_configuration_says_what_is_missing() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("THISTHAT_STORAGE is not set"), "{stderr}");
+}
+
+/// The binary started exactly as Lambda starts a `bootstrap`: no arguments, the runtime API's
+/// address and the function's variables in the environment. One process answers an API Gateway
+/// request, runs the maintenance for an EventBridge scheduled event, and refuses an event that
+/// is neither with a typed error, in the order the stand-in for the Runtime API hands them out.
+#[cfg(feature = "lambda")]
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_started_without_arguments_serves_requests_and_runs_the_schedule() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use thisthat_testkit::wire::{Reply, WireFake};
+
+    let http = serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/v1/feed", "rawQueryString": "",
+        "headers": {"accept": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "r3pmxmplak", "domainName": "r3pmxmplak.execute-api.us-east-2.amazonaws.com",
+            "domainPrefix": "r3pmxmplak", "requestId": "JKJaXmPLvHcESHA=", "routeKey": "$default", "stage": "$default",
+            "time": "01/Dec/2026:10:00:00 +0000", "timeEpoch": 1796032800000u64,
+            "http": {"method": "GET", "path": "/v1/feed", "protocol": "HTTP/1.1", "sourceIp": "198.51.100.7", "userAgent": "test"}
+        },
+        "isBase64Encoded": false
+    });
+    let scheduled = serde_json::json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-12-01T10:01:00Z", "region": "us-east-2",
+        "resources": ["arn:aws:events:us-east-2:123456789012:rule/thisthat-maintenance"], "detail": {}
+    });
+    let s3 = serde_json::json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}});
+    let events = [http, scheduled, s3];
+    let count = events.len();
+    let nexts = std::sync::Arc::new(AtomicUsize::new(0));
+    let runtime = {
+        let nexts = nexts.clone();
+        WireFake::start(move |request| {
+            if request.method == "GET" && request.path == "/2018-06-01/runtime/invocation/next" {
+                let Some(event) = events.get(nexts.fetch_add(1, Ordering::SeqCst)) else {
+                    // Every event was handed out; a failing runtime API ends the process.
+                    return Ok(Reply::status(500));
+                };
+                let id = format!("request-{}", nexts.load(Ordering::SeqCst));
+                let deadline = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock")
+                    .as_millis()
+                    + 60_000;
+                return Ok(Reply::json(200, event.clone())
+                    .header("lambda-runtime-aws-request-id", &id)
+                    .header("lambda-runtime-deadline-ms", &deadline.to_string())
+                    .header(
+                        "lambda-runtime-invoked-function-arn",
+                        "arn:aws:lambda:us-east-2:123456789012:function:thisthat",
+                    ));
+            }
+            let answered = request
+                .path
+                .strip_prefix("/2018-06-01/runtime/invocation/request-")
+                .and_then(|rest| rest.split_once('/'))
+                .is_some_and(|(_, kind)| kind == "response" || kind == "error");
+            if request.method == "POST" && answered {
+                Ok(Reply::status(202))
+            } else {
+                Err(format!(
+                    "unexpected runtime API call {} {}",
+                    request.method, request.path
+                ))
+            }
+        })
+        .await
+    };
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.url().trim_start_matches("http://"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "thisthat")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/thisthat")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("THISTHAT_STORAGE", "memory://")
+        .env("THISTHAT_DATABASE", "memory://")
+        .env("THISTHAT_NOTIFIER", "memory://")
+        .env("THISTHAT_CLASSIFIER", "memory://")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let answers = || {
+        runtime
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..300 {
+        if answers().len() == count {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let answers = answers();
+    assert_eq!(answers.len(), count, "the function said:\n{stderr}");
+    let paths: Vec<&str> = answers.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/2018-06-01/runtime/invocation/request-1/response",
+            "/2018-06-01/runtime/invocation/request-2/response",
+            "/2018-06-01/runtime/invocation/request-3/error",
+        ],
+        "{stderr}"
+    );
+    let response = answers[0].json().expect("a JSON response");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: serde_json::Value = serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON body");
+    assert_eq!(body["competitions"], serde_json::json!([]), "{body}");
+    let maintenance = answers[1].json().expect("a JSON response");
+    assert_eq!(
+        maintenance,
+        serde_json::json!({"maintenance": {"notifications": {"delivered": 0, "failed": 0, "devices_removed": 0}}})
+    );
+    assert!(
+        stderr.contains("scheduled maintenance"),
+        "what it did is logged:\n{stderr}"
+    );
+    let refused = answers[2].json().expect("a JSON error");
+    assert_eq!(refused["errorType"], "thisthat.invalid_input", "{refused}");
+    let message = refused["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("aws.s3 (Object Created)") && message.contains("scheduled events"),
+        "{message}"
+    );
+    assert!(runtime.violations().is_empty(), "{:?}", runtime.violations());
+}
+
+/// `thisthat lambda` outside the Lambda runtime says which of its variables are missing; it
+/// neither panics nor opens the configured adapters.
+#[cfg(feature = "lambda")]
+#[test]
+fn lambda_outside_the_lambda_runtime_says_so() {
+    let mut command = Command::cargo_bin("thisthat").expect("binary");
+    command
+        .arg("lambda")
+        .env("THISTHAT_STORAGE", "memory://")
+        .env("THISTHAT_DATABASE", "memory://")
+        .env("THISTHAT_NOTIFIER", "memory://")
+        .env("THISTHAT_CLASSIFIER", "memory://")
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+    for variable in [
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    ] {
+        command.env_remove(variable);
+    }
+    let output = command.output().expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "not running under the Lambda runtime: AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_VERSION, AWS_LAMBDA_FUNCTION_MEMORY_SIZE not set"
+        ),
+        "{stderr}"
+    );
+}
+
+/// Without `AWS_LAMBDA_RUNTIME_API`, no arguments still means usage: only the Lambda runtime
+/// turns a bare start into `thisthat lambda`.
+#[test]
+fn no_arguments_outside_lambda_print_usage() {
+    let output = Command::cargo_bin("thisthat")
+        .expect("binary")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Usage: thisthat"), "{stderr}");
+}
+
+/// Cloud Run and Container Apps say where to listen in `PORT`: `serve` then listens on every
+/// interface on it, and says so; a `PORT` that is not a port number is refused before anything
+/// opens.
+#[test]
+fn serve_listens_on_port_from_the_environment() {
+    let dir = std::env::temp_dir().join(format!("thisthat-cli-port-{}", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let log = std::env::temp_dir().join(format!("thisthat-cli-port-{}.log", std::process::id()));
+    let out = std::env::temp_dir().join(format!("thisthat-cli-port-{}.out", std::process::id()));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
+        .args([
+            "serve",
+            "--database",
+            "sqlite::memory:",
+            "--notifier",
+            "memory://",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("PORT", port.to_string())
+        .env_remove("THISTHAT_ADDR")
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn");
+    let mut answered = None;
+    // The server loads the embedded image model before it listens: seconds in a debug build,
+    // more on a loaded machine (10 s was too short at a load average of 7 on 2 cores).
+    let deadline = std::time::Instant::now() + STARTUP;
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .expect("write");
+            let mut response = String::new();
+            answered = Some(stream.read_to_string(&mut response).map(|_| response));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = std::fs::read_to_string(&out).unwrap_or_default();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let response = answered
+        .unwrap_or_else(|| panic!("nothing listened on PORT {port}:\n{said}\n{logged}"))
+        .expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(said.contains(&format!("http://0.0.0.0:{port}")), "{said}");
+
+    let refused = Command::cargo_bin("thisthat")
+        .expect("binary")
+        .args(["serve", "--data-dir"])
+        .arg(&dir)
+        .env("PORT", "eighty")
+        .env_remove("THISTHAT_ADDR")
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("PORT=\"eighty\" is not a port number"), "{stderr}");
+    assert!(!dir.exists(), "nothing was opened for a bad PORT");
 }

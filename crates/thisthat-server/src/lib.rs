@@ -1,5 +1,6 @@
 //! The HTTP API of thisthat: a versioned JSON API over the [`Thisthat`] service, the same
-//! router locally (`thisthat serve`) and, later, on AWS Lambda.
+//! router locally (`thisthat serve`) and on AWS Lambda ([`lambda`], feature `lambda`), where
+//! the same function also runs the scheduled maintenance.
 //!
 //! | method and path | what |
 //! |---|---|
@@ -19,6 +20,8 @@
 
 pub mod auth;
 pub mod error;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 mod routes;
 
 use std::{sync::Arc, time::Duration};
@@ -39,6 +42,8 @@ pub use auth::{Auth, JwksConfig, MaybeUser, User, issue_hs256};
 /// The router type [`router`] returns.
 pub use axum::Router;
 pub use error::ApiError;
+#[cfg(feature = "lambda")]
+pub use lambda::{LambdaFunction, run_lambda};
 
 /// A blob store the server serves signed URLs for (the embedded file store), with the signer
 /// that signed them.
@@ -118,14 +123,6 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-}
-
-/// Runs `router` as an AWS Lambda function behind API Gateway (HTTP API, payload v2): the
-/// same routes, errors and limits as [`serve`]. Use it with [`Auth::api_gateway`] so that the
-/// gateway's JWT authorizer identifies callers. Needs the Lambda runtime's environment.
-#[cfg(feature = "lambda")]
-pub async fn run_lambda(router: Router) -> Result<(), lambda_http::Error> {
-    lambda_http::run(router).await
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
