@@ -37,16 +37,23 @@
 //!   AI Vision.
 //! - `gcp`: the Google Cloud adapters ([`gcp`]): Cloud Storage, Firestore, FCM, Vision.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "aws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub use thisthat_aws as aws;
 #[cfg(feature = "azure")]
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 pub use thisthat_azure as azure;
 pub use thisthat_core::*;
 #[cfg(feature = "gcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gcp")))]
 pub use thisthat_gcp as gcp;
 #[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub use thisthat_local as local;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use thisthat_testkit as testkit;
 
 /// A [`Registry`] that opens every adapter compiled into this build (by cargo feature).

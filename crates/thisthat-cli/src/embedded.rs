@@ -195,7 +195,7 @@ impl Embedded {
             notifier,
             classifier,
         };
-        let backend = backend.layer(thisthat_core::layers::Trace);
+        let backend = backend.with_standard_layers();
         let service = Thisthat::builder(backend).build()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = AppState {

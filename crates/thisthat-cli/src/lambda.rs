@@ -39,10 +39,7 @@ pub async fn run() -> AnyResult {
     };
     // Before opening anything: outside Lambda, say so instead of waiting on cloud credentials.
     thisthat_server::lambda::check_runtime_environment()?;
-    let backend = crate::embedded::registry()
-        .open(&config)
-        .await?
-        .layer(thisthat_core::layers::Trace);
+    let backend = crate::embedded::registry().open(&config).await?.with_standard_layers();
     // Inline delivery (the default): a function may be frozen as soon as it answers, so the
     // closing vote's call delivers the result before returning.
     let service = Thisthat::builder(backend).build()?;

@@ -40,4 +40,12 @@ impl Backend {
             classifier: Arc::new(Layered::new(self.classifier, interceptor)),
         }
     }
+
+    /// The layers the `thisthat` binaries run every port with: [`Retry`](crate::layers::Retry)
+    /// with its defaults, outside [`Trace`](crate::layers::Trace) so that every attempt is
+    /// traced with its outcome. Adapters leave transient failures to this retry layer (their
+    /// own loops end in [`Error::Busy`](crate::Error::Busy), which it does not retry again).
+    pub fn with_standard_layers(self) -> Backend {
+        self.layer(crate::layers::Trace).layer(crate::layers::Retry::default())
+    }
 }
