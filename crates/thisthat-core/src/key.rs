@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CompetitionId, Error, MediaType, Result};
 
+/// Where every blob the SDK stores lives: `competitions/{id}/...`.
+pub const PHOTO_PREFIX: &str = "competitions/";
+
 /// The key of a blob in a [`BlobStore`](crate::ports::BlobStore).
 ///
 /// The SDK builds the keys of photos itself ([`BlobKey::photo`]); a key never contains
@@ -55,7 +58,25 @@ impl BlobKey {
 
     /// The key of photo `index` of a competition: `competitions/{id}/{index}.{ext}`.
     pub fn photo(competition: &CompetitionId, index: usize, media_type: MediaType) -> Self {
-        BlobKey(format!("competitions/{competition}/{index}.{}", media_type.extension()))
+        BlobKey(format!(
+            "{PHOTO_PREFIX}{competition}/{index}.{}",
+            media_type.extension()
+        ))
+    }
+
+    /// The competition this key belongs to, for keys the SDK built
+    /// (`competitions/{id}/...`); `None` for any other key.
+    ///
+    /// ```
+    /// use thisthat_core::{BlobKey, CompetitionId, MediaType};
+    /// let id = CompetitionId::new();
+    /// assert_eq!(BlobKey::photo(&id, 0, MediaType::Png).competition(), Some(id));
+    /// assert_eq!(BlobKey::new("other/thing").unwrap().competition(), None);
+    /// ```
+    pub fn competition(&self) -> Option<CompetitionId> {
+        let rest = self.0.strip_prefix(PHOTO_PREFIX)?;
+        let (id, _) = rest.split_once('/')?;
+        id.parse().ok()
     }
 
     /// The key as a string.

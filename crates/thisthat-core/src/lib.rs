@@ -40,5 +40,6 @@ pub use page::{Cursor, FeedPage, FeedQuery};
 pub use registry::{BackendConfig, Registry, UrlOpener};
 pub use rules::Rules;
 pub use service::{
-    BeginUpload, DeclaredPhoto, DeliveryMode, DeliveryReport, NewCompetition, Thisthat, ThisthatBuilder, UploadTicket,
+    BeginUpload, DeclaredPhoto, DeliveryMode, DeliveryReport, MaintenanceReport, NewCompetition, SweepReport, Thisthat,
+    ThisthatBuilder, UploadTicket,
 };

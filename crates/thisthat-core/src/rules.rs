@@ -34,6 +34,9 @@ pub struct Rules {
     /// How long a worker holds a claimed notification before another may retry it. Default 1
     /// minute.
     pub notification_lease: Duration,
+    /// How old a blob no competition refers to must be before the maintenance pass removes it
+    /// (a younger one may belong to a creation still under way). Default 1 hour.
+    pub orphan_grace: Duration,
 }
 
 impl Default for Rules {
@@ -48,6 +51,7 @@ impl Default for Rules {
             upload_url_ttl: Duration::from_secs(15 * 60),
             download_url_ttl: Duration::from_secs(60 * 60),
             notification_lease: Duration::from_secs(60),
+            orphan_grace: Duration::from_secs(60 * 60),
         }
     }
 }

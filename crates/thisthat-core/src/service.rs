@@ -61,6 +61,35 @@ pub struct DeliveryReport {
     pub devices_removed: usize,
 }
 
+/// What one maintenance pass ([`Thisthat::maintain`]) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// The delivery of pending notifications.
+    pub delivery: DeliveryReport,
+    /// What the sweep of stored blobs removed.
+    pub sweep: SweepReport,
+}
+
+/// What one sweep of stored blobs ([`Thisthat::sweep`]) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Blobs looked at.
+    pub blobs_seen: usize,
+    /// Blobs removed because no competition refers to them (older than
+    /// [`Rules::orphan_grace`]).
+    pub orphans_removed: usize,
+    /// Drafts of the signed-upload flow removed, with their uploads, because their upload URLs
+    /// expired long ago ([`Rules::upload_url_ttl`] plus [`Rules::orphan_grace`]).
+    pub drafts_expired: usize,
+}
+
+/// What the sweep does with a competition's blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Remove,
+}
+
 /// When the owner's notification is sent after the closing vote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -471,6 +500,104 @@ impl Thisthat {
         }
         .instrument(tracing::info_span!("thisthat.deliver_pending"))
         .await
+    }
+
+    /// One maintenance pass, for a schedule (the `thisthat serve` background task, a Lambda's
+    /// EventBridge rule, cron): delivers pending notifications ([`Thisthat::deliver_pending`])
+    /// and sweeps stored blobs ([`Thisthat::sweep`]). Safe to run from several workers at
+    /// once, and after a crash at any point.
+    pub async fn maintain(&self) -> Result<MaintenanceReport> {
+        async {
+            let delivery = self.deliver_pending().await?;
+            let sweep = self.sweep().await?;
+            tracing::info!(
+                delivered = delivery.delivered,
+                failed = delivery.failed,
+                devices_removed = delivery.devices_removed,
+                blobs_seen = sweep.blobs_seen,
+                orphans_removed = sweep.orphans_removed,
+                drafts_expired = sweep.drafts_expired,
+                "maintenance pass done"
+            );
+            Ok(MaintenanceReport { delivery, sweep })
+        }
+        .instrument(tracing::info_span!("thisthat.maintain"))
+        .await
+    }
+
+    /// Walks the stored blobs and removes what nothing will ever use: blobs of a competition
+    /// that does not exist (a creation that failed and whose clean-up failed too), once older
+    /// than [`Rules::orphan_grace`]; and drafts of the signed-upload flow whose upload URLs
+    /// expired more than that grace ago, with their uploads. A blob's age is its
+    /// competition's id (ids are time-ordered), so a creation still under way is never
+    /// touched.
+    ///
+    /// A draft to which nothing was uploaded has no blob, so this walk does not find it; it
+    /// stays in the database, where it is invisible (not in the feed, takes no votes).
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        async {
+            let now = self.clock.now();
+            let mut report = SweepReport::default();
+            let mut verdicts: HashMap<CompetitionId, Verdict> = HashMap::new();
+            let mut continuation = None;
+            loop {
+                let page = self
+                    .backend
+                    .blobs
+                    .list(crate::key::PHOTO_PREFIX, continuation.take())
+                    .await?;
+                for blob in page.blobs {
+                    report.blobs_seen += 1;
+                    let Some(id) = blob.key.competition() else { continue };
+                    let age = now
+                        .duration_since(std::time::UNIX_EPOCH + std::time::Duration::from_millis(id.timestamp_ms()))
+                        .unwrap_or_default();
+                    if age <= self.rules.orphan_grace {
+                        continue;
+                    }
+                    let verdict = match verdicts.get(&id) {
+                        Some(v) => *v,
+                        None => {
+                            let v = self.verdict(&id, age, &mut report).await?;
+                            verdicts.insert(id, v);
+                            v
+                        }
+                    };
+                    if verdict == Verdict::Remove {
+                        self.backend.blobs.delete(&blob.key).await?;
+                        report.orphans_removed += 1;
+                    }
+                }
+                match page.next {
+                    Some(next) => continuation = Some(next),
+                    None => break,
+                }
+            }
+            Ok(report)
+        }
+        .instrument(tracing::info_span!("thisthat.sweep"))
+        .await
+    }
+
+    /// Whether the blobs of competition `id`, `age` old, stay; an expired draft is deleted
+    /// here (its blobs go with the walk).
+    async fn verdict(&self, id: &CompetitionId, age: std::time::Duration, report: &mut SweepReport) -> Result<Verdict> {
+        match self.backend.database.competition(id).await {
+            Err(Error::NotFound { .. }) => Ok(Verdict::Remove),
+            Ok(c) if c.status == Status::Draft && age > self.rules.upload_url_ttl + self.rules.orphan_grace => {
+                match self.backend.database.delete_draft(id).await {
+                    Ok(()) => {
+                        report.drafts_expired += 1;
+                        Ok(Verdict::Remove)
+                    }
+                    // Finished meanwhile: it is a competition now, and its photos stay.
+                    Err(Error::Conflict { .. }) => Ok(Verdict::Keep),
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(_) => Ok(Verdict::Keep),
+            Err(e) => Err(e),
+        }
     }
 
     async fn deliver(&self, competition: Option<CompetitionId>, limit: usize) -> Result<DeliveryReport> {

@@ -28,12 +28,14 @@
 //! }
 //! ```
 
+mod chaos;
 mod forward;
 mod retry;
 mod trace;
 
 use std::{fmt, future::Future, sync::Arc};
 
+pub use chaos::{Chaos, ChaosReport, FaultCounts, Faults};
 pub use retry::{Retry, RetryPolicy};
 pub use trace::Trace;
 

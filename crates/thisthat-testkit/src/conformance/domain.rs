@@ -380,6 +380,86 @@ pub async fn a_retry_sends_only_to_the_devices_it_missed(h: &impl DomainHarness)
     assert_eq!(s.deliver_pending().await.expect("deliver").delivered, 0, "nothing left");
 }
 
+/// The maintenance pass removes blobs no competition refers to and drafts whose upload URLs
+/// expired long ago, once they are older than the grace, and nothing else.
+pub async fn maintenance_sweeps_orphans_and_expired_drafts(h: &impl DomainHarness) {
+    use thisthat_core::{BlobKey, ports::PutOptions};
+    let w = world(h, DeliveryMode::Inline);
+    let s = &w.service;
+    let blobs = s.backend().blobs.clone();
+    let kept = create(s, "owner").await;
+    // A creation that failed and whose clean-up failed too: a photo of no competition.
+    let orphan = BlobKey::photo(&CompetitionId::new(), 0, MediaType::Png);
+    blobs
+        .put(&orphan, photos::three().remove(0), &PutOptions::default())
+        .await
+        .expect("put the orphan");
+    // A draft with one of its three photos uploaded, never finished.
+    let draft = match s.begin_upload(&user("owner"), declared()).await {
+        Ok(ticket) => {
+            let key = BlobKey::photo(&ticket.competition, 0, MediaType::Png);
+            blobs
+                .put(&key, photos::three().remove(0), &PutOptions::default())
+                .await
+                .expect("upload the draft's first photo");
+            Some((ticket.competition, key))
+        }
+        Err(Error::Unsupported { .. }) if h.signed_urls() == SignedUrls::Unsupported => None,
+        Err(e) => panic!("begin upload: {e:?}"),
+    };
+    let stored = |prefix: String| {
+        let blobs = blobs.clone();
+        async move { blobs.list(&prefix, None).await.expect("list").blobs.len() }
+    };
+    let kept_blobs = stored(format!("competitions/{}/", kept.id)).await;
+    assert!(kept_blobs >= 3, "the competition's photos are stored");
+
+    let young = s.maintain().await.expect("maintain");
+    assert_eq!(
+        young.sweep.orphans_removed, 0,
+        "nothing is older than the grace: {young:?}"
+    );
+    assert!(
+        blobs.head(&orphan).await.is_ok(),
+        "a young orphan may be a creation under way"
+    );
+
+    let rules = s.rules().clone();
+    w.clock
+        .advance(rules.orphan_grace + rules.upload_url_ttl + Duration::from_secs(60));
+    let pass = s.maintain().await.expect("maintain");
+    let gone = blobs.head(&orphan).await;
+    assert!(
+        matches!(gone, Err(Error::NotFound { .. })),
+        "the orphan is removed: {gone:?}"
+    );
+    assert_eq!(
+        stored(format!("competitions/{}/", kept.id)).await,
+        kept_blobs,
+        "a competition's photos stay"
+    );
+    assert_eq!(s.competition(&kept.id).await.expect("read").id, kept.id);
+    match draft {
+        Some((id, key)) => {
+            assert_eq!(pass.sweep.drafts_expired, 1, "{pass:?}");
+            assert_eq!(
+                pass.sweep.orphans_removed, 2,
+                "the orphan and the draft's upload: {pass:?}"
+            );
+            let upload = blobs.head(&key).await;
+            assert!(matches!(upload, Err(Error::NotFound { .. })), "{upload:?}");
+            let finish = s.finish_upload(&user("owner"), &id).await;
+            assert!(
+                matches!(finish, Err(Error::NotFound { .. })),
+                "the draft is gone: {finish:?}"
+            );
+        }
+        None => assert_eq!(pass.sweep.orphans_removed, 1, "{pass:?}"),
+    }
+    let again = s.maintain().await.expect("maintain again");
+    assert_eq!(again.sweep.orphans_removed + again.sweep.drafts_expired, 0, "{again:?}");
+}
+
 /// A tie is stored with every tied photo as a winner and announced as a tie.
 pub async fn ties_are_announced(h: &impl DomainHarness) {
     let w = world(h, DeliveryMode::Inline);

@@ -341,6 +341,7 @@ macro_rules! domain_conformance {
                 an_unclear_push_failure_is_retried_with_the_same_key,
                 a_vote_whose_answer_was_lost_counts_once,
                 a_retry_sends_only_to_the_devices_it_missed,
+                maintenance_sweeps_orphans_and_expired_drafts,
             ]
         );
     };
