@@ -149,8 +149,47 @@ async fn the_whole_story_over_http() {
     let first = urls[0]["url"].as_str().expect("url");
     let photo = s.http.get(first).send().await.expect("download");
     assert_eq!(photo.status(), StatusCode::OK);
-    assert_eq!(photo.headers()["content-type"], "image/png");
-    assert_eq!(photo.bytes().await.expect("bytes"), photos::cat_png());
+    // Voters get the display variant: a JPEG, never sniffed as anything else.
+    assert_eq!(photo.headers()["content-type"], "image/jpeg");
+    assert_eq!(photo.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        photo.headers()["content-disposition"],
+        "inline; filename=\"0.display.jpg\""
+    );
+    let variant = photo.bytes().await.expect("bytes");
+    assert_eq!(thisthat_core::media::sniff(&variant).map(|i| i.width).ok(), Some(451));
+    assert_ne!(variant, photos::cat_png());
+
+    // The originals: the owner only.
+    let r = s
+        .http
+        .get(format!("{}/v1/competitions/{id}/originals", s.base))
+        .bearer_auth(s.token("alice"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let originals: Value = r.json().await.expect("json");
+    let original = s
+        .http
+        .get(originals[0]["url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(original.headers()["content-type"], "image/png");
+    assert_eq!(original.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(original.bytes().await.expect("bytes"), photos::cat_png());
+    for who in [Some("mallory"), None] {
+        let mut request = s.http.get(format!("{}/v1/competitions/{id}/originals", s.base));
+        if let Some(who) = who {
+            request = request.bearer_auth(s.token(who));
+        }
+        let status = request.send().await.expect("send").status();
+        assert!(
+            status == StatusCode::NOT_FOUND || status == StatusCode::UNAUTHORIZED,
+            "{who:?}: {status}"
+        );
+    }
 
     let mut last = Value::Null;
     for i in 0..24 {
@@ -461,4 +500,45 @@ async fn errors_are_json_with_request_ids() {
     ] {
         assert!(doc["paths"][path].is_object(), "the OpenAPI document describes {path}");
     }
+}
+
+/// Issue 13's three photos, as a hostile client sent them: refused over HTTP, nothing in the
+/// feed, nothing stored.
+#[tokio::test]
+async fn the_three_photos_of_issue_13_are_refused() {
+    let s = Server::start().await;
+    let hostile = photos::hostile();
+    for (name, status) in [
+        ("a PNG cut after 100 bytes", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            "a PNG header followed by HTML and a script",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "a 74-byte PNG declaring 60,000 x 60,000 pixels",
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let photo = hostile.iter().find(|h| h.name == name).expect("in the hostile set");
+        if name.starts_with("a 74-byte") {
+            assert_eq!(photo.bytes.len(), 74);
+        }
+        let mut three = photos::three();
+        three[0] = photo.bytes.clone();
+        let error = error_of(s.create("alice", three).await, status).await;
+        assert!(
+            error["code"] == "unsupported_media_type" || error["code"] == "too_large",
+            "{name}: {error}"
+        );
+    }
+    let feed: Value = s.get_json("/v1/feed").await;
+    assert_eq!(feed["competitions"], json!([]));
+    assert!(
+        !s.dir.join("blobs/competitions").exists()
+            || std::fs::read_dir(s.dir.join("blobs/competitions"))
+                .expect("dir")
+                .next()
+                .is_none(),
+        "no blob of a refused competition is kept"
+    );
 }
