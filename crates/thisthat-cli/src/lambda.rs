@@ -34,10 +34,15 @@ pub async fn run() -> AnyResult {
         notifier: required(PORTS[2])?,
         classifier: required(PORTS[3])?,
     };
-    let backend = crate::embedded::registry()
-        .open(&config)
-        .await?
-        .layer(thisthat_core::layers::Trace);
+    let backend = crate::embedded::registry().open(&config).await?;
+    // Behind API Gateway is always public: it fails closed without screening.
+    let allow_unscreened = match std::env::var("THISTHAT_ALLOW_UNSCREENED").as_deref() {
+        Ok("true") => true,
+        Ok("false") | Err(_) => false,
+        Ok(other) => return Err(format!("THISTHAT_ALLOW_UNSCREENED must be true or false, not {other:?}").into()),
+    };
+    backend.require_screening(allow_unscreened)?;
+    let backend = backend.layer(thisthat_core::layers::Trace);
     // Inline delivery (the default): a function may be frozen as soon as it answers, so the
     // closing vote's call delivers the result before returning.
     let service = Thisthat::builder(backend).build()?;
