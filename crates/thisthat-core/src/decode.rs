@@ -335,6 +335,26 @@ fn flatten_on_white(image: DynamicImage) -> RgbImage {
     rgb
 }
 
+/// A photo at most this large, and no larger than the display variant in pixels, is sent to
+/// the classifier as uploaded: re-encoding it would save little and could only blur what the
+/// classifier sees. Anything larger is classified on its display variant, so a cloud
+/// classifier receives a few hundred KB instead of a multi-megabyte original.
+pub const CLASSIFY_ORIGINAL_MAX_BYTES: usize = 512 * 1024;
+
+/// Whether the classifier is handed the original (see [`CLASSIFY_ORIGINAL_MAX_BYTES`]) rather
+/// than the display variant.
+///
+/// ```
+/// use thisthat_core::{MediaType, decode::classifies_original, media::ImageInfo};
+/// let phone = ImageInfo { media_type: MediaType::Jpeg, width: 4032, height: 3024 };
+/// assert!(!classifies_original(&phone, 3_000_000, 1280));
+/// let small = ImageInfo { media_type: MediaType::Png, width: 451, height: 300 };
+/// assert!(classifies_original(&small, 240_000, 1280));
+/// ```
+pub fn classifies_original(info: &ImageInfo, original_bytes: usize, display_max_side: u32) -> bool {
+    info.width.max(info.height) <= display_max_side && original_bytes <= CLASSIFY_ORIGINAL_MAX_BYTES
+}
+
 /// Decodes a photo, turned upright as its EXIF orientation says. `None` when it cannot be
 /// decoded (a variant of the format this decoder lacks, a damaged body, or over the limits
 /// above, so that a small file claiming huge dimensions cannot exhaust memory).

@@ -79,12 +79,6 @@ pub enum DeliveryMode {
 /// How many notifications one delivery round claims at a time.
 const DELIVERY_BATCH: usize = 10;
 
-/// A photo at most this large, and no larger than the display variant in pixels, is sent to
-/// the classifier as uploaded: re-encoding it would save little and could only blur what the
-/// classifier sees. Anything larger is classified on its display variant, so a cloud
-/// classifier receives a few hundred KB instead of a multi-megabyte original.
-pub const CLASSIFY_ORIGINAL_MAX_BYTES: usize = 512 * 1024;
-
 /// Photos decoded at once by default: the machine's cores. Decoding is CPU-bound, so more at
 /// once finishes no sooner, and each decode may hold up to [`Rules::max_decode_bytes`]: the
 /// bound is what keeps a burst of uploads from multiplying peak memory (and from filling
@@ -746,13 +740,12 @@ impl Thisthat {
     }
 
     /// What the classifier is handed for a photo: the original when it is already display-sized
-    /// and small ([`CLASSIFY_ORIGINAL_MAX_BYTES`]), otherwise the display variant. The key goes
+    /// and small ([`decode::classifies_original`]), otherwise the display variant. The key goes
     /// along only when that blob is stored, so a classifier reading from storage reads the
     /// same bytes.
     fn classifier_input(&self, a: &Accepted, original_stored: bool) -> PhotoInput {
         let info = &a.checked.info;
-        if info.width.max(info.height) <= self.rules.display_max_side && a.original.len() <= CLASSIFY_ORIGINAL_MAX_BYTES
-        {
+        if decode::classifies_original(info, a.original.len(), self.rules.display_max_side) {
             PhotoInput {
                 bytes: a.original.clone(),
                 media_type: info.media_type,
