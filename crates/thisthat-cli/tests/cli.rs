@@ -315,7 +315,10 @@ async fn serve_runs_on_aws_services_by_configuration() {
             .bytes()
             .await
             .expect("body");
-        assert_eq!(photo, thisthat_testkit::photos::cat_png());
+        // Voters get the display variant: a JPEG as wide as the cat, not the PNG uploaded.
+        let variant = thisthat_core::media::sniff(&photo).map(|i| (i.media_type, i.width));
+        assert_eq!(variant.ok(), Some((thisthat_core::MediaType::Jpeg, 451)));
+        assert_ne!(photo, thisthat_testkit::photos::cat_png());
     };
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
     let _ = child.kill();

@@ -256,25 +256,6 @@ fn photo_headers(key: &thisthat_core::BlobKey, content_type: Option<String>) -> 
     ]
 }
 
-#[cfg(test)]
-mod tests {
-    use thisthat_core::BlobKey;
-
-    #[test]
-    fn photos_are_served_inline_and_anything_else_as_an_attachment() {
-        let key = BlobKey::new("competitions/01JD4ZQ8VJ5YH0J3W6PX2E9K7M/0.display.jpg").expect("key");
-        let headers = super::photo_headers(&key, Some("image/jpeg".into()));
-        assert_eq!(headers[0].1, "image/jpeg");
-        assert_eq!(headers[1].1, "nosniff");
-        assert_eq!(headers[2].1, "inline; filename=\"0.display.jpg\"");
-        for other in [Some("text/html".to_string()), None] {
-            let headers = super::photo_headers(&key, other);
-            assert_eq!(headers[0].1, "application/octet-stream");
-            assert_eq!(headers[2].1, "attachment; filename=\"0.display.jpg\"");
-        }
-    }
-}
-
 pub(crate) async fn blob_put(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
@@ -309,4 +290,23 @@ pub(crate) async fn blob_put(
     )
     .await?;
     Ok(StatusCode::CREATED)
+}
+
+#[cfg(test)]
+mod tests {
+    use thisthat_core::BlobKey;
+
+    #[test]
+    fn photos_are_served_inline_and_anything_else_as_an_attachment() {
+        let key = BlobKey::new("competitions/01JD4ZQ8VJ5YH0J3W6PX2E9K7M/0.display.jpg").expect("key");
+        let headers = super::photo_headers(&key, Some("image/jpeg".into()));
+        assert_eq!(headers[0].1, "image/jpeg");
+        assert_eq!(headers[1].1, "nosniff");
+        assert_eq!(headers[2].1, "inline; filename=\"0.display.jpg\"");
+        for other in [Some("text/html".to_string()), None] {
+            let headers = super::photo_headers(&key, other);
+            assert_eq!(headers[0].1, "application/octet-stream");
+            assert_eq!(headers[2].1, "attachment; filename=\"0.display.jpg\"");
+        }
+    }
 }
