@@ -110,6 +110,77 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
     png
 }
 
+/// A complete, valid PNG of `width` × `height` 16-bit RGBA pixels, all zero (transparent
+/// black), whose zlib stream is written by hand: one fixed-Huffman deflate block of
+/// 258-byte back-references, 13 bits for every 258 zero bytes. A decompression bomb: 27
+/// megapixels (within the pixel budget) in about 1.3 MB that inflate to over 200 MB.
+pub fn zero_png_rgba16(width: u32, height: u32) -> Bytes {
+    let raw = u64::from(height) * (1 + u64::from(width) * 8);
+    let mut bits = BitWriter::default();
+    bits.put(1, 1); // the final block
+    bits.put(1, 2); // fixed Huffman codes
+    // Fixed codes are sent most significant bit first.
+    let code = |bits: &mut BitWriter, value: u32, len: u32| {
+        for i in (0..len).rev() {
+            bits.put((value >> i) & 1, 1);
+        }
+    };
+    let literal_zero = |bits: &mut BitWriter| code(bits, 0x30, 8);
+    literal_zero(&mut bits);
+    let mut left = raw - 1;
+    while left >= 258 {
+        code(&mut bits, 0xC5, 8); // length 258 (symbol 285)
+        code(&mut bits, 0, 5); // distance 1
+        left -= 258;
+    }
+    for _ in 0..left {
+        literal_zero(&mut bits);
+    }
+    code(&mut bits, 0, 7); // end of block
+    let mut zlib = vec![0x78, 0x01];
+    zlib.extend(bits.finish());
+    // Adler-32 of `raw` zeros: a stays 1, b adds 1 per byte.
+    let adler = ((raw % 65_521) << 16) | 1;
+    zlib.extend_from_slice(&(adler as u32).to_be_bytes());
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[16, 6, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &zlib));
+    png.extend(chunk(b"IEND", &[]));
+    Bytes::from(png)
+}
+
+/// Bits packed least significant first, as deflate wants them.
+#[derive(Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    current: u32,
+    used: u32,
+}
+
+impl BitWriter {
+    fn put(&mut self, value: u32, count: u32) {
+        for i in 0..count {
+            self.current |= ((value >> i) & 1) << self.used;
+            self.used += 1;
+            if self.used == 8 {
+                self.bytes.push(self.current as u8);
+                self.current = 0;
+                self.used = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.used > 0 {
+            self.bytes.push(self.current as u8);
+        }
+        self.bytes
+    }
+}
+
 /// How thisthat must refuse a [`Hostile`] photo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -228,6 +299,11 @@ pub fn hostile() -> Vec<Hostile> {
         h("a JPEG declaring 65,000 x 65,000 pixels", huge_jpeg, TooLarge),
         h("a PNG 1,000,000 pixels wide", wide, TooLarge),
         h("a PNG whose header says 32x32 for 16x16 pixels", lying, Unsupported),
+        h(
+            "a 1.3 MB PNG inflating to 216 MB (5200 x 5200 16-bit RGBA, within the pixel budget)",
+            zero_png_rgba16(5200, 5200).to_vec(),
+            TooLarge,
+        ),
         h("a PNG of zero width", zero, Unsupported),
     ]
 }
@@ -344,6 +420,16 @@ mod tests {
             };
             assert!(ok, "{}: {r:?}", h.name);
         }
+    }
+
+    #[test]
+    fn the_hand_written_zlib_stream_decodes() {
+        // The bomb's generator at a size that may be decoded: a whole, valid PNG.
+        let small = super::zero_png_rgba16(300, 200);
+        let checked = check_and_render(0, &small, &DecodeLimits::default(), 1280).expect("valid");
+        assert_eq!((checked.display.width, checked.display.height), (300, 200));
+        let bomb = super::zero_png_rgba16(5200, 5200);
+        assert!(bomb.len() < 1_500_000, "{}", bomb.len());
     }
 
     #[test]
