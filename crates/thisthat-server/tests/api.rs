@@ -542,3 +542,54 @@ async fn the_three_photos_of_issue_13_are_refused() {
         "no blob of a refused competition is kept"
     );
 }
+
+/// Issue 13's "done when": a 4032 x 3024 phone photo with GPS in its EXIF and XMP is served to
+/// voters at 1280 px or less with no metadata, and no voter's URL reaches its original (a
+/// voter's URL rewritten to the original's key is refused: the signature binds the key).
+#[tokio::test]
+async fn a_phone_photo_reaches_voters_small_and_without_its_gps() {
+    let s = Server::start().await;
+    let phone = photos::phone_jpeg();
+    assert!(photos::metadata_markers(&phone).contains(&"GPS (EXIF latitude 51/1)"));
+    let mut three = photos::three();
+    three[0] = phone.clone();
+    let r = s.create("alice", three).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.expect("json");
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(created["photos"][0]["width"], 4032);
+    assert_eq!(created["photos"][0]["display"]["width"], 960);
+    assert_eq!(created["photos"][0]["display"]["height"], 1280);
+
+    let urls: Value = s.get_json(&format!("/v1/competitions/{id}/photos")).await;
+    let first = urls[0]["url"].as_str().expect("url");
+    let r = s.http.get(first).send().await.expect("download");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let served = r.bytes().await.expect("bytes");
+    let info = thisthat_core::media::sniff(&served).expect("an image");
+    assert!(info.width.max(info.height) <= 1280, "{info:?}");
+    assert_eq!(photos::metadata_markers(&served), Vec::<&str>::new());
+    assert!(served.len() * 5 < phone.len(), "{} vs {}", served.len(), phone.len());
+
+    for url in urls.as_array().expect("array") {
+        let url = url["url"].as_str().expect("url");
+        assert!(url.contains(".display."), "{url}");
+        let body = s
+            .http
+            .get(url)
+            .send()
+            .await
+            .expect("download")
+            .bytes()
+            .await
+            .expect("bytes");
+        assert_ne!(body, phone);
+        let original = url.replace("0.display.jpg", "0.jpg");
+        if original != url {
+            let status = s.http.get(&original).send().await.expect("send").status();
+            assert!(status.is_client_error(), "{original}: {status}");
+        }
+    }
+}
