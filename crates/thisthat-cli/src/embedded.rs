@@ -116,6 +116,10 @@ pub struct Overrides {
     /// The `aud` the identity provider's tokens carry, if any.
     #[arg(long, env = "THISTHAT_JWT_AUDIENCE", requires = "jwks_url")]
     pub jwt_audience: Option<String>,
+    /// With production auth (`--jwks-url`), serve even though the classifier cannot screen
+    /// content (the embedded ones cannot): every photo that decodes is shown to voters.
+    #[arg(long, env = "THISTHAT_ALLOW_UNSCREENED")]
+    pub allow_unscreened: bool,
 }
 
 /// Every adapter this build of the command can open by URL: the embedded ones, in memory, and
@@ -195,6 +199,10 @@ impl Embedded {
             notifier,
             classifier,
         };
+        // Production auth means a public deployment: it fails closed without screening.
+        if overrides.jwks_url.is_some() {
+            backend.require_screening(overrides.allow_unscreened)?;
+        }
         let backend = backend.with_standard_layers();
         let service = Thisthat::builder(backend).build()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -39,7 +39,15 @@ pub async fn run() -> AnyResult {
     };
     // Before opening anything: outside Lambda, say so instead of waiting on cloud credentials.
     thisthat_server::lambda::check_runtime_environment()?;
-    let backend = crate::embedded::registry().open(&config).await?.with_standard_layers();
+    let backend = crate::embedded::registry().open(&config).await?;
+    // Behind API Gateway is always public: it fails closed without screening.
+    let allow_unscreened = match std::env::var("THISTHAT_ALLOW_UNSCREENED").as_deref() {
+        Ok("true") => true,
+        Ok("false") | Err(_) => false,
+        Ok(other) => return Err(format!("THISTHAT_ALLOW_UNSCREENED must be true or false, not {other:?}").into()),
+    };
+    backend.require_screening(allow_unscreened)?;
+    let backend = backend.with_standard_layers();
     // Inline delivery (the default): a function may be frozen as soon as it answers, so the
     // closing vote's call delivers the result before returning.
     let service = Thisthat::builder(backend).build()?;

@@ -91,6 +91,64 @@ fn serve_refuses_an_unknown_adapter_with_what_to_do() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With production auth, a classifier that cannot screen (the embedded ones) stops `serve`
+/// before it listens, saying what to do; `--allow-unscreened` lets it start.
+#[test]
+fn serve_with_production_auth_refuses_to_run_unscreened() {
+    let dir = std::env::temp_dir().join(format!("thisthat-cli-unscreened-{}", std::process::id()));
+    let args = [
+        "serve",
+        "--addr",
+        "127.0.0.1:9",
+        "--jwks-url",
+        "https://idp.example.invalid/.well-known/jwks.json",
+        "--jwt-issuer",
+        "https://idp.example.invalid/",
+        "--classifier",
+        "pixels:",
+        "--database",
+        "sqlite::memory:",
+        "--data-dir",
+    ];
+    let output = Command::cargo_bin("thisthat")
+        .expect("binary")
+        .args(args)
+        .arg(&dir)
+        .env_remove("THISTHAT_ALLOW_UNSCREENED")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("cannot listen"), "{stderr}");
+    assert!(
+        stderr.contains("cannot screen content") && stderr.contains("--allow-unscreened"),
+        "{stderr}"
+    );
+
+    // Allowed explicitly, it starts (on any free port) and says where it listens.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
+        .args(args.map(|a| if a == "127.0.0.1:9" { "127.0.0.1:0" } else { a }))
+        .arg(&dir)
+        .arg("--allow-unscreened")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = sender.send(line);
+    });
+    let first = receiver.recv_timeout(std::time::Duration::from_secs(120));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = first.expect("the server printed its address within two minutes");
+    assert!(first.starts_with("thisthat API on http://127.0.0.1:"), "{first:?}");
+}
+
 #[test]
 fn serve_answers_requests_on_a_mix_of_adapters() {
     let dir = std::env::temp_dir().join(format!("thisthat-cli-mix-{}", std::process::id()));
@@ -261,7 +319,10 @@ async fn serve_runs_on_aws_services_by_configuration() {
             .bytes()
             .await
             .expect("body");
-        assert_eq!(photo, thisthat_testkit::photos::cat_png());
+        // Voters get the display variant: a JPEG as wide as the cat, not the PNG uploaded.
+        let variant = thisthat_core::media::sniff(&photo).map(|i| (i.media_type, i.width));
+        assert_eq!(variant.ok(), Some((thisthat_core::MediaType::Jpeg, 451)));
+        assert_ne!(photo, thisthat_testkit::photos::cat_png());
     };
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
     let _ = child.kill();

@@ -23,6 +23,34 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Checks that the classifier screens content, as a deployment open to the public needs:
+    /// without screening every photo that decodes is shown to voters, whatever it shows. An
+    /// operator who accepts that says so with `allow_unscreened` (it is logged as a warning).
+    /// Otherwise a classifier that cannot screen is [`Error::Config`](crate::Error::Config),
+    /// naming what to do.
+    ///
+    /// ```
+    /// # fn demo(backend: thisthat_core::Backend) -> thisthat_core::Result<()> {
+    /// backend.require_screening(false)?; // refuses to go on unscreened
+    /// # Ok(()) }
+    /// ```
+    pub fn require_screening(&self, allow_unscreened: bool) -> crate::Result<()> {
+        if self.classifier.screens_content() {
+            return Ok(());
+        }
+        if allow_unscreened {
+            tracing::warn!(
+                "serving without content screening: the classifier cannot screen, and allow_unscreened is set"
+            );
+            return Ok(());
+        }
+        Err(crate::Error::config(
+            "the classifier cannot screen content, and a public deployment must: use one that screens \
+             (rekognition://, vision://, azvision://), or accept unscreened photos explicitly \
+             (thisthat serve --allow-unscreened, or THISTHAT_ALLOW_UNSCREENED=true)",
+        ))
+    }
+
     /// Wraps all four adapters in the same interceptor (retry, tracing, metering, fault
     /// injection). Layers applied later sit outside those applied earlier.
     ///

@@ -79,6 +79,15 @@ impl BlobKey {
         id.parse().ok()
     }
 
+    /// The key of the display variant of photo `index`: `competitions/{id}/{index}.display.{ext}`,
+    /// beside the original (so one prefix lists, and one cleanup deletes, both).
+    pub fn display(competition: &CompetitionId, index: usize, media_type: MediaType) -> Self {
+        BlobKey(format!(
+            "competitions/{competition}/{index}.display.{}",
+            media_type.extension()
+        ))
+    }
+
     /// The key as a string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -140,7 +149,11 @@ mod tests {
 
     #[test]
     fn photo_keys_are_valid_keys() {
-        let k = BlobKey::photo(&CompetitionId::new(), 2, MediaType::Webp);
-        assert_eq!(BlobKey::new(k.as_str()).ok(), Some(k));
+        let id = CompetitionId::new();
+        let k = BlobKey::photo(&id, 2, MediaType::Webp);
+        assert_eq!(BlobKey::new(k.as_str()).ok(), Some(k.clone()));
+        let d = BlobKey::display(&id, 2, MediaType::Jpeg);
+        assert_eq!(BlobKey::new(d.as_str()).ok(), Some(d.clone()));
+        assert_ne!(d, BlobKey::photo(&id, 2, MediaType::Jpeg));
     }
 }

@@ -11,7 +11,6 @@
 pub mod adapter;
 pub mod backend;
 pub mod clock;
-#[cfg(feature = "decode")]
 pub mod decode;
 pub mod error;
 pub mod id;
@@ -33,8 +32,8 @@ pub use id::{CompetitionId, UserId};
 pub use key::BlobKey;
 pub use media::{ImageInfo, MediaType};
 pub use model::{
-    Category, Classification, Competition, Device, Endpoint, Label, Notification, Outcome, Photo, Platform,
-    PushMessage, Standing, Status, Tally, Vote, VoteReceipt,
+    Category, Classification, Competition, Device, Endpoint, Label, Notification, Outcome, Photo, PhotoVariant,
+    Platform, PushMessage, Standing, Status, Tally, Vote, VoteReceipt,
 };
 pub use page::{Cursor, FeedPage, FeedQuery};
 pub use registry::{BackendConfig, Registry, UrlOpener};

@@ -115,6 +115,42 @@ pub struct Photo {
     pub height: u32,
     /// What the classifier saw in it, most confident first.
     pub labels: Vec<Label>,
+    /// The display variant voters are served. `None` on competitions stored before variants
+    /// existed, which are served the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<PhotoVariant>,
+    /// Whether the original is stored under [`Photo::key`]
+    /// ([`Rules::keep_originals`](crate::Rules::keep_originals)). Competitions stored before
+    /// the rule existed kept theirs.
+    #[serde(default = "original_kept_before_the_rule")]
+    pub original_kept: bool,
+}
+
+fn original_kept_before_the_rule() -> bool {
+    true
+}
+
+impl Photo {
+    /// The key voters are served: the display variant's, or the original's on a competition
+    /// stored before variants existed.
+    pub fn voter_key(&self) -> &BlobKey {
+        self.display.as_ref().map_or(&self.key, |d| &d.key)
+    }
+}
+
+/// A re-encoded copy of a photo, made when it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoVariant {
+    /// Where it is stored ([`BlobKey::display`]).
+    pub key: BlobKey,
+    /// Its format.
+    pub media_type: MediaType,
+    /// Size in bytes.
+    pub size: u64,
+    /// Width in pixels, upright.
+    pub width: u32,
+    /// Height in pixels, upright.
+    pub height: u32,
 }
 
 /// Where a competition is in its life.
@@ -615,6 +651,8 @@ mod tests {
             width: 1,
             height: 1,
             labels: vec![],
+            display: None,
+            original_kept: true,
         };
         Competition {
             id,

@@ -37,6 +37,19 @@ pub struct Rules {
     /// How old a blob no competition refers to must be before the maintenance pass removes it
     /// (a younger one may belong to a creation still under way). Default 1 hour.
     pub orphan_grace: Duration,
+    /// Most pixels (width × height, from the header) a photo may have; more is
+    /// [`Error::TooLarge`](crate::Error::TooLarge) before any decoding. Default 40 million (a
+    /// 12-megapixel phone photo is 12 million; a decompression bomb declares billions).
+    pub max_photo_pixels: u64,
+    /// Most memory the decoder may allocate for one photo, in bytes. Default 192 MiB (the
+    /// pixel budget as 8-bit RGBA, with room to spare). Peak decoding memory is at most this
+    /// many bytes times the service's decode concurrency.
+    pub max_decode_bytes: u64,
+    /// Longest side, in pixels, of the display variant voters download. Default `1280`.
+    pub display_max_side: u32,
+    /// Whether the original of each photo is stored beside its display variant (only the owner
+    /// can fetch it). With `false` only the variant is kept. Default `true`.
+    pub keep_originals: bool,
 }
 
 impl Default for Rules {
@@ -52,6 +65,10 @@ impl Default for Rules {
             download_url_ttl: Duration::from_secs(60 * 60),
             notification_lease: Duration::from_secs(60),
             orphan_grace: Duration::from_secs(60 * 60),
+            max_photo_pixels: 40_000_000,
+            max_decode_bytes: 192 * 1024 * 1024,
+            display_max_side: 1280,
+            keep_originals: true,
         }
     }
 }
@@ -68,6 +85,15 @@ impl Rules {
         }
         if self.max_photo_bytes == 0 {
             return Err(Error::config("max_photo_bytes must be at least 1"));
+        }
+        if self.max_photo_pixels == 0 {
+            return Err(Error::config("max_photo_pixels must be at least 1"));
+        }
+        if self.max_decode_bytes < 1024 * 1024 {
+            return Err(Error::config("max_decode_bytes must be at least 1 MiB"));
+        }
+        if !(16..=8192).contains(&self.display_max_side) {
+            return Err(Error::config("display_max_side must be 16 to 8192 pixels"));
         }
         const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
         for (name, d) in [

@@ -8,11 +8,13 @@ use tracing::Instrument as _;
 
 use crate::{
     Backend, BlobKey, Category, Classification, Clock, Competition, CompetitionId, Device, Endpoint, Entity, Error,
-    FeedPage, FeedQuery, Label, MediaType, Notification, Photo, Result, Rules, Status, SystemClock, Tally, UserId,
-    Vote, VoteReceipt,
+    FeedPage, FeedQuery, Label, MediaType, Notification, Photo, PhotoVariant, Result, Rules, Status, SystemClock,
+    Tally, UserId, Vote, VoteReceipt,
+    decode::{self, CheckedPhoto, DecodeLimits},
     media::{self, ImageInfo},
     ports::{
-        Delivery, GetOptions, NotificationClaim, PhotoInput, PutOptions, SignedMethod, SignedUrl, SignedUrlRequest,
+        Delivery, GetOptions, NotificationClaim, PhotoInput, PutMode, PutOptions, SignedMethod, SignedUrl,
+        SignedUrlRequest,
     },
 };
 
@@ -106,6 +108,23 @@ pub enum DeliveryMode {
 /// How many notifications one delivery round claims at a time.
 const DELIVERY_BATCH: usize = 10;
 
+/// Photos decoded at once by default: the machine's cores. Decoding is CPU-bound, so more at
+/// once finishes no sooner, and each decode may hold up to [`Rules::max_decode_bytes`]: the
+/// bound is what keeps a burst of uploads from multiplying peak memory (and from filling
+/// tokio's blocking pool, which defaults to 512 threads).
+fn default_decode_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// A photo that passed [`decode::check_and_render`], with its original bytes and where each
+/// part goes.
+struct Accepted {
+    original: Bytes,
+    checked: CheckedPhoto,
+    key: BlobKey,
+    display_key: BlobKey,
+}
+
 /// The "This, this or that" service.
 ///
 /// ```
@@ -127,6 +146,7 @@ pub struct Thisthat {
     rules: Rules,
     clock: Arc<dyn Clock>,
     delivery: DeliveryMode,
+    decodes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Builds a [`Thisthat`] service from a [`Backend`].
@@ -136,6 +156,7 @@ pub struct ThisthatBuilder {
     rules: Rules,
     clock: Arc<dyn Clock>,
     delivery: DeliveryMode,
+    decode_concurrency: usize,
 }
 
 impl ThisthatBuilder {
@@ -157,14 +178,26 @@ impl ThisthatBuilder {
         self
     }
 
+    /// How many photos this service decodes at once (on tokio's blocking pool). Default: the
+    /// machine's cores. Peak decoding memory is at most this times
+    /// [`Rules::max_decode_bytes`].
+    pub fn decode_concurrency(mut self, photos: usize) -> Self {
+        self.decode_concurrency = photos;
+        self
+    }
+
     /// Builds the service, checking the rules.
     pub fn build(self) -> Result<Thisthat> {
         self.rules.validate()?;
+        if !(1..=1024).contains(&self.decode_concurrency) {
+            return Err(Error::config("decode_concurrency must be 1 to 1024"));
+        }
         Ok(Thisthat {
             backend: self.backend,
             rules: self.rules,
             clock: self.clock,
             delivery: self.delivery,
+            decodes: Arc::new(tokio::sync::Semaphore::new(self.decode_concurrency)),
         })
     }
 }
@@ -177,6 +210,7 @@ impl Thisthat {
             rules: Rules::default(),
             clock: Arc::new(SystemClock),
             delivery: DeliveryMode::default(),
+            decode_concurrency: default_decode_concurrency(),
         }
     }
 
@@ -193,33 +227,53 @@ impl Thisthat {
     /// Creates a competition from photos whose bytes pass through the API.
     ///
     /// Checks everything before storing anything: the photo count, the title, each photo's
-    /// size and real format. Then stores the photos, classifies them, screens them, and
-    /// records the competition. If any step fails (an unsafe photo, a provider error), what was
-    /// stored is deleted again and the error returned.
+    /// size and real format, then decodes every photo whole under the rules' limits
+    /// ([`decode::check_and_render`]) and renders its display variant. Then stores the
+    /// variants (and, with [`Rules::keep_originals`], the originals), classifies and screens
+    /// the photos, and records the competition. If any step fails (an unsafe photo, a provider
+    /// error), what was stored is deleted again and the error returned.
     pub async fn create_competition(&self, owner: &UserId, new: NewCompetition) -> Result<Competition> {
         let span =
             tracing::info_span!("thisthat.create_competition", owner = %owner, competition = tracing::field::Empty);
         async {
             let title = self.check_title(new.title)?;
             self.check_photo_count(new.photos.len())?;
-            let infos = new
-                .photos
-                .iter()
-                .enumerate()
-                .map(|(i, bytes)| self.check_photo(i, bytes))
-                .collect::<Result<Vec<_>>>()?;
+            for (i, bytes) in new.photos.iter().enumerate() {
+                self.check_photo(i, bytes)?;
+            }
+            let checked = self.decode_all(&new.photos).await?;
             let id = CompetitionId::new();
             tracing::Span::current().record("competition", tracing::field::display(id));
-            let keys: Vec<BlobKey> = infos
-                .iter()
+            let accepted: Vec<Accepted> = new
+                .photos
+                .into_iter()
+                .zip(checked)
                 .enumerate()
-                .map(|(i, info)| BlobKey::photo(&id, i, info.media_type))
+                .map(|(i, (original, checked))| Accepted {
+                    key: BlobKey::photo(&id, i, checked.info.media_type),
+                    display_key: BlobKey::display(&id, i, checked.display.media_type),
+                    original,
+                    checked,
+                })
                 .collect();
+            let keys = self.stored_keys(&accepted);
 
-            let stored = join_all(new.photos.iter().zip(&keys).zip(&infos).map(|((bytes, key), info)| {
-                let options = PutOptions::create(info.media_type.mime());
-                async move { self.backend.blobs.put(key, bytes.clone(), &options).await }
-            }))
+            let mut puts = Vec::with_capacity(keys.len());
+            for a in &accepted {
+                let display = PutOptions::create(a.checked.display.media_type.mime());
+                puts.push((&a.display_key, a.checked.display.bytes.clone(), display));
+                if self.rules.keep_originals {
+                    puts.push((
+                        &a.key,
+                        a.original.clone(),
+                        PutOptions::create(a.checked.info.media_type.mime()),
+                    ));
+                }
+            }
+            let stored = join_all(
+                puts.iter()
+                    .map(|(key, bytes, options)| self.backend.blobs.put(key, bytes.clone(), options)),
+            )
             .await;
             if let Some(e) = first_error(stored) {
                 self.discard(&keys).await;
@@ -227,18 +281,7 @@ impl Thisthat {
             }
 
             let result = async {
-                let inputs: Vec<PhotoInput> = new
-                    .photos
-                    .iter()
-                    .zip(&keys)
-                    .zip(&infos)
-                    .map(|((bytes, key), info)| PhotoInput {
-                        bytes: bytes.clone(),
-                        media_type: info.media_type,
-                        key: Some(key.clone()),
-                    })
-                    .collect();
-                let photos = self.classify(&inputs, &infos, &keys).await?;
+                let photos = self.classify(&accepted, self.rules.keep_originals).await?;
                 let competition = self.new_competition(id, owner.clone(), title, Status::Open, photos);
                 match self.backend.database.insert_competition(&competition).await {
                     Ok(()) => Ok(competition),
@@ -297,6 +340,8 @@ impl Thisthat {
                     width: 0,
                     height: 0,
                     labels: vec![],
+                    display: None,
+                    original_kept: true,
                 })
                 .collect();
             let draft = self.new_competition(id, owner.clone(), title, Status::Draft, placeholders);
@@ -311,11 +356,13 @@ impl Thisthat {
     }
 
     /// Second step of the signed-upload flow: checks what was uploaded (size, real format,
-    /// declared format), classifies and screens it, and opens the competition.
+    /// declared format, then the whole image decoded under the rules' limits), stores the
+    /// display variants, classifies and screens the photos, and opens the competition. With
+    /// [`Rules::keep_originals`] off, the uploads are deleted once it is open.
     ///
     /// A photo not uploaded yet is [`Error::InvalidInput`] and leaves the draft as it is, so the
-    /// client can upload it and call again. A photo that is too large, of the wrong format, or
-    /// unsafe rejects the competition: its uploads and its draft are deleted.
+    /// client can upload it and call again. A photo that is too large, of the wrong format,
+    /// damaged, or unsafe rejects the competition: its uploads, variants and draft are deleted.
     pub async fn finish_upload(&self, owner: &UserId, id: &CompetitionId) -> Result<Competition> {
         let span = tracing::info_span!("thisthat.finish_upload", owner = %owner, competition = %id);
         async {
@@ -327,9 +374,9 @@ impl Thisthat {
                     _ => Error::conflict("the competition is already finished"),
                 });
             }
-            let keys: Vec<BlobKey> = draft.photos.iter().map(|p| p.key.clone()).collect();
-            let heads = join_all(keys.iter().map(|k| self.backend.blobs.head(k))).await;
-            let mut sizes = Vec::with_capacity(keys.len());
+            let uploads: Vec<BlobKey> = draft.photos.iter().map(|p| p.key.clone()).collect();
+            let heads = join_all(uploads.iter().map(|k| self.backend.blobs.head(k))).await;
+            let mut sizes = Vec::with_capacity(uploads.len());
             for (i, head) in heads.into_iter().enumerate() {
                 match head {
                     Ok(meta) => sizes.push(meta.size),
@@ -342,16 +389,24 @@ impl Thisthat {
                     Err(e) => return Err(e),
                 }
             }
+            // Every key a rejection deletes: the uploads and the variants made from them.
+            let mut keys = uploads.clone();
+            keys.extend(
+                draft
+                    .photos
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| BlobKey::display(id, i, decode::DISPLAY_MEDIA_TYPE)),
+            );
             let result = async {
                 for (i, size) in sizes.iter().enumerate() {
                     self.check_size(i, *size)?;
                 }
                 let whole = GetOptions::default();
-                let blobs = try_join_all(keys.iter().map(|k| self.backend.blobs.get(k, &whole))).await?;
-                let mut inputs = Vec::with_capacity(blobs.len());
-                let mut infos = Vec::with_capacity(blobs.len());
-                for (i, (blob, declared)) in blobs.into_iter().zip(&draft.photos).enumerate() {
-                    let info = self.check_photo(i, &blob.body)?;
+                let blobs = try_join_all(uploads.iter().map(|k| self.backend.blobs.get(k, &whole))).await?;
+                let originals: Vec<Bytes> = blobs.into_iter().map(|b| b.body).collect();
+                for (i, (bytes, declared)) in originals.iter().zip(&draft.photos).enumerate() {
+                    let info = self.check_photo(i, bytes)?;
                     if info.media_type != declared.media_type {
                         return Err(Error::UnsupportedMediaType {
                             detected: format!(
@@ -360,14 +415,38 @@ impl Thisthat {
                             ),
                         });
                     }
-                    inputs.push(PhotoInput {
-                        bytes: blob.body,
-                        media_type: info.media_type,
-                        key: Some(declared.key.clone()),
-                    });
-                    infos.push(info);
                 }
-                let photos = self.classify(&inputs, &infos, &keys).await?;
+                let checked = self.decode_all(&originals).await?;
+                let accepted: Vec<Accepted> = originals
+                    .into_iter()
+                    .zip(checked)
+                    .zip(&draft.photos)
+                    .enumerate()
+                    .map(|(i, ((original, checked), declared))| Accepted {
+                        key: declared.key.clone(),
+                        display_key: BlobKey::display(id, i, checked.display.media_type),
+                        original,
+                        checked,
+                    })
+                    .collect();
+                // Overwrite: a finish retried after a provider failure renders the same variants
+                // from the same create-only uploads again.
+                let overwrite = |a: &Accepted| PutOptions {
+                    content_type: Some(a.checked.display.media_type.mime().to_string()),
+                    mode: PutMode::Overwrite,
+                };
+                try_join_all(accepted.iter().map(|a| {
+                    let options = overwrite(a);
+                    async move {
+                        self.backend
+                            .blobs
+                            .put(&a.display_key, a.checked.display.bytes.clone(), &options)
+                            .await
+                    }
+                }))
+                .await?;
+                // The uploads exist until the competition is open, so the classifier may read them.
+                let photos = self.classify(&accepted, true).await?;
                 let competition = Competition {
                     status: Status::Open,
                     photos,
@@ -384,13 +463,15 @@ impl Thisthat {
             .await;
             // A rejected upload is final: keep nothing of it. Other failures (a provider
             // outage) leave the draft for the client to finish again.
-            if let Err(Error::TooLarge { .. } | Error::UnsupportedMediaType { .. } | Error::UnsafeContent { .. }) =
-                &result
-            {
-                self.discard(&keys).await;
-                if let Err(e) = self.backend.database.delete_draft(id).await {
-                    tracing::warn!(error = %e, "could not delete the rejected draft");
+            match &result {
+                Err(Error::TooLarge { .. } | Error::UnsupportedMediaType { .. } | Error::UnsafeContent { .. }) => {
+                    self.discard(&keys).await;
+                    if let Err(e) = self.backend.database.delete_draft(id).await {
+                        tracing::warn!(error = %e, "could not delete the rejected draft");
+                    }
                 }
+                Ok(_) if !self.rules.keep_originals => self.discard(&uploads).await,
+                _ => {}
             }
             result
         }
@@ -444,21 +525,40 @@ impl Thisthat {
             .await
     }
 
-    /// Signed, time-limited download URLs for a competition's photos, in order. Storage is
-    /// never public; these are how clients show photos.
+    /// Signed, time-limited download URLs for a competition's photos, in order: what voters
+    /// are shown. Each is the photo's display variant (a competition stored before variants
+    /// existed is served its originals). Storage is never public; these are how clients show
+    /// photos.
     pub async fn photo_urls(&self, id: &CompetitionId) -> Result<Vec<SignedUrl>> {
         let competition = self.competition(id).await?;
+        self.download_urls(competition.photos.iter().map(Photo::voter_key))
+            .await
+    }
+
+    /// Signed, time-limited download URLs for the originals of `owner`'s competition, in order,
+    /// with their metadata as uploaded. Only the owner gets them: anyone else is told the
+    /// competition does not exist, as with a draft. A competition created with
+    /// [`Rules::keep_originals`] off has none ([`Error::NotFound`] for the blob).
+    pub async fn original_urls(&self, owner: &UserId, id: &CompetitionId) -> Result<Vec<SignedUrl>> {
+        let competition = self.competition(id).await?;
+        if &competition.owner != owner {
+            return Err(Error::not_found(Entity::Competition, id));
+        }
+        if let Some(photo) = competition.photos.iter().find(|p| !p.original_kept) {
+            return Err(Error::not_found(
+                Entity::Blob,
+                format!("{} (originals are not kept: Rules::keep_originals is off)", photo.key),
+            ));
+        }
+        self.download_urls(competition.photos.iter().map(|p| &p.key)).await
+    }
+
+    async fn download_urls(&self, keys: impl Iterator<Item = &BlobKey>) -> Result<Vec<SignedUrl>> {
         let request = SignedUrlRequest {
             method: SignedMethod::Get,
             expires_in: self.rules.download_url_ttl,
         };
-        try_join_all(
-            competition
-                .photos
-                .iter()
-                .map(|p| self.backend.blobs.signed_url(&p.key, &request)),
-        )
-        .await
+        try_join_all(keys.map(|key| self.backend.blobs.signed_url(key, &request))).await
     }
 
     /// Registers a device to receive the user's notifications.
@@ -750,9 +850,83 @@ impl Thisthat {
         })
     }
 
+    /// Decodes every photo (bounded by the service's decode concurrency), on the blocking pool.
+    async fn decode_all(&self, photos: &[Bytes]) -> Result<Vec<CheckedPhoto>> {
+        try_join_all(
+            photos
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| self.decode_one(i, bytes.clone())),
+        )
+        .await
+    }
+
+    async fn decode_one(&self, index: usize, bytes: Bytes) -> Result<CheckedPhoto> {
+        let permit = self
+            .decodes
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::backend("thisthat", e))?;
+        let limits = DecodeLimits::from_rules(&self.rules);
+        let max_side = self.rules.display_max_side;
+        let span = tracing::debug_span!("thisthat.decode", photo = index, bytes = bytes.len());
+        let decoded = tokio::task::spawn_blocking(move || {
+            // Held until the decode ends, even if the request that started it is dropped.
+            let _permit = permit;
+            span.in_scope(|| decode::check_and_render(index, &bytes, &limits, max_side))
+        })
+        .await;
+        // A panic in a decoder is a decoder bug on this input: the photo is refused, and the
+        // process goes on.
+        decoded.unwrap_or_else(|e| {
+            tracing::warn!(photo = index, error = %e, "the image decoder failed");
+            Err(Error::UnsupportedMediaType {
+                detected: format!("photo {index}: an image the decoder failed on"),
+            })
+        })
+    }
+
+    /// What the classifier is handed for a photo: the original when it is already display-sized
+    /// and small ([`decode::classifies_original`]), otherwise the display variant. The key goes
+    /// along only when that blob is stored, so a classifier reading from storage reads the
+    /// same bytes.
+    fn classifier_input(&self, a: &Accepted, original_stored: bool) -> PhotoInput {
+        let info = &a.checked.info;
+        if decode::classifies_original(info, a.original.len(), self.rules.display_max_side) {
+            PhotoInput {
+                bytes: a.original.clone(),
+                media_type: info.media_type,
+                key: original_stored.then(|| a.key.clone()),
+            }
+        } else {
+            PhotoInput {
+                bytes: a.checked.display.bytes.clone(),
+                media_type: a.checked.display.media_type,
+                key: Some(a.display_key.clone()),
+            }
+        }
+    }
+
+    /// The keys [`Thisthat::create_competition`] stores for these photos.
+    fn stored_keys(&self, accepted: &[Accepted]) -> Vec<BlobKey> {
+        let mut keys: Vec<BlobKey> = accepted.iter().map(|a| a.display_key.clone()).collect();
+        if self.rules.keep_originals {
+            keys.extend(accepted.iter().map(|a| a.key.clone()));
+        }
+        keys
+    }
+
     /// Classifies every photo at once, screens them, and builds the stored photos.
-    async fn classify(&self, inputs: &[PhotoInput], infos: &[ImageInfo], keys: &[BlobKey]) -> Result<Vec<Photo>> {
+    async fn classify(&self, accepted: &[Accepted], original_stored: bool) -> Result<Vec<Photo>> {
         let classifier = &self.backend.classifier;
+        let inputs: Vec<PhotoInput> = accepted
+            .iter()
+            .map(|a| self.classifier_input(a, original_stored))
+            .collect();
+        for (i, input) in inputs.iter().enumerate() {
+            tracing::debug!(photo = i, bytes = input.bytes.len(), media_type = %input.media_type, "classifying");
+        }
         let classifications = try_join_all(inputs.iter().map(|p| classifier.classify(p))).await?;
         for c in &classifications {
             // Label fields are public: an adapter could hand back NaN, which no threshold catches.
@@ -787,18 +961,24 @@ impl Thisthat {
                 }
             }
         }
-        Ok(inputs
+        Ok(accepted
             .iter()
-            .zip(infos)
-            .zip(keys)
             .zip(classifications)
-            .map(|(((input, info), key), c)| Photo {
-                key: key.clone(),
-                media_type: info.media_type,
-                size: input.bytes.len() as u64,
-                width: info.width,
-                height: info.height,
+            .map(|(a, c)| Photo {
+                key: a.key.clone(),
+                media_type: a.checked.info.media_type,
+                size: a.original.len() as u64,
+                width: a.checked.info.width,
+                height: a.checked.info.height,
                 labels: normalise(c),
+                display: Some(PhotoVariant {
+                    key: a.display_key.clone(),
+                    media_type: a.checked.display.media_type,
+                    size: a.checked.display.bytes.len() as u64,
+                    width: a.checked.display.width,
+                    height: a.checked.display.height,
+                }),
+                original_kept: self.rules.keep_originals,
             })
             .collect())
     }

@@ -118,7 +118,7 @@ async fn labels_are_unique_sorted_and_above_the_floor() {
 #[tokio::test]
 async fn undecodable_images_get_no_labels_and_non_images_are_refused() {
     // A PNG header that sniffs as 16x16, followed by zeros instead of image data.
-    let c = classify(photos::png_of_size(4096), MediaType::Png)
+    let c = classify(photos::undecodable_png(4096), MediaType::Png)
         .await
         .expect("classify");
     assert!(c.labels.is_empty(), "{c:?}");

@@ -109,7 +109,7 @@ async fn half_blue_half_white_reports_both() {
 #[tokio::test]
 async fn undecodable_images_get_their_shape_only_and_non_images_are_refused() {
     // A PNG header that sniffs as 16x16, followed by zeros instead of image data.
-    let c = classify(photos::png_of_size(4096), MediaType::Png)
+    let c = classify(photos::undecodable_png(4096), MediaType::Png)
         .await
         .expect("classify");
     assert_eq!(c.labels.len(), 1, "{c:?}");

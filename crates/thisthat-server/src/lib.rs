@@ -8,7 +8,8 @@
 //! | `POST /v1/uploads` | begin a signed upload: `{"title", "photos": [{"media_type": "image/png"}, …]}` |
 //! | `POST /v1/uploads/{id}/finish` | finish it once the photos are uploaded |
 //! | `GET /v1/competitions/{id}` | one competition |
-//! | `GET /v1/competitions/{id}/photos` | signed download URLs of its photos |
+//! | `GET /v1/competitions/{id}/photos` | signed download URLs of its photos (display variants, no metadata) |
+//! | `GET /v1/competitions/{id}/originals` | the owner only: signed download URLs of the originals as uploaded |
 //! | `POST /v1/competitions/{id}/votes` | vote: `{"choice": 0}` |
 //! | `GET /v1/feed?category=&cursor=&limit=` | open competitions, newest first |
 //! | `POST /v1/devices`, `DELETE /v1/devices/{token}` | register or forget a push device |
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/competitions/{id}", get(routes::competition))
         .route("/v1/competitions/{id}/photos", get(routes::photo_urls))
+        .route("/v1/competitions/{id}/originals", get(routes::original_urls))
         .route("/v1/competitions/{id}/votes", post(routes::vote))
         .route("/v1/uploads", post(routes::begin_upload))
         .route("/v1/uploads/{id}/finish", post(routes::finish_upload))

@@ -84,6 +84,14 @@ pub(crate) async fn photo_urls(State(state): State<AppState>, Path(id): Path<Str
     Ok(Json(state.service.photo_urls(&competition_id(&id)?).await?))
 }
 
+pub(crate) async fn original_urls(
+    State(state): State<AppState>,
+    User(owner): User,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.service.original_urls(&owner, &competition_id(&id)?).await?))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct VoteBody {
     choice: usize,
@@ -223,14 +231,29 @@ pub(crate) async fn blob_get(
     let grant = server.signer.verify("GET", &url, now)?;
     let meta = server.store.head(&grant.key).await?;
     let body = thisthat_core::signing::serve(&*server.store, &server.signer, now, "GET", &url, None, None).await?;
-    let content_type = meta.content_type.unwrap_or_else(|| "application/octet-stream".into());
-    Ok((
-        [
-            ("content-type", content_type),
-            ("cache-control", "private, max-age=300".into()),
-        ],
-        body,
-    ))
+    Ok((photo_headers(&grant.key, meta.content_type), body))
+}
+
+/// The headers every blob is served with. Browsers must never guess another type (`nosniff`:
+/// a PNG that is also HTML stays an image) nor render what is not one of the accepted image
+/// types: anything else is sent as an attachment of unknown type. The file name is the key's
+/// last segment, which [`thisthat_core::BlobKey`] restricts to characters safe in a quoted
+/// header value.
+fn photo_headers(key: &thisthat_core::BlobKey, content_type: Option<String>) -> [(&'static str, String); 5] {
+    let name = key.as_str().rsplit('/').next().unwrap_or("photo");
+    let image = content_type.filter(|t| MediaType::from_mime(t).is_ok());
+    let disposition = if image.is_some() { "inline" } else { "attachment" };
+    [
+        (
+            "content-type",
+            image.unwrap_or_else(|| "application/octet-stream".into()),
+        ),
+        ("x-content-type-options", "nosniff".into()),
+        ("content-disposition", format!("{disposition}; filename=\"{name}\"")),
+        // Opened on its own, the blob may run nothing and load nothing.
+        ("content-security-policy", "default-src 'none'; sandbox".into()),
+        ("cache-control", "private, max-age=300".into()),
+    ]
 }
 
 pub(crate) async fn blob_put(
@@ -267,4 +290,23 @@ pub(crate) async fn blob_put(
     )
     .await?;
     Ok(StatusCode::CREATED)
+}
+
+#[cfg(test)]
+mod tests {
+    use thisthat_core::BlobKey;
+
+    #[test]
+    fn photos_are_served_inline_and_anything_else_as_an_attachment() {
+        let key = BlobKey::new("competitions/01JD4ZQ8VJ5YH0J3W6PX2E9K7M/0.display.jpg").expect("key");
+        let headers = super::photo_headers(&key, Some("image/jpeg".into()));
+        assert_eq!(headers[0].1, "image/jpeg");
+        assert_eq!(headers[1].1, "nosniff");
+        assert_eq!(headers[2].1, "inline; filename=\"0.display.jpg\"");
+        for other in [Some("text/html".to_string()), None] {
+            let headers = super::photo_headers(&key, other);
+            assert_eq!(headers[0].1, "application/octet-stream");
+            assert_eq!(headers[2].1, "attachment; filename=\"0.display.jpg\"");
+        }
+    }
 }

@@ -149,8 +149,47 @@ async fn the_whole_story_over_http() {
     let first = urls[0]["url"].as_str().expect("url");
     let photo = s.http.get(first).send().await.expect("download");
     assert_eq!(photo.status(), StatusCode::OK);
-    assert_eq!(photo.headers()["content-type"], "image/png");
-    assert_eq!(photo.bytes().await.expect("bytes"), photos::cat_png());
+    // Voters get the display variant: a JPEG, never sniffed as anything else.
+    assert_eq!(photo.headers()["content-type"], "image/jpeg");
+    assert_eq!(photo.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        photo.headers()["content-disposition"],
+        "inline; filename=\"0.display.jpg\""
+    );
+    let variant = photo.bytes().await.expect("bytes");
+    assert_eq!(thisthat_core::media::sniff(&variant).map(|i| i.width).ok(), Some(451));
+    assert_ne!(variant, photos::cat_png());
+
+    // The originals: the owner only.
+    let r = s
+        .http
+        .get(format!("{}/v1/competitions/{id}/originals", s.base))
+        .bearer_auth(s.token("alice"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let originals: Value = r.json().await.expect("json");
+    let original = s
+        .http
+        .get(originals[0]["url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(original.headers()["content-type"], "image/png");
+    assert_eq!(original.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(original.bytes().await.expect("bytes"), photos::cat_png());
+    for who in [Some("mallory"), None] {
+        let mut request = s.http.get(format!("{}/v1/competitions/{id}/originals", s.base));
+        if let Some(who) = who {
+            request = request.bearer_auth(s.token(who));
+        }
+        let status = request.send().await.expect("send").status();
+        assert!(
+            status == StatusCode::NOT_FOUND || status == StatusCode::UNAUTHORIZED,
+            "{who:?}: {status}"
+        );
+    }
 
     let mut last = Value::Null;
     for i in 0..24 {
@@ -460,5 +499,97 @@ async fn errors_are_json_with_request_ids() {
         "/v1/devices/{token}",
     ] {
         assert!(doc["paths"][path].is_object(), "the OpenAPI document describes {path}");
+    }
+}
+
+/// Issue 13's three photos, as a hostile client sent them: refused over HTTP, nothing in the
+/// feed, nothing stored.
+#[tokio::test]
+async fn the_three_photos_of_issue_13_are_refused() {
+    let s = Server::start().await;
+    let hostile = photos::hostile();
+    for (name, status) in [
+        ("a PNG cut after 100 bytes", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            "a PNG header followed by HTML and a script",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "a 74-byte PNG declaring 60,000 x 60,000 pixels",
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let photo = hostile.iter().find(|h| h.name == name).expect("in the hostile set");
+        if name.starts_with("a 74-byte") {
+            assert_eq!(photo.bytes.len(), 74);
+        }
+        let mut three = photos::three();
+        three[0] = photo.bytes.clone();
+        let error = error_of(s.create("alice", three).await, status).await;
+        assert!(
+            error["code"] == "unsupported_media_type" || error["code"] == "too_large",
+            "{name}: {error}"
+        );
+    }
+    let feed: Value = s.get_json("/v1/feed").await;
+    assert_eq!(feed["competitions"], json!([]));
+    assert!(
+        !s.dir.join("blobs/competitions").exists()
+            || std::fs::read_dir(s.dir.join("blobs/competitions"))
+                .expect("dir")
+                .next()
+                .is_none(),
+        "no blob of a refused competition is kept"
+    );
+}
+
+/// Issue 13's "done when": a 4032 x 3024 phone photo with GPS in its EXIF and XMP is served to
+/// voters at 1280 px or less with no metadata, and no voter's URL reaches its original (a
+/// voter's URL rewritten to the original's key is refused: the signature binds the key).
+#[tokio::test]
+async fn a_phone_photo_reaches_voters_small_and_without_its_gps() {
+    let s = Server::start().await;
+    let phone = photos::phone_jpeg();
+    assert!(photos::metadata_markers(&phone).contains(&"GPS (EXIF latitude 51/1)"));
+    let mut three = photos::three();
+    three[0] = phone.clone();
+    let r = s.create("alice", three).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.expect("json");
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(created["photos"][0]["width"], 4032);
+    assert_eq!(created["photos"][0]["display"]["width"], 960);
+    assert_eq!(created["photos"][0]["display"]["height"], 1280);
+
+    let urls: Value = s.get_json(&format!("/v1/competitions/{id}/photos")).await;
+    let first = urls[0]["url"].as_str().expect("url");
+    let r = s.http.get(first).send().await.expect("download");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let served = r.bytes().await.expect("bytes");
+    let info = thisthat_core::media::sniff(&served).expect("an image");
+    assert!(info.width.max(info.height) <= 1280, "{info:?}");
+    assert_eq!(photos::metadata_markers(&served), Vec::<&str>::new());
+    assert!(served.len() * 5 < phone.len(), "{} vs {}", served.len(), phone.len());
+
+    for url in urls.as_array().expect("array") {
+        let url = url["url"].as_str().expect("url");
+        assert!(url.contains(".display."), "{url}");
+        let body = s
+            .http
+            .get(url)
+            .send()
+            .await
+            .expect("download")
+            .bytes()
+            .await
+            .expect("bytes");
+        assert_ne!(body, phone);
+        let original = url.replace("0.display.jpg", "0.jpg");
+        if original != url {
+            let status = s.http.get(&original).send().await.expect("send").status();
+            assert!(status.is_client_error(), "{original}: {status}");
+        }
     }
 }

@@ -3,8 +3,8 @@
 use std::time::SystemTime;
 
 use thisthat_core::{
-    BlobKey, Category, Competition, CompetitionId, Device, Label, MediaType, Photo, Platform, Status, Tally, UserId,
-    Vote,
+    BlobKey, Category, Competition, CompetitionId, Device, Label, MediaType, Photo, PhotoVariant, Platform, Status,
+    Tally, UserId, Vote,
 };
 
 /// A user id from a literal, for tests. Panics on an invalid id, which is a bug in the test.
@@ -33,6 +33,15 @@ pub fn competition(owner: &str, status: Status, votes_to_close: u32) -> Competit
             width: 640,
             height: 480,
             labels: vec![label("cat", 0.93), label(&format!("thing {i}"), 0.5)],
+            display: Some(PhotoVariant {
+                key: BlobKey::display(&id, i, MediaType::Jpeg),
+                media_type: MediaType::Jpeg,
+                size: 100 + i as u64,
+                width: 480,
+                height: 640,
+            }),
+            // One photo of three without its original: the flag round-trips either way.
+            original_kept: i != 1,
         })
         .collect();
     Competition {

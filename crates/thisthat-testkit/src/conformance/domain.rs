@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use thisthat_core::{
     BeginUpload, Competition, CompetitionId, DeclaredPhoto, DeliveryMode, Error, FeedQuery, MediaType, NewCompetition,
-    Status, Thisthat, UserId, ports::GetOptions,
+    Rules, Status, Thisthat, UserId, media::sniff, ports::GetOptions,
 };
 
 use super::{DomainHarness, SignedUrls};
@@ -27,13 +27,33 @@ fn world(h: &impl DomainHarness, delivery: DeliveryMode) -> World {
 }
 
 fn world_on(backend: thisthat_core::Backend, delivery: DeliveryMode) -> World {
+    world_with(backend, delivery, Rules::default())
+}
+
+fn world_with(backend: thisthat_core::Backend, delivery: DeliveryMode, rules: Rules) -> World {
     let clock = Arc::new(ManualClock::new(crate::fixtures::now_ms()));
     let service = Thisthat::builder(backend)
+        .rules(rules)
         .clock(clock.clone())
         .delivery(delivery)
         .build()
-        .expect("default rules are valid");
+        .expect("the suite's rules are valid");
     World { service, clock }
+}
+
+/// Every key stored under a competition's prefix, in order.
+async fn stored_keys(service: &Thisthat, id: &CompetitionId) -> Vec<String> {
+    let prefix = format!("competitions/{id}/");
+    let mut keys = Vec::new();
+    let mut next = None;
+    loop {
+        let page = service.backend().blobs.list(&prefix, next).await.expect("list");
+        keys.extend(page.blobs.into_iter().map(|b| b.key.to_string()));
+        match page.next {
+            Some(n) => next = Some(n),
+            None => return keys,
+        }
+    }
 }
 
 async fn create(service: &Thisthat, owner: &str) -> Competition {
@@ -88,6 +108,23 @@ pub async fn create_stores_photos_and_categories(h: &impl DomainHarness) {
             .await
             .expect("stored photo");
         assert_eq!(stored.body, bytes);
+        assert!(photo.original_kept);
+        let display = photo.display.as_ref().expect("a display variant");
+        let variant = w
+            .service
+            .backend()
+            .blobs
+            .get(&display.key, &GetOptions::default())
+            .await
+            .expect("stored variant");
+        assert_eq!(variant.body.len() as u64, display.size);
+        let info = sniff(&variant.body).expect("the variant is an image");
+        assert_eq!(
+            (info.media_type, info.width, info.height),
+            (display.media_type, display.width, display.height)
+        );
+        assert!(display.width.max(display.height) <= w.service.rules().display_max_side);
+        assert_eq!(photos::metadata_markers(&variant.body), Vec::<&str>::new());
         for label in &photo.labels {
             assert!((0.0..=1.0).contains(&label.confidence));
         }
@@ -755,16 +792,216 @@ pub async fn photo_urls_download_the_photos(h: &impl DomainHarness) {
     }
     let urls = urls.expect("urls");
     assert_eq!(urls.len(), 3);
-    for (url, bytes) in urls.iter().zip(photos::three()) {
+    for (url, photo) in urls.iter().zip(&c.photos) {
         assert!(url.expires_at > std::time::SystemTime::now());
+        let r = h.direct(url, None).await.expect("download");
+        assert!(r.is_success(), "status {}", r.status);
+        let display = photo.display.as_ref().expect("a display variant");
+        let info = sniff(&r.body).expect("an image");
+        assert_eq!((info.width, info.height), (display.width, display.height));
+        assert_eq!(r.body.len() as u64, display.size, "voters get the display variant");
+    }
+    // The owner, and only the owner, gets the originals.
+    let originals = w.service.original_urls(&user("owner"), &c.id).await.expect("originals");
+    for (url, bytes) in originals.iter().zip(photos::three()) {
         let r = h.direct(url, None).await.expect("download");
         assert!(r.is_success(), "status {}", r.status);
         assert_eq!(r.body, bytes);
     }
     assert!(matches!(
+        w.service.original_urls(&user("voter"), &c.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
         w.service.photo_urls(&CompetitionId::new()).await,
         Err(Error::NotFound { .. })
     ));
+}
+
+fn refused_as(h: &photos::Hostile, r: &thisthat_core::Result<Competition>) -> bool {
+    match h.refusal {
+        photos::Refusal::UnsupportedMediaType => matches!(r, Err(Error::UnsupportedMediaType { .. })),
+        photos::Refusal::TooLarge => matches!(r, Err(Error::TooLarge { .. })),
+    }
+}
+
+/// Every photo of the hostile set ([`photos::hostile`]: cut short, damaged, with bytes after
+/// its end, a PNG header followed by HTML, bomb headers, absurd dimensions) is refused with
+/// the error it calls for, through the API and through signed uploads, and nothing of any of
+/// those competitions is stored: no blob, no row.
+pub async fn hostile_photos_are_refused(h: &impl DomainHarness) {
+    let w = world(h, DeliveryMode::Inline);
+    let s = &w.service;
+    let owner = user("owner");
+    for hostile in photos::hostile() {
+        let mut three = photos::three();
+        three[1] = hostile.bytes.clone();
+        let r = s
+            .create_competition(
+                &owner,
+                NewCompetition {
+                    title: None,
+                    photos: three,
+                },
+            )
+            .await;
+        assert!(refused_as(&hostile, &r), "{}: {r:?}", hostile.name);
+    }
+    assert_nothing_stored(s).await;
+    if h.signed_urls() == SignedUrls::Unsupported {
+        return;
+    }
+    // Uploaded straight to storage, as photo 0 (declared PNG): refused at the finish, and the
+    // uploads and the draft are gone.
+    for hostile in photos::hostile()
+        .into_iter()
+        .filter(|h| sniff(&h.bytes).ok().map(|i| i.media_type) == Some(MediaType::Png))
+    {
+        let ticket = s.begin_upload(&owner, declared()).await.expect("begin");
+        let mut bodies = photos::three();
+        bodies[0] = hostile.bytes.clone();
+        for (url, bytes) in ticket.uploads.iter().zip(bodies) {
+            assert!(
+                h.direct(url, Some(bytes)).await.expect("upload").is_success(),
+                "{}",
+                hostile.name
+            );
+        }
+        let r = s.finish_upload(&owner, &ticket.competition).await;
+        assert!(refused_as(&hostile, &r), "{} (uploaded): {r:?}", hostile.name);
+        assert!(
+            matches!(
+                s.backend().database.competition(&ticket.competition).await,
+                Err(Error::NotFound { .. })
+            ),
+            "{}: the draft is gone",
+            hostile.name
+        );
+        assert_eq!(
+            stored_keys(s, &ticket.competition).await,
+            Vec::<String>::new(),
+            "{}",
+            hostile.name
+        );
+    }
+    assert_nothing_stored(s).await;
+}
+
+/// A photo with GPS in its EXIF and XMP, taken sideways and larger than the display size, is
+/// accepted; what voters can fetch is upright, at most the display size, and carries no
+/// metadata at all. Its original (metadata and all) stays reachable by the owner only.
+pub async fn metadata_never_reaches_voters(h: &impl DomainHarness) {
+    let w = world(h, DeliveryMode::Inline);
+    let s = &w.service;
+    // Stored 1600 x 1200, shown 1200 x 1600 (EXIF orientation 6).
+    let gps = photos::jpeg_with_gps(1600, 1200);
+    assert!(!photos::metadata_markers(&gps).is_empty());
+    let mut three = photos::three();
+    three[0] = gps.clone();
+    let c = s
+        .create_competition(
+            &user("owner"),
+            NewCompetition {
+                title: None,
+                photos: three,
+            },
+        )
+        .await
+        .expect("a photo with metadata is accepted");
+    let display = c.photos[0].display.clone().expect("a display variant");
+    let side = s.rules().display_max_side;
+    assert_eq!(
+        (display.width, display.height),
+        (side * 3 / 4, side),
+        "upright and shrunk"
+    );
+    let expected = [&display.key, c.photos[1].voter_key(), c.photos[2].voter_key()];
+    assert!(expected.iter().all(|k| k.as_str().contains(".display.")));
+    let voter_bytes = match s.photo_urls(&c.id).await {
+        Ok(urls) => {
+            let mut bodies = Vec::new();
+            for url in &urls {
+                let r = h.direct(url, None).await.expect("download");
+                assert!(r.is_success(), "status {}", r.status);
+                bodies.push(r.body);
+            }
+            bodies
+        }
+        Err(Error::Unsupported { .. }) if h.signed_urls() == SignedUrls::Unsupported => {
+            let mut bodies = Vec::new();
+            for key in expected {
+                bodies.push(
+                    s.backend()
+                        .blobs
+                        .get(key, &GetOptions::default())
+                        .await
+                        .expect("get")
+                        .body,
+                );
+            }
+            bodies
+        }
+        Err(e) => panic!("photo urls: {e}"),
+    };
+    for (i, body) in voter_bytes.iter().enumerate() {
+        assert_eq!(
+            photos::metadata_markers(body),
+            Vec::<&str>::new(),
+            "photo {i} as voters get it"
+        );
+        assert_ne!(body, &gps, "voters never get the original");
+    }
+    let info = sniff(&voter_bytes[0]).expect("an image");
+    assert_eq!((info.width, info.height), (display.width, display.height));
+    if h.signed_urls() != SignedUrls::Unsupported {
+        let originals = s
+            .original_urls(&user("owner"), &c.id)
+            .await
+            .expect("the owner's originals");
+        let r = h.direct(&originals[0], None).await.expect("download");
+        assert_eq!(r.body, gps, "the owner gets the original as uploaded");
+    }
+}
+
+/// With `keep_originals` off only the display variants are stored, through the API and
+/// through signed uploads (whose uploads are deleted once the competition opens), and the
+/// owner is told there are no originals.
+pub async fn originals_can_be_left_unstored(h: &impl DomainHarness) {
+    let rules = Rules {
+        keep_originals: false,
+        ..Rules::default()
+    };
+    let w = world_with(h.backend(), DeliveryMode::Inline, rules);
+    let s = &w.service;
+    let owner = user("owner");
+    let c = create(s, "owner").await;
+    let displays: Vec<String> = c
+        .photos
+        .iter()
+        .map(|p| p.display.as_ref().expect("a display variant").key.to_string())
+        .collect();
+    assert!(c.photos.iter().all(|p| !p.original_kept));
+    assert_eq!(stored_keys(s, &c.id).await, displays);
+    assert!(matches!(
+        s.original_urls(&owner, &c.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(s.competition(&c.id).await.expect("read back"), c);
+    if h.signed_urls() == SignedUrls::Unsupported {
+        return;
+    }
+    let ticket = s.begin_upload(&owner, declared()).await.expect("begin");
+    for (url, bytes) in ticket.uploads.iter().zip(photos::three()) {
+        assert!(h.direct(url, Some(bytes)).await.expect("upload").is_success());
+    }
+    let c = s.finish_upload(&owner, &ticket.competition).await.expect("finish");
+    let displays: Vec<String> = c
+        .photos
+        .iter()
+        .map(|p| p.display.as_ref().expect("a display variant").key.to_string())
+        .collect();
+    assert_eq!(stored_keys(s, &c.id).await, displays, "the uploads are deleted");
+    assert!(c.photos.iter().all(|p| !p.original_kept));
 }
 
 /// Devices register, list, and unregister; an unregistered device gets no result.
