@@ -257,14 +257,23 @@ impl Checkpointer {
     /// itself past [`WAL_LIMIT_FRAMES`]. Runs on the writing connection, right after a commit.
     fn hook(&self) -> impl FnMut(&mut rusqlite::hooks::Wal, c_int) -> rusqlite::Result<()> + Send + 'static {
         let checkpointer = self.thread.thread().clone();
+        // One background checkpoint per 1,000 frames appended, as often as SQLite's own; waking
+        // it after every commit instead cost two fsyncs per vote.
+        let mut asked_at = 0;
         move |wal, frames| {
+            let step = frames / CHECKPOINT_FRAMES;
+            if step < asked_at {
+                // The log started again from the beginning.
+                asked_at = step;
+            }
             if frames >= WAL_LIMIT_FRAMES {
                 // RESTART waits (within the busy timeout) for the background checkpoint and the
                 // readers, so the next write starts the log from the beginning again.
                 if let Err(e) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::RESTART) {
                     tracing::debug!(error = %e, frames, "sqlite: the writer's checkpoint failed; the next commit retries");
                 }
-            } else if frames >= CHECKPOINT_FRAMES {
+            } else if step > asked_at {
+                asked_at = step;
                 checkpointer.unpark();
             }
             Ok(())
