@@ -1,11 +1,13 @@
 //! The `thisthat serve` process measured from outside, over loopback:
-//! - time from process start to the first served request;
+//! - time from process start to the first served request, next to a bare axum hello-world
+//!   process's (this bench binary run again with `THISTHAT_BENCH_HELLO` set), and to the
+//!   first created competition (which waits for the image model);
 //! - HTTP votes/s, next to a hello-world route (`/healthz`) of the same stack at the same
 //!   concurrency;
 //! - peak memory (VmHWM) of the server under 1,000 concurrent voters.
 //!
 //! `cargo bench -p thisthat-cli --bench http` (release build; Linux, for /proc). Requests are
-//! bounded in count and go to 127.0.0.1 only.
+//! bounded in count and go to 127.0.0.1 only. The last line is `RESULT {json}` with every figure.
 
 use std::{
     path::PathBuf,
@@ -40,6 +42,59 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The hello-world server the start-up is compared with: axum's router with one fallback
+/// handler and nothing else, served by the same `axum::serve` as thisthat's.
+fn serve_hello(addr: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let router = thisthat_server::Router::new().fallback(|| async { "ok" });
+        thisthat_server::serve(listener, router, std::future::pending())
+            .await
+            .expect("serve");
+    });
+}
+
+/// Polls `base/healthz` until it answers 200; the time since `started`.
+async fn until_ready(http: &reqwest::Client, base: &str, started: Instant) -> Duration {
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the server did not start");
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// Starts the hello-world process and returns the time until it first answered.
+async fn start_hello(http: &reqwest::Client) -> Duration {
+    let port = free_port();
+    let started = Instant::now();
+    let mut child = Command::new(std::env::current_exe().expect("this bench's path"))
+        .env("THISTHAT_BENCH_HELLO", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the hello world");
+    let ready = until_ready(http, &format!("http://127.0.0.1:{port}"), started).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    ready
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// Starts `thisthat serve` and returns it with the time until `/healthz` first answered.
 async fn start(http: &reqwest::Client) -> (Server, Duration) {
     let port = free_port();
@@ -54,15 +109,7 @@ async fn start(http: &reqwest::Client) -> (Server, Duration) {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn thisthat serve");
-    let ready = loop {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            break started.elapsed();
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the server did not start");
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    };
+    let ready = until_ready(http, &base, started).await;
     let secret = std::fs::read(dir.join("jwt.key")).expect("the server wrote its secret");
     (
         Server {
@@ -118,6 +165,9 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 }
 
 fn main() {
+    if let Ok(addr) = std::env::var("THISTHAT_BENCH_HELLO") {
+        return serve_hello(&addr);
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!("run with `cargo bench -p thisthat-cli --bench http`");
         return;
@@ -129,14 +179,32 @@ fn main() {
     runtime.block_on(async {
         let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("client");
 
-        let mut startups = Vec::new();
+        // Interleaved, so that both see the same load.
+        let (mut startups, mut hellos) = (Vec::new(), Vec::new());
         for _ in 0..7 {
             let (server, ready) = start(&http).await;
             startups.push(ready);
             drop(server);
+            hellos.push(start_hello(&http).await);
         }
-        startups.sort();
-        println!("start-up to first served request: median {:?} (min {:?}, max {:?}, 7 starts)", startups[3], startups[0], startups[6]);
+        let (startup, hello_startup) = (median(startups.clone()), median(hellos.clone()));
+        println!(
+            "start-up to first served request, median of 7: thisthat serve {startup:?} (min {:?}, max {:?}) | bare axum hello world {hello_startup:?} (min {:?}, max {:?})",
+            startups.iter().min().expect("7"),
+            startups.iter().max().expect("7"),
+            hellos.iter().min().expect("7"),
+            hellos.iter().max().expect("7"),
+        );
+        // A creation sent the moment the server answers waits for the model loading behind it.
+        let mut first_creations = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (server, _) = start(&http).await;
+            create_competitions(&http, &server, 1).await;
+            first_creations.push(started.elapsed());
+        }
+        let first_creation = median(first_creations);
+        println!("start-up to the first created competition (3 photos classified), median of 3: {first_creation:?}");
 
         let (server, _) = start(&http).await;
         let hello_n = 20_000;
@@ -155,22 +223,29 @@ fn main() {
         let votes: Vec<_> = (0..24).flat_map(|v| competitions.iter().map(move |c| (c.clone(), v))).collect();
         let vote_n = votes.len();
         let started = Instant::now();
-        stream::iter(votes)
+        let mut latencies: Vec<Duration> = stream::iter(votes)
             .map(|(c, v)| {
                 let r = http
                     .post(format!("{}/v1/competitions/{c}/votes", server.base))
                     .bearer_auth(token(&server, &format!("voter{v}")))
                     .json(&serde_json::json!({"choice": v % 3}));
-                async move { assert!(r.send().await.expect("vote").status().is_success()) }
+                async move {
+                    let sent = Instant::now();
+                    assert!(r.send().await.expect("vote").status().is_success());
+                    sent.elapsed()
+                }
             })
             .buffer_unordered(CONCURRENCY)
-            .collect::<Vec<_>>()
+            .collect()
             .await;
         let votes_rate = vote_n as f64 / started.elapsed().as_secs_f64();
+        latencies.sort();
+        let (p50, p99) = (latencies[vote_n / 2], latencies[vote_n * 99 / 100]);
         println!(
             "HTTP on loopback, {CONCURRENCY} concurrent clients: GET /healthz {hello:.0} req/s | POST votes {votes_rate:.0} votes/s ({vote_n} votes, every 24th closes a competition and writes the outbox) = {:.0}% of hello world",
             100.0 * votes_rate / hello
         );
+        println!("vote latency at {CONCURRENCY} clients: p50 {p50:?}, p99 {p99:?}");
         drop(server);
 
         let (server, _) = start(&http).await;
@@ -199,5 +274,20 @@ fn main() {
             after
         );
         assert_eq!(accepted, 1000, "42 competitions take up to 1,008 votes, so every vote is accepted");
+        println!(
+            "RESULT {}",
+            serde_json::json!({
+                "healthz_per_s": hello.round(),
+                "votes_per_s": votes_rate.round(),
+                "votes_ratio": (votes_rate / hello * 1000.0).round() / 1000.0,
+                "votes_p50_ms": (ms(p50) * 100.0).round() / 100.0,
+                "votes_p99_ms": (ms(p99) * 100.0).round() / 100.0,
+                "startup_ms": (ms(startup) * 10.0).round() / 10.0,
+                "hello_startup_ms": (ms(hello_startup) * 10.0).round() / 10.0,
+                "first_creation_ms": (ms(first_creation) * 10.0).round() / 10.0,
+                "peak_rss_before_burst_mb": (before as f64 / 1024.0).round(),
+                "peak_rss_mb": (after as f64 / 1024.0).round(),
+            })
+        );
     });
 }

@@ -188,7 +188,9 @@ impl Embedded {
                 (outbox.clone(), Some(outbox))
             }
         };
-        // The model is loaded only when it is used (it takes a moment).
+        // `ModelClassifier::new` returns at once and loads the model (most of a start-up) in the
+        // background: the server listens and answers at once, and a creation that arrives
+        // before the model is ready waits for it.
         let classifier: Arc<dyn Classifier> = match &overrides.classifier {
             Some(url) => registry.classifier(url).await?,
             None => Arc::new(ModelClassifier::new()?),

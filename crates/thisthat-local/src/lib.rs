@@ -16,7 +16,8 @@
 //!   compiled in.
 //!
 //! Open them by URL with [`LocalOpener`]: `sqlite:///var/lib/thisthat/thisthat.db` (or
-//! `sqlite::memory:`), `outbox:///var/lib/thisthat/outbox`, `model:` (with the `model`
+//! `sqlite::memory:`; add `?synchronous=full` for a commit that survives a power loss, see
+//! [`Synchronous`]), `outbox:///var/lib/thisthat/outbox`, `model:` (with the `model`
 //! feature), `pixels:`. The file store needs the public URL of the server that serves it and a
 //! signing secret, so it is built in code ([`FileBlobStore::open`]).
 
@@ -37,14 +38,19 @@ pub use files::FileBlobStore;
 pub use model::ModelClassifier;
 pub use outbox::{OutboxEntry, OutboxNotifier};
 pub use pixels::PixelClassifier;
-pub use sqlite::SqliteDatabase;
+pub use sqlite::{SqliteDatabase, SqliteOptions, Synchronous};
 use thisthat_core::{
     Result, UrlOpener,
     ports::{Classifier, Database, Notifier},
+    registry::UrlParams,
 };
 use url::Url;
 
 /// Opens the embedded adapters from `sqlite:`, `outbox:`, `model:` and `pixels:` URLs.
+///
+/// `sqlite:///path/to/thisthat.db?synchronous=full` opens a [`SqliteDatabase`] whose every
+/// commit waits for the disk ([`Synchronous::Full`]); `synchronous=normal` is the default. Any
+/// other query parameter, or one given twice, is an [`Error::Config`](thisthat_core::Error::Config).
 ///
 /// `model:` opens a `ModelClassifier` when this crate is built with its `model` feature;
 /// without it, it is an [`Error::Config`](thisthat_core::Error::Config) that says so.
@@ -86,10 +92,19 @@ impl UrlOpener for LocalOpener {
                 "{url}: databases open from sqlite: URLs"
             )));
         }
+        let params = UrlParams::parse(url, &["synchronous"])?;
+        let mut options = SqliteOptions::default();
+        if let Some(synchronous) = params.get("synchronous") {
+            options = options.synchronous(Synchronous::from_name(synchronous)?);
+        }
         if url.path() == ":memory:" {
+            // Nothing reaches a disk, so there is no durability to choose; the parameter is
+            // still checked so a misspelt one fails the same way everywhere.
             return Ok(Arc::new(SqliteDatabase::open_in_memory()?));
         }
-        Ok(Arc::new(SqliteDatabase::open(&local_path(url)?)?))
+        let mut plain = url.clone();
+        plain.set_query(None);
+        Ok(Arc::new(SqliteDatabase::open_with(&local_path(&plain)?, options)?))
     }
 
     async fn notifier(&self, url: &Url) -> Result<Arc<dyn Notifier>> {
@@ -137,6 +152,30 @@ impl UrlOpener for LocalOpener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sqlite_urls_take_only_a_synchronous_setting() {
+        let dir = std::env::temp_dir().join(format!("thisthat-opener-{}", thisthat_core::CompetitionId::new()));
+        for good in ["?synchronous=full", "?synchronous=NORMAL", ""] {
+            let url = Url::from_file_path(dir.join("thisthat.db")).expect("file url");
+            let url = Url::parse(&format!("sqlite://{}{good}", url.path())).expect("url");
+            let opened = LocalOpener.database(&url).await;
+            assert!(opened.is_ok(), "{url}: {opened:?}");
+        }
+        for bad in ["?synchronous=off", "?sync=full", "?synchronous=full&synchronous=full"] {
+            let url = Url::parse(&format!("sqlite://{}/thisthat.db{bad}", dir.display())).expect("url");
+            let opened = LocalOpener.database(&url).await;
+            assert!(
+                matches!(opened, Err(thisthat_core::Error::Config { .. })),
+                "{url}: {opened:?}"
+            );
+        }
+        let memory = LocalOpener
+            .database(&Url::parse("sqlite::memory:?synchronous=full").expect("url"))
+            .await;
+        assert!(memory.is_ok(), "{memory:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test]
     async fn model_urls_open_the_model_or_say_which_feature_it_needs() {

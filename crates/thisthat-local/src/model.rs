@@ -65,8 +65,11 @@ const MIN_CONFIDENCE: f32 = 0.02;
 /// [`Error::UnsupportedMediaType`]; an accepted image it cannot decode gets no labels.
 ///
 /// Loading the model takes a fraction of a second, so build one classifier and share it
-/// (cloning is cheap: clones share the loaded model). Decoding and inference run on tokio's
-/// blocking pool, about 40 ms per photo on two cores.
+/// (cloning is cheap: clones share the loaded model). [`ModelClassifier::new`] returns before
+/// the model is loaded: it loads in the background, and the first photos wait for it, so a
+/// server that starts with one answers everything else at once. If it fails to load, every
+/// photo gets an [`Error::Backend`] saying why. Decoding and inference run on one thread per
+/// core, about 40 ms per photo on two cores.
 #[derive(Clone)]
 pub struct ModelClassifier {
     classes: Arc<[&'static str]>,
@@ -96,7 +99,9 @@ impl std::fmt::Debug for ModelClassifier {
 }
 
 impl ModelClassifier {
-    /// Loads and optimises the embedded model (a fraction of a second; do it once).
+    /// Starts loading and optimising the embedded model on a thread of its own and returns at
+    /// once; photos classified before it is ready wait for it (a fraction of a second). Build
+    /// one and share it.
     pub fn new() -> Result<Self> {
         let started = Instant::now();
         let classes: Arc<[&'static str]> = CLASSES.lines().map(str::trim).collect();
@@ -106,44 +111,77 @@ impl ModelClassifier {
                 format!("classes.txt has {} names, expected {CLASS_COUNT}", classes.len()),
             ));
         }
-        let plan = load().map_err(|e| Error::backend("model", e))?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "model: loaded");
         let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
         let cores = cores.max(1);
         // A bounded queue: under overload callers wait for room (backpressure) instead of
         // queueing photos without limit behind requests that may already have timed out.
         let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(cores * 8);
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
-        let worker = Worker {
-            plan,
-            classes: classes.clone(),
-        };
-        for i in 0..cores {
-            let (receiver, worker) = (receiver.clone(), worker.clone());
-            std::thread::Builder::new()
-                .name(format!("thisthat-model-{i}"))
-                .spawn(move || {
-                    // Ends when every clone of the classifier, and so the sender, is dropped.
-                    loop {
-                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
-                        let Some((bytes, reply)) = job else { break };
-                        if reply.is_closed() {
-                            continue; // Its request gave up waiting.
-                        }
-                        // A panic in a decoder or in tract fails this photo, not the thread.
-                        let answer =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.classify_bytes(&bytes)))
-                                .unwrap_or_else(|_| Err(Error::backend("model", "classifying this photo panicked")));
-                        let _ = reply.send(answer);
+        let loading = classes.clone();
+        // The model loads on a thread of its own, so that a server answers its first requests
+        // at once (loading is most of a start-up otherwise, docs/performance.md): photos sent
+        // before it is ready wait in the queue, and this thread then becomes the first of the
+        // inference threads.
+        std::thread::Builder::new()
+            .name("thisthat-model-0".into())
+            .spawn(move || {
+                let plan = match load() {
+                    Ok(plan) => plan,
+                    Err(e) => return refuse_all(&receiver, &e.to_string()),
+                };
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "model: loaded");
+                let worker = Worker { plan, classes: loading };
+                for i in 1..cores {
+                    let (receiver, worker) = (receiver.clone(), worker.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("thisthat-model-{i}"))
+                        .spawn(move || worker.serve(&receiver));
+                    if let Err(e) = spawned {
+                        // Fewer threads are slower, not wrong: this one still serves.
+                        tracing::warn!(error = %e, "model: cannot start another inference thread");
                     }
-                })
-                .map_err(|e| Error::backend("model", e))?;
-        }
+                }
+                worker.serve(&receiver);
+            })
+            .map_err(|e| Error::backend("model", e))?;
         Ok(ModelClassifier { classes, jobs: sender })
     }
 }
 
+/// Answers every photo with the reason the model did not load, until the classifier is
+/// dropped: a failed load is an error for each creation, never a hang.
+fn refuse_all(receiver: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>, reason: &str) {
+    tracing::error!(
+        reason,
+        "model: the embedded model failed to load; every photo will be refused"
+    );
+    loop {
+        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+        let Some((_, reply)) = job else { break };
+        let _ = reply.send(Err(Error::backend(
+            "model",
+            format!("the embedded image model failed to load: {reason}"),
+        )));
+    }
+}
+
 impl Worker {
+    /// Classifies queued photos until every clone of the classifier, and so the sender, is
+    /// dropped.
+    fn serve(&self, receiver: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>) {
+        loop {
+            let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+            let Some((bytes, reply)) = job else { break };
+            if reply.is_closed() {
+                continue; // Its request gave up waiting.
+            }
+            // A panic in a decoder or in tract fails this photo, not the thread.
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.classify_bytes(&bytes)))
+                .unwrap_or_else(|_| Err(Error::backend("model", "classifying this photo panicked")));
+            let _ = reply.send(answer);
+        }
+    }
+
     /// Labels a photo's bytes (blocking: decoding and inference).
     fn classify_bytes(&self, bytes: &[u8]) -> Result<Classification> {
         // The format comes from the bytes, never from what the caller declared.

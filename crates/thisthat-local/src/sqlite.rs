@@ -1,8 +1,13 @@
 //! The database port on SQLite.
 
 use std::{
+    collections::VecDeque,
+    ffi::c_int,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -11,8 +16,10 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use thisthat_core::{
     Competition, CompetitionId, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Result, Standing, Status,
     UserId, Vote, VoteReceipt,
+    adapter::{CountedVote, VoteDecision, decide_vote},
     ports::{Database, NotificationClaim},
 };
+use tokio::sync::{mpsc, oneshot};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Never edit
 /// a migration that has shipped: add a new one.
@@ -70,17 +77,270 @@ UPDATE competitions SET
     tally = json_extract(body, '$.tally'),
     outcome = json_extract(body, '$.outcome');
 "#,
+    r#"
+-- v3: each vote keeps its receipt (the tally after it, and whether it closed the competition),
+-- so the same vote sent again is answered with it. Votes from before have none: repeating one
+-- is "already voted".
+ALTER TABLE votes ADD COLUMN receipt_tally TEXT;
+ALTER TABLE votes ADD COLUMN closed_it INTEGER NOT NULL DEFAULT 0 CHECK (closed_it IN (0, 1));
+"#,
 ];
+
+/// How hard SQLite works to keep a committed write through a power loss.
+///
+/// Either way the database is in WAL mode and a crash of the process never loses a committed
+/// write; the setting decides what an operating-system crash or a power loss may take. Choose it
+/// in code ([`SqliteOptions::synchronous`]) or in the URL: `sqlite:///path?synchronous=full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `PRAGMA synchronous = NORMAL`, the default: the WAL is flushed to disk at checkpoints, not
+    /// at every commit, so a power loss may lose the last transactions (never corrupt the file).
+    #[default]
+    Normal,
+    /// `PRAGMA synchronous = FULL`: every commit waits for the disk, so a vote whose receipt was
+    /// returned survives a power loss too. Several votes committed together share that wait.
+    Full,
+}
+
+impl Synchronous {
+    /// Reads a `synchronous=` URL value: `normal` or `full`, in any case.
+    pub fn from_name(name: &str) -> Result<Self> {
+        if name.eq_ignore_ascii_case("normal") {
+            Ok(Synchronous::Normal)
+        } else if name.eq_ignore_ascii_case("full") {
+            Ok(Synchronous::Full)
+        } else {
+            Err(Error::config(format!(
+                "synchronous={name} is not a setting thisthat offers; use synchronous=normal (the default) or synchronous=full"
+            )))
+        }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// How [`SqliteDatabase::open_with`] opens a database. `SqliteOptions::default()` is what
+/// [`SqliteDatabase::open`] uses.
+///
+/// ```
+/// use thisthat_local::{SqliteOptions, Synchronous};
+/// let options = SqliteOptions::default().synchronous(Synchronous::Full);
+/// assert_eq!(options.durability(), Synchronous::Full);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SqliteOptions {
+    synchronous: Synchronous,
+}
+
+impl SqliteOptions {
+    /// Sets the durability of a commit (default [`Synchronous::Normal`]).
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// The durability these options ask for.
+    pub fn durability(&self) -> Synchronous {
+        self.synchronous
+    }
+}
+
+/// How many jobs may wait for the writer before a caller waits for room: enough for every
+/// caller of a busy server to have one vote queued, small enough that a stalled disk pushes
+/// back on callers instead of growing memory.
+const QUEUE: usize = 1024;
+
+/// At most this many queued jobs are taken into one batch, so the first vote of a batch never
+/// waits behind an unbounded number of others.
+const MAX_BATCH: usize = 256;
+
+/// Read connections of a file database, one per core the reads can use at once.
+const READERS: usize = 2;
+
+/// WAL frames (pages) after which the checkpointer thread copies the log into the database
+/// file: SQLite's own default threshold, but in the background instead of inside a commit.
+const CHECKPOINT_FRAMES: c_int = 1_000;
+
+/// WAL frames after which the writer checkpoints the log itself, waiting for the checkpointer
+/// if it is mid-way. Under writes that never pause, the background checkpoints never catch up
+/// with the end of the log, so SQLite could never start it again from the beginning; this
+/// bounds the WAL file to about 40 MB.
+const WAL_LIMIT_FRAMES: c_int = 10_000;
 
 /// Competitions, votes, devices and the notification outbox in one SQLite database.
 ///
-/// Every port operation is one SQLite transaction on one connection; writers are serialised by
-/// SQLite itself (`BEGIN IMMEDIATE`), and the blocking calls run on tokio's blocking pool so
-/// they never stall the async runtime. Durability: WAL with `synchronous=NORMAL` (a power
-/// loss may lose the last transactions, never corrupt the file); see `docs/performance.md`.
+/// **Writes** have one connection, and one writer at a time. Votes that arrive while a write is
+/// running wait in a bounded queue; the writer thread takes every job waiting at that moment
+/// (up to 256) and applies the votes among them in one transaction, each vote inside its own
+/// savepoint: a rejected vote rolls back to its savepoint and is answered with its own error,
+/// the others commit together, and every receipt is sent only after that `COMMIT`, so a
+/// returned receipt is a durable vote. Sharing one commit (one WAL append, one fsync at
+/// [`Synchronous::Full`]) between the votes that arrived together is what lets many concurrent
+/// voters go faster than one transaction per vote. A vote that finds nothing queued and nobody
+/// writing does not wait for the thread: it takes the connection and commits on its own
+/// thread, which spares a lone caller two thread hand-offs per vote (`docs/performance.md`).
+///
+/// The other writes (creating, publishing and deleting competitions, notifications, devices)
+/// go through the same queue, each in its own transaction, in the order they were submitted.
+/// A second writing connection would gain nothing (SQLite lets one connection write at a
+/// time) and would turn that wait into `SQLITE_BUSY` retries between our own connections.
+///
+/// **Reads** of a file database use their own connections (WAL lets them read while the writer
+/// writes) and see every write whose answer was returned. An in-memory database has only the
+/// writer's connection, so its reads queue there too.
+///
+/// **Checkpoints** (copying the WAL into the database file, two fsyncs at `NORMAL`) run on a
+/// thread of their own once the WAL holds 1,000 pages, instead of inside the commit that
+/// crossed the line as SQLite does by default; past 10,000 pages (about 40 MB) the writer
+/// checkpoints itself, so the WAL stays bounded under writes that never pause.
+///
+/// The queue holds 1,024 jobs; a caller beyond that waits for room. Dropping the last clone
+/// ends the writer thread once it has answered the jobs already queued, stops the
+/// checkpointer and closes the file. If a write panics, the transaction in progress is rolled
+/// back and its callers get [`Error::Backend`]; the writer carries on with the next jobs.
+///
+/// Durability: WAL with `synchronous=NORMAL` by default (a power loss may lose the last
+/// transactions, never corrupt the file), or `FULL` ([`SqliteOptions`]).
 #[derive(Debug, Clone)]
 pub struct SqliteDatabase {
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one database share; dropping it stops the writer.
+#[derive(Debug)]
+struct Shared {
+    /// `None` only while dropping.
+    jobs: Option<mpsc::Sender<Job>>,
+    /// The only connection that writes. The writer thread holds it while it applies a batch;
+    /// a vote that finds it free and nothing queued takes it itself (see `vote_in_place`).
     connection: Arc<Mutex<Connection>>,
+    /// Empty for an in-memory database, whose reads go through the writer.
+    readers: Vec<Mutex<Connection>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// `None` for an in-memory database, which has no log to checkpoint.
+    checkpointer: Option<Checkpointer>,
+}
+
+/// The thread that copies the WAL into the database file off the commit path, with its own
+/// connection: at `synchronous=NORMAL` a checkpoint is two fsyncs, which inside a commit cost
+/// more than everything else a vote does (`docs/performance.md`).
+#[derive(Debug)]
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(connection: Connection) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("thisthat-sqlite-checkpointer".into())
+            .spawn(move || {
+                loop {
+                    // Woken by the writer's WAL hook, or by `stop`; a spurious wake-up only runs
+                    // a checkpoint with nothing to do.
+                    std::thread::park();
+                    if stopping.load(Ordering::Acquire) {
+                        break;
+                    }
+                    // PASSIVE never waits for the writer or the readers; what it cannot copy now
+                    // the next one does.
+                    if let Err(e) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::debug!(error = %e, "sqlite: background checkpoint failed; the next one retries");
+                    }
+                }
+            })
+            .map_err(|e| Error::backend("sqlite", e))?;
+        Ok(Checkpointer { stop, thread })
+    }
+
+    /// Asks for a checkpoint after a commit left `frames` frames in the WAL, or takes one
+    /// itself past [`WAL_LIMIT_FRAMES`]. Runs on the writing connection, right after a commit.
+    fn hook(&self) -> impl FnMut(&mut rusqlite::hooks::Wal, c_int) -> rusqlite::Result<()> + Send + 'static {
+        let checkpointer = self.thread.thread().clone();
+        // One background checkpoint per 1,000 frames appended, as often as SQLite's own; waking
+        // it after every commit instead cost two fsyncs per vote.
+        let mut asked_at = 0;
+        move |wal, frames| {
+            let step = frames / CHECKPOINT_FRAMES;
+            if step < asked_at {
+                // The log started again from the beginning.
+                asked_at = step;
+            }
+            if frames >= WAL_LIMIT_FRAMES {
+                // RESTART waits (within the busy timeout) for the background checkpoint and the
+                // readers, so the next write starts the log from the beginning again.
+                if let Err(e) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::RESTART) {
+                    tracing::debug!(error = %e, frames, "sqlite: the writer's checkpoint failed; the next commit retries");
+                }
+            } else if step > asked_at {
+                asked_at = step;
+                checkpointer.unpark();
+            }
+            Ok(())
+        }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The readers close first so the writer's connection is the last one: SQLite then
+        // checkpoints the WAL into the database file and removes it.
+        self.readers.clear();
+        // Closing the queue ends the writer's loop once it has answered what was queued.
+        self.jobs = None;
+        if let Some(writer) = self.writer.take() {
+            // The writer never holds a clone of the database, so this drop never runs on it.
+            let _ = writer.join();
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+        }
+    }
+}
+
+/// Something for the writer to do.
+enum Job {
+    /// A vote, applied in a savepoint of the current batch's transaction.
+    Vote(Vote, oneshot::Sender<Result<VoteReceipt>>),
+    /// Any other use of the writing connection, in its own transaction. The closure sends its
+    /// own answer; a closure dropped unrun (the writer panicked) drops its answer's sender, and
+    /// the caller gets an error.
+    Other(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Vote(vote, _) => f.debug_tuple("Vote").field(vote).finish(),
+            Job::Other(_) => f.write_str("Other"),
+        }
+    }
+}
+
+/// The answer when the writer went away before answering: it panicked while running this job
+/// (its transaction rolled back), or the database is being dropped.
+fn writer_gone() -> Error {
+    Error::Backend {
+        provider: "sqlite",
+        message: "the SQLite writer stopped before answering (it panicked, or the database was closed); \
+                  an uncommitted write was rolled back: read the data back before retrying"
+            .into(),
+        source: None,
+    }
 }
 
 fn sqlite_error(e: rusqlite::Error) -> Error {
@@ -144,53 +404,152 @@ impl SqliteDatabase {
     /// The schema version this build brings a database to.
     pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-    /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the database file at `path` and brings its schema up to date,
+    /// with the default [`SqliteOptions`].
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens (creating if needed) the database file at `path` with `options` and brings its
+    /// schema up to date.
+    pub fn open_with(path: &Path, options: SqliteOptions) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::Config {
                 reason: format!("cannot create the database directory {}", dir.display()),
                 source: Some(Box::new(e)),
             })?;
         }
-        let connection = Connection::open(path).map_err(|e| Error::Config {
+        let cannot_open = |e: rusqlite::Error| Error::Config {
             reason: format!("cannot open the SQLite database {}", path.display()),
             source: Some(Box::new(e)),
-        })?;
-        Self::with_connection(connection)
+        };
+        let writer = Connection::open(path).map_err(cannot_open)?;
+        let mut writer = prepare_writer(writer, options)?;
+        let checkpointer = Checkpointer::start(Connection::open(path).map_err(cannot_open)?)?;
+        // Replaces SQLite's own hook, which checkpoints inside the commit that crossed 1,000 frames.
+        writer.wal_hook(Some(checkpointer.hook())).map_err(sqlite_error)?;
+        // Opened after the writer switched the file to WAL and migrated it, so every reader
+        // reads the current schema without ever blocking the writer.
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(path).map_err(cannot_open)?;
+                reader.busy_timeout(Duration::from_secs(5)).map_err(sqlite_error)?;
+                // Reads never write: a mistake here fails loudly instead of racing the writer.
+                reader.pragma_update(None, "query_only", true).map_err(sqlite_error)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::start(writer, readers, Some(checkpointer))
     }
 
     /// A private database that lives as long as this value (and its clones).
     pub fn open_in_memory() -> Result<Self> {
-        Self::with_connection(Connection::open_in_memory().map_err(sqlite_error)?)
+        let writer = prepare_writer(
+            Connection::open_in_memory().map_err(sqlite_error)?,
+            SqliteOptions::default(),
+        )?;
+        // A second connection would open a different, empty database: reads use the writer's.
+        Self::start(writer, Vec::new(), None)
     }
 
-    fn with_connection(mut connection: Connection) -> Result<Self> {
-        // The busy timeout first: switching to WAL needs a lock another process may hold.
-        connection.busy_timeout(Duration::from_secs(5)).map_err(sqlite_error)?;
-        connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(sqlite_error)?;
-        migrate(&mut connection)?;
+    fn start(writer: Connection, readers: Vec<Mutex<Connection>>, checkpointer: Option<Checkpointer>) -> Result<Self> {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let connection = Arc::new(Mutex::new(writer));
+        let writing = connection.clone();
+        let writer = std::thread::Builder::new()
+            .name("thisthat-sqlite-writer".into())
+            .spawn(move || write_loop(&writing, queue))
+            .map_err(|e| Error::backend("sqlite", e))?;
         Ok(SqliteDatabase {
-            connection: Arc::new(Mutex::new(connection)),
+            shared: Arc::new(Shared {
+                jobs: Some(jobs),
+                connection,
+                readers,
+                writer: Some(writer),
+                checkpointer,
+            }),
         })
     }
 
-    /// Runs `f` on the connection on the blocking pool.
-    async fn run<T, F>(&self, f: F) -> Result<T>
+    /// Applies `vote` on the caller's own thread when no other write is queued or running:
+    /// a lone caller then pays no hand-off to the writer thread and back, which on two busy
+    /// cores cost more than the vote itself (`docs/performance.md`). `None` sends it to the
+    /// writer: another write holds the connection or is queued (so this vote joins its batch),
+    /// or the runtime cannot block in place.
+    fn vote_in_place(&self, vote: &Vote) -> Option<Result<VoteReceipt>> {
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        if !matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread)) {
+            return None;
+        }
+        let jobs = self.shared.jobs.as_ref()?;
+        if jobs.capacity() < jobs.max_capacity() {
+            return None;
+        }
+        let mut connection = match self.shared.connection.try_lock() {
+            Ok(guard) => guard,
+            // `guarded` rolled back what the panicking holder left open.
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(tokio::task::block_in_place(move || {
+            let mut receipt = None;
+            guarded(&mut connection, |c| {
+                receipt = apply_votes(c, std::slice::from_ref(vote)).pop()
+            });
+            receipt.unwrap_or_else(|| Err(writer_gone()))
+        }))
+    }
+
+    async fn submit(&self, job: Job) -> Result<()> {
+        let jobs = self.shared.jobs.as_ref().ok_or_else(writer_gone)?;
+        jobs.send(job).await.map_err(|_| writer_gone())
+    }
+
+    /// Runs `f` on the writer's connection, in turn with the votes and the other writes.
+    async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let connection = self.connection.clone();
+        let (answer, answered) = oneshot::channel();
+        self.submit(Job::Other(Box::new(move |c| {
+            let _ = answer.send(f(c));
+        })))
+        .await?;
+        answered.await.map_err(|_| writer_gone())?
+    }
+
+    /// Runs `f` on a read connection (the writer's, for an in-memory database).
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        if self.shared.readers.is_empty() {
+            return self.write(move |c| f(c)).await;
+        }
+        let shared = self.shared.clone();
         let work = move || {
-            // A panic inside a transaction rolls it back when the transaction is dropped, so a
-            // poisoned lock still guards a consistent database.
-            let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            // Any free reader, else wait for the first: a read is tens of microseconds.
+            let free = shared.readers.iter().find_map(|r| match r.try_lock() {
+                Ok(guard) => Some(guard),
+                // A panic mid-read leaves nothing half-done: reads do not write.
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            });
+            let guard = match free {
+                Some(guard) => guard,
+                None => shared
+                    .readers
+                    .first()
+                    .ok_or_else(writer_gone)?
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            };
+            f(&guard)
         };
         // On a multi-threaded runtime, run in place (the runtime moves this worker's other
-        // tasks elsewhere): a vote is ~20 µs of SQLite, and handing it to the blocking pool
+        // tasks elsewhere): a read is ~20 µs of SQLite, and handing it to the blocking pool
         // and back cost more than that (see docs/performance.md). A current-thread runtime
         // cannot block in place, so it uses the blocking pool.
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
@@ -203,13 +562,319 @@ impl SqliteDatabase {
 
     /// The schema version the database is at.
     pub async fn schema_version(&self) -> Result<usize> {
-        self.run(|c| {
+        self.read(|c| {
             c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
                 .map(|v| v as usize)
                 .map_err(sqlite_error)
         })
         .await
     }
+}
+
+fn prepare_writer(mut connection: Connection, options: SqliteOptions) -> Result<Connection> {
+    // The busy timeout first: switching to WAL needs a lock another process may hold.
+    connection.busy_timeout(Duration::from_secs(5)).map_err(sqlite_error)?;
+    connection
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+            options.synchronous.pragma()
+        ))
+        .map_err(sqlite_error)?;
+    migrate(&mut connection)?;
+    Ok(connection)
+}
+
+/// The writer thread: takes every job waiting at that moment, applies the votes among them in
+/// one transaction and the other writes one by one, in the order they came, until the last
+/// clone of the database is dropped.
+fn write_loop(connection: &Mutex<Connection>, mut queue: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // Held for the whole batch; a vote applied in place holds it for one transaction.
+        let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+        let mut votes = Vec::new();
+        for job in batch.drain(..) {
+            match job {
+                Job::Vote(vote, answer) => votes.push((vote, answer)),
+                Job::Other(work) => {
+                    // Votes queued before this write commit before it runs, keeping the order.
+                    commit_votes(&mut connection, std::mem::take(&mut votes));
+                    guarded(&mut connection, work);
+                }
+            }
+        }
+        commit_votes(&mut connection, votes);
+    }
+}
+
+type VoteAnswer = oneshot::Sender<Result<VoteReceipt>>;
+
+/// Applies `votes` together and answers each with its own receipt or error, after the commit.
+fn commit_votes(connection: &mut Connection, votes: Vec<(Vote, VoteAnswer)>) {
+    if votes.is_empty() {
+        return;
+    }
+    guarded(connection, move |c| {
+        let _span = tracing::debug_span!("sqlite.votes", votes = votes.len()).entered();
+        let (votes, answers): (Vec<_>, Vec<_>) = votes.into_iter().unzip();
+        let receipts = apply_votes(c, &votes);
+        for (answer, receipt) in answers.into_iter().zip(receipts) {
+            // A caller that stopped waiting does not stop the others.
+            let _ = answer.send(receipt);
+        }
+    });
+}
+
+/// Runs `work`, catching a panic so that the writer lives on: the transaction `work` left open
+/// is rolled back, and the answers it still held are dropped, which tells their callers.
+fn guarded(connection: &mut Connection, work: impl FnOnce(&mut Connection)) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(connection)));
+    if outcome.is_err() {
+        tracing::error!(
+            "the SQLite writer panicked; its transaction was rolled back and its callers answered with an error"
+        );
+        if !connection.is_autocommit() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// Runs one statement without results, prepared once per connection.
+fn exec(c: &Connection, sql: &str) -> Result<()> {
+    c.prepare_cached(sql)
+        .map_err(sqlite_error)?
+        .execute([])
+        .map_err(sqlite_error)
+        .map(drop)
+}
+
+/// The same failure, for another caller whose write it also undid.
+fn again(e: &Error) -> Error {
+    let mut message = format!("the transaction this write shared failed: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    match e {
+        Error::Unavailable { retry_after, .. } => Error::Unavailable {
+            provider: "sqlite",
+            retry_after: *retry_after,
+            source: Some(message.into()),
+        },
+        _ => Error::Backend {
+            provider: "sqlite",
+            message,
+            source: None,
+        },
+    }
+}
+
+/// Applies `votes` in as few transactions as it can (one, unless a vote's failure took the
+/// transaction down with it), and answers each: its receipt if its transaction committed, its
+/// own rejection, or the error that undid its transaction.
+///
+/// Each vote runs in a savepoint, so a rejected vote (already voted, own competition, closed,
+/// a bad choice, a constraint the schema enforces) rolls back only its own changes. Most
+/// SQLite errors leave the transaction open; a few (an I/O error, a full disk, a trigger's
+/// `RAISE(ROLLBACK)`) roll all of it back. Then the vote that failed gets its error and the
+/// ones before it are applied again in a new transaction: an accepted vote is never answered
+/// from a transaction that did not commit, and never fails for another vote's fault.
+fn apply_votes(c: &Connection, votes: &[Vote]) -> Vec<Result<VoteReceipt>> {
+    let mut answers: Vec<Option<Result<VoteReceipt>>> = votes.iter().map(|_| None).collect();
+    let mut todo: VecDeque<usize> = (0..votes.len()).collect();
+    while !todo.is_empty() {
+        if let Err(e) = exec(c, "BEGIN IMMEDIATE") {
+            for i in todo.drain(..) {
+                answers[i] = Some(Err(again(&e)));
+            }
+            break;
+        }
+        let mut applied: Vec<(usize, Result<VoteReceipt>)> = Vec::with_capacity(todo.len());
+        let mut lost = false;
+        // A transaction of one vote needs no savepoint: rolling it all back is the same.
+        let alone = todo.len() == 1;
+        while let Some(i) = todo.pop_front() {
+            let answer = if alone {
+                match cast_one(c, &votes[i]) {
+                    Ok(receipt) => Ok(Ok(receipt)),
+                    Err(refused) => Err(refused),
+                }
+            } else {
+                vote_in_savepoint(c, &votes[i])
+            };
+            match answer {
+                Ok(answer) => applied.push((i, answer)),
+                Err(culprit) => {
+                    answers[i] = Some(Err(culprit));
+                    lost = true;
+                    break;
+                }
+            }
+        }
+        if lost {
+            if !c.is_autocommit() {
+                let _ = exec(c, "ROLLBACK");
+            }
+            // Everything before the culprit again, in its order; each pass answers one culprit,
+            // so this ends.
+            for (i, _) in applied.into_iter().rev() {
+                todo.push_front(i);
+            }
+            continue;
+        }
+        match exec(c, "COMMIT") {
+            Ok(()) => {
+                for (i, answer) in applied {
+                    answers[i] = Some(answer);
+                }
+            }
+            Err(e) => {
+                if !c.is_autocommit() {
+                    let _ = exec(c, "ROLLBACK");
+                }
+                for (i, _) in applied {
+                    answers[i] = Some(Err(again(&e)));
+                }
+            }
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or_else(|| {
+                Err(Error::Backend {
+                    provider: "sqlite",
+                    message: "a vote of the batch was left unanswered".into(),
+                    source: None,
+                })
+            })
+        })
+        .collect()
+}
+
+/// One vote in its own savepoint of the open transaction. `Ok` is the vote's own answer with the
+/// transaction still open (a rejection rolled back to the savepoint); `Err` means the
+/// transaction is gone or cannot be trusted, and is this vote's answer.
+fn vote_in_savepoint(c: &Connection, vote: &Vote) -> std::result::Result<Result<VoteReceipt>, Error> {
+    exec(c, "SAVEPOINT vote")?;
+    match cast_one(c, vote) {
+        Ok(receipt) => {
+            exec(c, "RELEASE vote")?;
+            Ok(Ok(receipt))
+        }
+        // SQLite rolled the whole transaction back.
+        Err(refused) if c.is_autocommit() => Err(refused),
+        Err(refused) => match exec(c, "ROLLBACK TO vote").and_then(|()| exec(c, "RELEASE vote")) {
+            Ok(()) => Ok(Err(refused)),
+            Err(_) => Err(refused),
+        },
+    }
+}
+
+/// Reads, decides ([`decide_vote`]) and writes one vote inside the caller's transaction. A
+/// rejection may leave the vote row written: the caller rolls back to its savepoint.
+fn cast_one(c: &Connection, vote: &Vote) -> Result<VoteReceipt> {
+    // Only the standing is read and written: the photos, title and categories in the body
+    // never change after publishing.
+    let stored = read_standing(c, &vote.competition)?;
+    let earlier = read_earlier_vote(c, vote)?;
+    let (standing, receipt, notification) = match decide_vote(vote, stored, earlier)? {
+        VoteDecision::Repeat(receipt) => return Ok(receipt),
+        VoteDecision::Count {
+            standing,
+            receipt,
+            notification,
+        } => (standing, receipt, notification),
+    };
+    let choice = i64::try_from(vote.choice).unwrap_or(i64::MAX);
+    let tally = serde_json::to_string(&standing.tally).map_err(json_error)?;
+    let recorded = c
+        .prepare_cached(
+            "INSERT INTO votes (competition, voter, choice, receipt_tally, closed_it) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(sqlite_error)?
+        .execute(params![
+            vote.competition.to_string(),
+            vote.voter.as_str(),
+            choice,
+            tally,
+            receipt.closed.is_some()
+        ])
+        .map_err(sqlite_error)?;
+    if recorded == 0 {
+        // Read inside the same write transaction, so this cannot happen; the schema's key is
+        // the last word all the same.
+        return Err(Error::AlreadyVoted);
+    }
+    if receipt.closed.is_none() {
+        // The status is unchanged: leaving it out of the UPDATE leaves the feed index's page
+        // clean, one page less for the commit to write.
+        c.prepare_cached("UPDATE competitions SET total = ?2, tally = ?3 WHERE id = ?1")
+            .map_err(sqlite_error)?
+            .execute(params![standing.id.to_string(), standing.tally.total(), tally])
+            .map_err(sqlite_error)?;
+    } else {
+        write_standing(c, &standing, receipt.closed.as_ref())?;
+    }
+    if let Some(notification) = notification {
+        let body = serde_json::to_string(&notification).map_err(json_error)?;
+        c.prepare_cached("INSERT INTO notifications (competition, body) VALUES (?1, ?2)")
+            .map_err(sqlite_error)?
+            .execute(params![standing.id.to_string(), body])
+            .map_err(sqlite_error)?;
+    }
+    Ok(receipt)
+}
+
+/// The voter's earlier vote on the competition, with its receipt if it was kept (schema v3).
+fn read_earlier_vote(c: &Connection, vote: &Vote) -> Result<Option<CountedVote>> {
+    let row: Option<(i64, Option<String>, bool)> = c
+        .prepare_cached("SELECT choice, receipt_tally, closed_it FROM votes WHERE competition = ?1 AND voter = ?2")
+        .map_err(sqlite_error)?
+        .query_row(params![vote.competition.to_string(), vote.voter.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+        .map_err(sqlite_error)?;
+    let Some((choice, tally, closed_it)) = row else {
+        return Ok(None);
+    };
+    let receipt = match tally {
+        Some(tally) => {
+            let closed = if closed_it {
+                let outcome: Option<String> = c
+                    .prepare_cached("SELECT outcome FROM competitions WHERE id = ?1")
+                    .map_err(sqlite_error)?
+                    .query_row([vote.competition.to_string()], |r| r.get(0))
+                    .map_err(sqlite_error)?;
+                outcome
+                    .map(|o| serde_json::from_str(&o))
+                    .transpose()
+                    .map_err(json_error)?
+            } else {
+                None
+            };
+            Some(VoteReceipt {
+                tally: serde_json::from_str(&tally).map_err(json_error)?,
+                closed,
+            })
+        }
+        None => None,
+    };
+    Ok(Some(CountedVote {
+        choice: usize::try_from(choice).unwrap_or(usize::MAX),
+        receipt,
+    }))
 }
 
 fn migrate(connection: &mut Connection) -> Result<()> {
@@ -333,7 +998,7 @@ fn update_competition(c: &Connection, competition: &Competition) -> Result<()> {
 impl Database for SqliteDatabase {
     async fn insert_competition(&self, competition: &Competition) -> Result<()> {
         let competition = competition.clone();
-        self.run(move |c| {
+        self.write(move |c| {
             let tx = immediate(c)?;
             let body = serde_json::to_string(&competition).map_err(json_error)?;
             let inserted = tx.prepare_cached("INSERT INTO competitions (id, owner, status, total, votes_to_close, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -364,7 +1029,7 @@ impl Database for SqliteDatabase {
 
     async fn publish_competition(&self, competition: &Competition) -> Result<()> {
         let competition = competition.clone();
-        self.run(move |c| {
+        self.write(move |c| {
             let tx = immediate(c)?;
             let stored = read_competition(&tx, &competition.id)?
                 .ok_or_else(|| Error::not_found(Entity::Competition, competition.id))?;
@@ -380,7 +1045,7 @@ impl Database for SqliteDatabase {
 
     async fn delete_draft(&self, id: &CompetitionId) -> Result<()> {
         let id = *id;
-        self.run(move |c| {
+        self.write(move |c| {
             let tx = immediate(c)?;
             match read_competition(&tx, &id)?.map(|c| c.status) {
                 None => return Ok(()),
@@ -402,61 +1067,25 @@ impl Database for SqliteDatabase {
 
     async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
         let id = *id;
-        self.run(move |c| read_competition(c, &id)?.ok_or_else(|| Error::not_found(Entity::Competition, id)))
+        self.read(move |c| read_competition(c, &id)?.ok_or_else(|| Error::not_found(Entity::Competition, id)))
             .await
     }
 
     async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
-        let vote = vote.clone();
-        self.run(move |c| {
-            let tx = immediate(c)?;
-            // Only the standing is read and written: the photos, title and categories in the
-            // body never change after publishing.
-            let mut standing = read_standing(&tx, &vote.competition)?
-                .ok_or_else(|| Error::not_found(Entity::Competition, vote.competition))?;
-            let choice = i64::try_from(vote.choice).unwrap_or(i64::MAX);
-            let recorded = tx
-                .prepare_cached(
-                    "INSERT INTO votes (competition, voter, choice) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                )
-                .map_err(sqlite_error)?
-                .execute(params![vote.competition.to_string(), vote.voter.as_str(), choice])
-                .map_err(sqlite_error)?;
-            if recorded == 0 {
-                return Err(Error::AlreadyVoted);
-            }
-            // Any rejection returns before commit: dropping `tx` rolls the vote row back.
-            let receipt = standing.apply(&vote)?;
-            write_standing(&tx, &standing, receipt.closed.as_ref())?;
-            if let Some(outcome) = &receipt.closed {
-                let title: Option<String> = tx
-                    .prepare_cached("SELECT json_extract(body, '$.title') FROM competitions WHERE id = ?1")
-                    .map_err(sqlite_error)?
-                    .query_row([vote.competition.to_string()], |r| r.get(0))
-                    .map_err(sqlite_error)?;
-                let notification = Notification {
-                    competition: standing.id,
-                    owner: standing.owner.clone(),
-                    title,
-                    outcome: outcome.clone(),
-                    delivered_to: Vec::new(),
-                };
-                let body = serde_json::to_string(&notification).map_err(json_error)?;
-                tx.prepare_cached("INSERT INTO notifications (competition, body) VALUES (?1, ?2)")
-                    .map_err(sqlite_error)?
-                    .execute(params![standing.id.to_string(), body])
-                    .map_err(sqlite_error)?;
-            }
-            tx.commit().map_err(sqlite_error)?;
-            Ok(receipt)
-        })
-        .await
+        if let Some(receipt) = self.vote_in_place(vote) {
+            return receipt;
+        }
+        // The writer answers after the commit of the batch this vote joined (see the type's
+        // documentation).
+        let (answer, answered) = oneshot::channel();
+        self.submit(Job::Vote(vote.clone(), answer)).await?;
+        answered.await.map_err(|_| writer_gone())?
     }
 
     async fn feed(&self, query: &FeedQuery) -> Result<FeedPage> {
         query.validate()?;
         let query = query.clone();
-        self.run(move |c| {
+        self.read(move |c| {
             let mut statement = c
                 .prepare_cached(
                     "SELECT body, status, tally, outcome FROM competitions c
@@ -486,7 +1115,7 @@ impl Database for SqliteDatabase {
 
     async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
         let claim = claim.clone();
-        self.run(move |c| {
+        self.write(move |c| {
             let tx = immediate(c)?;
             let now = millis(claim.now);
             let until = millis(claim.now + claim.lease);
@@ -521,7 +1150,7 @@ impl Database for SqliteDatabase {
     async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()> {
         let id = *competition;
         let devices = devices.to_vec();
-        self.run(move |c| {
+        self.write(move |c| {
             let tx = immediate(c)?;
             let row: Option<(String, i64)> = tx
                 .prepare_cached("SELECT body, delivered FROM notifications WHERE competition = ?1")
@@ -552,7 +1181,7 @@ impl Database for SqliteDatabase {
 
     async fn complete_notification(&self, competition: &CompetitionId, _at: SystemTime) -> Result<()> {
         let id = *competition;
-        self.run(move |c| {
+        self.write(move |c| {
             let tx = immediate(c)?;
             let delivered: Option<i64> = tx
                 .prepare_cached("SELECT delivered FROM notifications WHERE competition = ?1")
@@ -576,7 +1205,7 @@ impl Database for SqliteDatabase {
 
     async fn save_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let endpoint = endpoint.clone();
-        self.run(move |c| {
+        self.write(move |c| {
             let body = serde_json::to_string(&endpoint).map_err(json_error)?;
             c.prepare_cached(
                 "INSERT INTO endpoints (user, token, body) VALUES (?1, ?2, ?3)
@@ -592,7 +1221,7 @@ impl Database for SqliteDatabase {
 
     async fn endpoints(&self, user: &UserId) -> Result<Vec<Endpoint>> {
         let user = user.clone();
-        self.run(move |c| {
+        self.read(move |c| {
             let mut statement = c
                 .prepare_cached("SELECT body FROM endpoints WHERE user = ?1 ORDER BY token")
                 .map_err(sqlite_error)?;
@@ -607,7 +1236,7 @@ impl Database for SqliteDatabase {
 
     async fn delete_endpoint(&self, user: &UserId, token: &str) -> Result<()> {
         let (user, token) = (user.clone(), token.to_string());
-        self.run(move |c| {
+        self.write(move |c| {
             c.prepare_cached("DELETE FROM endpoints WHERE user = ?1 AND token = ?2")
                 .map_err(sqlite_error)?
                 .execute(params![user.as_str(), token])
@@ -621,6 +1250,212 @@ impl Database for SqliteDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use thisthat_testkit::fixtures;
+
+    /// An in-memory database with one open competition per `(owner, votes_to_close)`.
+    async fn with_competitions(specs: &[(&str, u32)]) -> (SqliteDatabase, Vec<Competition>) {
+        let db = SqliteDatabase::open_in_memory().unwrap();
+        let mut competitions = Vec::new();
+        for (owner, votes_to_close) in specs {
+            let c = fixtures::competition(owner, Status::Open, *votes_to_close);
+            db.insert_competition(&c).await.unwrap();
+            competitions.push(c);
+        }
+        (db, competitions)
+    }
+
+    /// Applies `votes` as one batch on the writer's connection, as the writer does with the
+    /// votes it finds queued together.
+    async fn batch(db: &SqliteDatabase, votes: Vec<Vote>) -> Vec<Result<VoteReceipt>> {
+        db.write(move |c| Ok(apply_votes(c, &votes))).await.unwrap()
+    }
+
+    async fn voters(db: &SqliteDatabase, competition: &Competition) -> Vec<String> {
+        let id = competition.id.to_string();
+        db.read(move |c| {
+            let mut statement = c
+                .prepare("SELECT voter FROM votes WHERE competition = ?1 ORDER BY voter")
+                .map_err(sqlite_error)?;
+            let rows = statement
+                .query_map([id], |r| r.get::<_, String>(0))
+                .map_err(sqlite_error)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sqlite_error)
+        })
+        .await
+        .unwrap()
+    }
+
+    fn total(answer: &Result<VoteReceipt>) -> Option<u32> {
+        answer.as_ref().ok().map(|r| r.tally.total())
+    }
+
+    #[tokio::test]
+    async fn each_vote_of_a_batch_gets_its_own_answer_and_a_rejection_changes_nothing() {
+        let (db, cs) = with_competitions(&[("alice", 3), ("owner-b", 24)]).await;
+        let (a, b) = (&cs[0], &cs[1]);
+        let mut ghost = fixtures::vote(a, "bob", 0);
+        ghost.competition = CompetitionId::new();
+        let answers = batch(
+            &db,
+            vec![
+                fixtures::vote(a, "bob", 0),
+                fixtures::vote(a, "alice", 0),
+                fixtures::vote(a, "bob", 1),
+                // Inserted, then refused for its choice: rolled back to its savepoint, so carol's
+                // valid vote right after is not "already voted".
+                fixtures::vote(a, "carol", 9),
+                fixtures::vote(a, "carol", 1),
+                fixtures::vote(a, "dave", 2),
+                fixtures::vote(a, "erin", 0),
+                fixtures::vote(b, "bob", 0),
+                ghost,
+            ],
+        )
+        .await;
+        assert_eq!(total(&answers[0]), Some(1), "{answers:?}");
+        assert!(matches!(answers[1], Err(Error::OwnCompetition)), "{:?}", answers[1]);
+        assert!(matches!(answers[2], Err(Error::AlreadyVoted)), "{:?}", answers[2]);
+        assert!(
+            matches!(answers[3], Err(Error::InvalidInput { field: "choice", .. })),
+            "{:?}",
+            answers[3]
+        );
+        assert_eq!(total(&answers[4]), Some(2), "{:?}", answers[4]);
+        let closing = answers[5].as_ref().unwrap();
+        assert_eq!(closing.tally.counts(), &[1, 1, 1]);
+        assert!(closing.closed.is_some(), "the third vote closes a 3-vote competition");
+        assert!(matches!(answers[6], Err(Error::Closed)), "{:?}", answers[6]);
+        assert_eq!(answers[7].as_ref().unwrap().tally.counts(), &[1, 0, 0]);
+        assert!(matches!(answers[8], Err(Error::NotFound { .. })), "{:?}", answers[8]);
+
+        assert_eq!(voters(&db, a).await, ["bob", "carol", "dave"]);
+        assert_eq!(voters(&db, b).await, ["bob"]);
+        let stored = db.competition(&a.id).await.unwrap();
+        assert_eq!((stored.status, stored.tally.counts()), (Status::Closed, &[1, 1, 1][..]));
+        let claim = NotificationClaim {
+            competition: None,
+            now: SystemTime::now(),
+            lease: Duration::from_secs(60),
+            limit: 10,
+        };
+        let pending = db.claim_notifications(&claim).await.unwrap();
+        assert_eq!(pending.len(), 1, "exactly one close: {pending:?}");
+        assert_eq!(pending[0].competition, a.id);
+    }
+
+    #[tokio::test]
+    async fn a_vote_a_constraint_refuses_does_not_take_the_batch_with_it() {
+        let (db, cs) = with_competitions(&[("alice", 24)]).await;
+        let a = &cs[0];
+        // A statement-level failure: SQLite undoes the statement, the transaction stays.
+        db.write(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON votes WHEN NEW.voter = 'mallory'
+                 BEGIN SELECT RAISE(ABORT, 'refused by a constraint'); END;",
+            )
+            .map_err(sqlite_error)
+        })
+        .await
+        .unwrap();
+        let answers = batch(
+            &db,
+            vec![
+                fixtures::vote(a, "bob", 0),
+                fixtures::vote(a, "mallory", 1),
+                fixtures::vote(a, "carol", 2),
+            ],
+        )
+        .await;
+        assert_eq!(total(&answers[0]), Some(1), "{answers:?}");
+        assert!(matches!(answers[1], Err(Error::Conflict { .. })), "{:?}", answers[1]);
+        assert_eq!(total(&answers[2]), Some(2), "{answers:?}");
+        assert_eq!(voters(&db, a).await, ["bob", "carol"]);
+        assert_eq!(db.competition(&a.id).await.unwrap().tally.total(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_vote_that_rolls_back_the_whole_transaction_fails_alone() {
+        let (db, cs) = with_competitions(&[("alice", 24)]).await;
+        let a = &cs[0];
+        // RAISE(ROLLBACK) ends the whole transaction, the batch's earlier votes with it: they
+        // must be applied again, not answered from a transaction that never committed.
+        db.write(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER wreck BEFORE INSERT ON votes WHEN NEW.voter = 'mallory'
+                 BEGIN SELECT RAISE(ROLLBACK, 'rolls everything back'); END;",
+            )
+            .map_err(sqlite_error)
+        })
+        .await
+        .unwrap();
+        let answers = batch(
+            &db,
+            vec![
+                fixtures::vote(a, "bob", 0),
+                fixtures::vote(a, "carol", 1),
+                fixtures::vote(a, "mallory", 1),
+                fixtures::vote(a, "dave", 2),
+                fixtures::vote(a, "mallory", 2),
+                fixtures::vote(a, "erin", 0),
+            ],
+        )
+        .await;
+        let totals: Vec<_> = answers.iter().map(total).collect();
+        assert_eq!(totals, [Some(1), Some(2), None, Some(3), None, Some(4)], "{answers:?}");
+        assert!(matches!(answers[2], Err(Error::Conflict { .. })), "{:?}", answers[2]);
+        assert!(matches!(answers[4], Err(Error::Conflict { .. })), "{:?}", answers[4]);
+        assert_eq!(voters(&db, a).await, ["bob", "carol", "dave", "erin"]);
+        assert_eq!(db.competition(&a.id).await.unwrap().tally.counts(), &[2, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_writer_answers_with_an_error_and_the_writer_carries_on() {
+        let (db, cs) = with_competitions(&[("alice", 24)]).await;
+        let a = cs[0].clone();
+        let vote = fixtures::vote(&a, "bob", 0);
+        let inside = vote.clone();
+        let panicked = db
+            .write(move |c| -> Result<()> {
+                exec(c, "BEGIN IMMEDIATE")?;
+                cast_one(c, &inside)?;
+                panic!("a bug in the middle of a transaction");
+            })
+            .await;
+        assert!(matches!(panicked, Err(Error::Backend { .. })), "{panicked:?}");
+        // The half-done vote was rolled back, and the writer still answers.
+        assert!(voters(&db, &a).await.is_empty());
+        assert_eq!(db.cast_vote(&vote).await.unwrap().tally.total(), 1);
+        assert_eq!(voters(&db, &a).await, ["bob"]);
+    }
+
+    #[tokio::test]
+    async fn full_durability_reaches_the_connection() {
+        let dir = std::env::temp_dir().join(format!("thisthat-sqlite-sync-{}", CompetitionId::new()));
+        let path = dir.join("thisthat.db");
+        let synchronous = |db: SqliteDatabase| async move {
+            db.write(|c| {
+                c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+                    .map_err(sqlite_error)
+            })
+            .await
+            .unwrap()
+        };
+        // SQLite's numbers: 1 is NORMAL, 2 is FULL.
+        assert_eq!(synchronous(SqliteDatabase::open(&path).unwrap()).await, 1);
+        let full = SqliteOptions::default().synchronous(Synchronous::Full);
+        assert_eq!(synchronous(SqliteDatabase::open_with(&path, full).unwrap()).await, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn synchronous_names_are_normal_or_full() {
+        assert_eq!(Synchronous::from_name("FULL").unwrap(), Synchronous::Full);
+        assert_eq!(Synchronous::from_name("normal").unwrap(), Synchronous::Normal);
+        let Err(Error::Config { reason, .. }) = Synchronous::from_name("off") else {
+            panic!("off is not offered");
+        };
+        assert!(reason.contains("synchronous=full"), "{reason}");
+    }
 
     #[test]
     fn a_version_1_database_migrates_with_its_standing() {
