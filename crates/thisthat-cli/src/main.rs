@@ -5,8 +5,10 @@
 //! thisthat demo                 # start the embedded backend, play 3 photos + 24 voters, print the result
 //! thisthat serve                # the API on http://127.0.0.1:8080, data in ./thisthat-data
 //! thisthat token --user alice   # a bearer token for curl against a local server
+//! thisthat cost                 # the seed month priced on every provider and mix
 //! ```
 
+mod cost;
 mod demo;
 mod embedded;
 #[cfg(feature = "lambda")]
@@ -53,6 +55,8 @@ enum Command {
     /// callers are taken from the gateway's JWT authorizer.
     #[cfg(feature = "lambda")]
     Lambda,
+    /// What the app costs on each provider and on every mix of them, and which is cheapest.
+    Cost(cost::Args),
     /// Print a bearer token for a user of a local server (signed with its data dir's secret).
     Token {
         /// The user id to put in the token's `sub` claim.
@@ -90,6 +94,7 @@ async fn main() -> std::process::ExitCode {
         #[cfg(feature = "lambda")]
         Command::Lambda => lambda::run().await,
         Command::Token { user, data_dir, hours } => token(&user, &data_dir, hours),
+        Command::Cost(args) => cost::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -63,8 +63,17 @@ fn escape(text: &str) -> String {
 pub fn chart_svg(title: &str, series: &[ChartSeries]) -> String {
     let (w, h, left, right, top, bottom) = (900.0, 560.0, 90.0, 260.0, 50.0, 60.0);
     let (x0, x1) = (3.0f64, 7.0f64);
-    let ys: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.1.max(0.01))).collect();
-    let y0 = ys.iter().copied().fold(f64::INFINITY, f64::min).log10().floor().min(0.0);
+    let ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1.max(0.01)))
+        .collect();
+    let y0 = ys
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .log10()
+        .floor()
+        .min(0.0);
     let y1 = ys.iter().copied().fold(0.01, f64::max).log10().ceil().max(y0 + 1.0);
     let px = |x: f64| left + (x.log10() - x0) / (x1 - x0) * (w - left - right);
     let py = |y: f64| h - bottom - (y.max(0.01).log10() - y0) / (y1 - y0) * (h - top - bottom);
@@ -74,7 +83,11 @@ pub fn chart_svg(title: &str, series: &[ChartSeries]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(svg, r#"<text x="{left}" y="28" font-size="16">{}</text>"#, escape(title));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{left}" y="28" font-size="16">{}</text>"#,
+        escape(title)
+    );
     for e in 3..=7 {
         let x = px(10f64.powi(e));
         let _ = writeln!(
@@ -114,7 +127,11 @@ pub fn chart_svg(title: &str, series: &[ChartSeries]) -> String {
         let colour = COLOURS[i % COLOURS.len()];
         let name = escape(&s.name);
         if !s.points.is_empty() {
-            let points: Vec<String> = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
+            let points: Vec<String> = s
+                .points
+                .iter()
+                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+                .collect();
             let _ = writeln!(
                 svg,
                 r#"<polyline class="series" data-name="{name}" fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,

@@ -94,7 +94,10 @@ pub async fn run(backend: Backend, scenario: &Scenario) -> Result<Usage> {
         }
         for _ in 0..scenario.votes_per_session {
             let (target, voter) = if vote < capacity {
-                (vote / scenario.votes_to_close, format!("voter-{}", vote % scenario.votes_to_close))
+                (
+                    vote / scenario.votes_to_close,
+                    format!("voter-{}", vote % scenario.votes_to_close),
+                )
             } else {
                 (0, format!("late-{vote}"))
             };

@@ -248,7 +248,9 @@ impl Counts {
     /// from `settings`.
     pub fn from_usage(usage: &Usage, scale: f64, settings: &Scenario) -> Result<Counts, CostError> {
         if !(scale.is_finite() && scale > 0.0) {
-            return Err(CostError::Usage(format!("--scale must be a positive number, not {scale}")));
+            return Err(CostError::Usage(format!(
+                "--scale must be a positive number, not {scale}"
+            )));
         }
         if usage.ports.is_empty() {
             return Err(CostError::Usage("the usage file counted no port calls".into()));
@@ -321,7 +323,12 @@ fn read_units(bytes: f64) -> f64 {
 
 /// Database requests per operation kind, for inter-cloud traffic.
 fn database_calls(c: &Counts) -> f64 {
-    c.competitions + c.vote_requests + c.closing_votes + c.competition_reads + c.feed_pages + c.registrations
+    c.competitions
+        + c.vote_requests
+        + c.closing_votes
+        + c.competition_reads
+        + c.feed_pages
+        + c.registrations
         + 3.0 * c.closing_votes
 }
 
@@ -331,7 +338,11 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
     let mut out: Vec<Quantity> = Vec::new();
     let mut add = |provider: Provider, key: &'static str, quantity: f64| {
         if quantity > 0.0 {
-            out.push(Quantity { provider, key, quantity });
+            out.push(Quantity {
+                provider,
+                key,
+                quantity,
+            });
         }
     };
     let screen = s.screening as f64;
@@ -373,7 +384,11 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
                 + c.closing_votes;
             add(Provider::Aws, "dynamodb.write_unit", wru);
             add(Provider::Aws, "dynamodb.read_unit", rru);
-            add(Provider::Aws, "dynamodb.storage", c.stored_competitions * closed_item / GB);
+            add(
+                Provider::Aws,
+                "dynamodb.storage",
+                c.stored_competitions * closed_item / GB,
+            );
         }
         Provider::Gcp => {
             // docs/gcp.md: a vote reads up to 2 documents and commits 2 writes (3 closing); a
@@ -382,14 +397,15 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
                 + c.competition_reads
                 + c.feed_pages * (s.feed_page_size as f64 + 1.0)
                 + c.closing_votes * (1.0 + s.devices_per_owner.max(1) as f64);
-            let writes = c.competitions
-                + 2.0 * c.accepted_votes
-                + c.closing_votes
-                + 2.0 * c.closing_votes
-                + c.registrations;
+            let writes =
+                c.competitions + 2.0 * c.accepted_votes + c.closing_votes + 2.0 * c.closing_votes + c.registrations;
             add(Provider::Gcp, "firestore.read", reads);
             add(Provider::Gcp, "firestore.write", writes);
-            add(Provider::Gcp, "firestore.storage", c.stored_competitions * closed_item / GB);
+            add(
+                Provider::Gcp,
+                "firestore.storage",
+                c.stored_competitions * closed_item / GB,
+            );
         }
         _ => {
             // docs/azure.md: 2 requests per accepted vote, 4 closing, 1 per refusal; creation
@@ -403,7 +419,11 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
                 + 4.0 * c.closing_votes
                 + c.registrations;
             add(Provider::Azure, "table.transaction", transactions);
-            add(Provider::Azure, "table.storage", c.stored_competitions * closed_item / GB);
+            add(
+                Provider::Azure,
+                "table.storage",
+                c.stored_competitions * closed_item / GB,
+            );
         }
     }
 
@@ -432,7 +452,11 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
             1.0
         }
         _ => {
-            add(Provider::Azure, "vision.transaction", c.classifications * (1.0 + screen));
+            add(
+                Provider::Azure,
+                "vision.transaction",
+                c.classifications * (1.0 + screen),
+            );
             1.0 + screen
         }
     };
@@ -542,11 +566,22 @@ mod tests {
     fn mixing_clouds_adds_transfer_between_them() {
         let c = Counts::from_scenario(&tiny());
         let mut mix = Mix::single(Provider::Aws);
-        let alone: f64 = quantities(&c, &mix).iter().filter(|q| q.key == "egress").map(|q| q.quantity).sum();
+        let alone: f64 = quantities(&c, &mix)
+            .iter()
+            .filter(|q| q.key == "egress")
+            .map(|q| q.quantity)
+            .sum();
         mix.classifier = Provider::Gcp;
-        let mixed: f64 = quantities(&c, &mix).iter().filter(|q| q.key == "egress").map(|q| q.quantity).sum();
+        let mixed: f64 = quantities(&c, &mix)
+            .iter()
+            .filter(|q| q.key == "egress")
+            .map(|q| q.quantity)
+            .sum();
         let photo_gb = 3.0 * 2_000_000.0 / GB;
-        assert!((mixed - alone - photo_gb - 3.0 * 2_000.0 / GB).abs() < 1e-12, "{mixed} {alone}");
+        assert!(
+            (mixed - alone - photo_gb - 3.0 * 2_000.0 / GB).abs() < 1e-12,
+            "{mixed} {alone}"
+        );
         assert_eq!(Mix::all().len(), 324);
     }
 }

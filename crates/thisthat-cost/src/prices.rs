@@ -264,7 +264,11 @@ mod tests {
     #[test]
     fn bad_tables_are_refused() {
         let base = "provider = \"aws\"\nregion = \"r\"\nas_of = \"2026-12-01\"\n[[price]]\nkey = \"k\"\nservice = \"s\"\nunit = \"u\"\nsource = \"https://x\"\nread = \"2026-12-01\"\n";
-        let err = |extra: &str| PriceTable::from_toml(&format!("{base}{extra}"), "t.toml").expect_err(extra).to_string();
+        let err = |extra: &str| {
+            PriceTable::from_toml(&format!("{base}{extra}"), "t.toml")
+                .expect_err(extra)
+                .to_string()
+        };
         assert!(err("").contains("exactly one of `usd` and `missing`"));
         assert!(err("usd = -1.0").contains("0 or more"));
         assert!(err("usd = 1.0\ncolour = 1").contains("unknown field `colour`"));

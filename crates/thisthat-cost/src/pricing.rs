@@ -85,7 +85,11 @@ impl Report {
         self.single_clouds()
             .into_iter()
             .filter(|m| m.monthly_usd.is_some())
-            .min_by(|a, b| a.monthly_usd.partial_cmp(&b.monthly_usd).unwrap_or(std::cmp::Ordering::Equal))
+            .min_by(|a, b| {
+                a.monthly_usd
+                    .partial_cmp(&b.monthly_usd)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
     }
 }
 
@@ -193,7 +197,11 @@ mod tests {
         assert!(singles[0].monthly_usd.is_some(), "aws: {:?}", singles[0].refused);
         assert!(singles[1].monthly_usd.is_some(), "gcp: {:?}", singles[1].refused);
         assert!(singles[2].monthly_usd.is_none());
-        assert!(singles[2].refused.iter().any(|r| r.contains("table.transaction")), "{:?}", singles[2].refused);
+        assert!(
+            singles[2].refused.iter().any(|r| r.contains("table.transaction")),
+            "{:?}",
+            singles[2].refused
+        );
         let cheapest = report.cheapest().expect("cheapest");
         let single = report.cheapest_single_cloud().expect("single");
         assert!(cheapest.monthly_usd <= single.monthly_usd);
@@ -239,8 +247,17 @@ mod tests {
             let mut s = s.clone();
             s.photos_per_competition = photos;
             s.competitions = competitions;
-            let priced = price_counts(&Counts::from_scenario(&s), &Mix::single(Provider::Aws), &book, FreeTier::On);
-            priced.lines.iter().find(|l| l.key == "rekognition.image").map(|l| l.usd)
+            let priced = price_counts(
+                &Counts::from_scenario(&s),
+                &Mix::single(Provider::Aws),
+                &book,
+                FreeTier::On,
+            );
+            priced
+                .lines
+                .iter()
+                .find(|l| l.key == "rekognition.image")
+                .map(|l| l.usd)
         };
         assert_eq!(cost(250, 2), Some(0.0));
         let over = cost(167, 3).expect("line");
@@ -263,11 +280,20 @@ mod tests {
         let counts = Counts::from_scenario(&Scenario::seed());
         let aws = price_counts(&counts, &Mix::single(Provider::Aws), &book, FreeTier::Off);
         assert_eq!(aws.monthly_usd, None);
-        assert!(aws.refused[0].contains("rekognition.image") && aws.refused[0].contains("not read yet"), "{:?}", aws.refused);
+        assert!(
+            aws.refused[0].contains("rekognition.image") && aws.refused[0].contains("not read yet"),
+            "{:?}",
+            aws.refused
+        );
         // Within the free allowance the missing price is not needed.
         let mut small = Scenario::seed();
         small.competitions = 100;
-        let aws = price_counts(&Counts::from_scenario(&small), &Mix::single(Provider::Aws), &book, FreeTier::On);
+        let aws = price_counts(
+            &Counts::from_scenario(&small),
+            &Mix::single(Provider::Aws),
+            &book,
+            FreeTier::On,
+        );
         assert!(aws.monthly_usd.is_some(), "{:?}", aws.refused);
     }
 }

@@ -132,7 +132,12 @@ impl Scenario {
             let number = match value {
                 toml::Value::Integer(n) => *n,
                 toml::Value::Boolean(b) if key == "screening" => i64::from(*b),
-                _ => return Err(CostError::scenario(key, format!("must be a whole number, not a {}", value.type_str()))),
+                _ => {
+                    return Err(CostError::scenario(
+                        key,
+                        format!("must be a whole number, not a {}", value.type_str()),
+                    ));
+                }
             };
             let number = u64::try_from(number).map_err(|_| CostError::scenario(key, "may not be negative"))?;
             scenario.set(key, number)?;
@@ -151,7 +156,10 @@ impl Scenario {
             ));
         };
         if !(min..=max).contains(&value) {
-            return Err(CostError::scenario(field, format!("{value} is out of range {min}..={max}")));
+            return Err(CostError::scenario(
+                field,
+                format!("{value} is out of range {min}..={max}"),
+            ));
         }
         let slot = match field {
             "monthly_active_users" => &mut self.monthly_active_users,
@@ -184,7 +192,10 @@ impl Scenario {
         for &(field, min, max) in FIELDS {
             let value = self.get(field);
             if !(min..=max).contains(&value) {
-                return Err(CostError::scenario(field, format!("{value} is out of range {min}..={max}")));
+                return Err(CostError::scenario(
+                    field,
+                    format!("{value} is out of range {min}..={max}"),
+                ));
             }
         }
         if self.sessions > 0 && self.sessions < self.monthly_active_users / 1_000 {
@@ -194,7 +205,10 @@ impl Scenario {
             ));
         }
         if self.competitions == 0 && self.sessions * self.votes_per_session > 0 {
-            return Err(CostError::scenario("competitions", "votes need at least one competition"));
+            return Err(CostError::scenario(
+                "competitions",
+                "votes need at least one competition",
+            ));
         }
         if self.photo_views_per_vote > self.photos_per_competition {
             return Err(CostError::scenario(
@@ -240,12 +254,12 @@ impl Scenario {
         let scale = |n: u64| (n as f64 * factor).round() as u64;
         let mut scaled = self.clone();
         scaled.set("monthly_active_users", users)?;
-        scaled.set("sessions", scale(self.sessions)).map_err(|_| {
-            CostError::scenario("users", format!("{users} users make sessions out of range"))
-        })?;
-        scaled.set("competitions", scale(self.competitions).max(1)).map_err(|_| {
-            CostError::scenario("users", format!("{users} users make competitions out of range"))
-        })?;
+        scaled
+            .set("sessions", scale(self.sessions))
+            .map_err(|_| CostError::scenario("users", format!("{users} users make sessions out of range")))?;
+        scaled
+            .set("competitions", scale(self.competitions).max(1))
+            .map_err(|_| CostError::scenario("users", format!("{users} users make competitions out of range")))?;
         scaled.validate()?;
         Ok(scaled)
     }

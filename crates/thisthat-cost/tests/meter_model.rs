@@ -19,7 +19,10 @@ async fn metered_equals_modelled(backend: Backend, scenario: &Scenario) {
     let capacity = scenario.competitions * scenario.votes_to_close;
     let requested = scenario.sessions * scenario.votes_per_session;
     assert_eq!(votes.outcomes.get("ok").copied().unwrap_or(0), requested.min(capacity));
-    assert_eq!(votes.outcomes.get("closed").copied().unwrap_or(0), requested.saturating_sub(capacity));
+    assert_eq!(
+        votes.outcomes.get("closed").copied().unwrap_or(0),
+        requested.saturating_sub(capacity)
+    );
     let puts = usage.operation("blob", "put").expect("puts");
     assert!(puts.bytes_in > 0, "upload bytes are metered");
 }
@@ -48,7 +51,9 @@ async fn on_sqlite_and_files() {
     for scenario in scenarios() {
         let dir = std::env::temp_dir().join(format!("thisthat-cost-{}", CompetitionId::new()));
         let backend = Backend {
-            blobs: Arc::new(FileBlobStore::open(dir.join("blobs"), "http://127.0.0.1:8080/blobs/", vec![5; 32]).expect("files")),
+            blobs: Arc::new(
+                FileBlobStore::open(dir.join("blobs"), "http://127.0.0.1:8080/blobs/", vec![5; 32]).expect("files"),
+            ),
             database: Arc::new(SqliteDatabase::open(&dir.join("thisthat.db")).expect("sqlite")),
             notifier: Arc::new(OutboxNotifier::open(dir.join("outbox")).expect("outbox")),
             classifier: Arc::new(PixelClassifier::new()),

@@ -298,7 +298,11 @@ mod tests {
         assert_eq!(op.calls, 3);
         assert_eq!(op.outcomes.get("unavailable"), Some(&2));
         assert_eq!(op.outcomes.get("ok"), Some(&1));
-        assert_eq!(op.billed.get("rekognition.image"), Some(&6.0), "the provider billed all three");
+        assert_eq!(
+            op.billed.get("rekognition.image"),
+            Some(&6.0),
+            "the provider billed all three"
+        );
         assert_eq!(op.bytes_in, 15);
     }
 
@@ -313,7 +317,11 @@ mod tests {
         );
         let classifier = Layered::new(Arc::new(inner), meter.clone());
         classifier.classify(&photo(7)).await.expect("second attempt succeeds");
-        let op = meter.usage().operation("classifier", "classify").cloned().expect("counted");
+        let op = meter
+            .usage()
+            .operation("classifier", "classify")
+            .cloned()
+            .expect("counted");
         assert_eq!(op.calls, 1);
         assert_eq!(op.outcomes.get("ok"), Some(&1));
         assert_eq!(op.bytes_in, 7, "both layers report the same body once");
