@@ -137,6 +137,8 @@ pub struct Embedded {
     pub outbox: Option<Arc<OutboxNotifier>>,
     /// The secrets.
     pub secrets: Secrets,
+    /// Counts every port call (`serve --metrics-addr`, `--usage-out`).
+    pub meter: thisthat_core::layers::Meter,
     state: AppState,
 }
 
@@ -195,7 +197,8 @@ impl Embedded {
             notifier,
             classifier,
         };
-        let backend = backend.layer(thisthat_core::layers::Trace);
+        let meter = thisthat_core::layers::Meter::new();
+        let backend = backend.layer(meter.clone()).layer(thisthat_core::layers::Trace);
         let service = Thisthat::builder(backend).build()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = AppState {
@@ -211,7 +214,12 @@ impl Embedded {
             blobs: blob_server,
             clock,
         };
-        Ok(Embedded { outbox, secrets, state })
+        Ok(Embedded {
+            outbox,
+            secrets,
+            meter,
+            state,
+        })
     }
 
     /// The API over this backend.

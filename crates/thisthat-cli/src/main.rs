@@ -11,6 +11,7 @@
 mod cost;
 mod demo;
 mod embedded;
+mod metering;
 #[cfg(feature = "lambda")]
 mod lambda;
 
@@ -41,6 +42,8 @@ enum Command {
         data_dir: PathBuf,
         #[command(flatten)]
         overrides: embedded::Overrides,
+        #[command(flatten)]
+        metering: metering::Flags,
     },
     /// Start the embedded backend and play the whole story against it over HTTP.
     Demo {
@@ -49,6 +52,9 @@ enum Command {
         // with demo voters.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Write the meter's usage snapshot (JSON, for `thisthat cost --usage`) here at the end.
+        #[arg(long)]
+        usage_out: Option<PathBuf>,
     },
     /// Run the API as an AWS Lambda function behind API Gateway (HTTP API, payload v2). Every
     /// port comes from its THISTHAT_* variable (a Lambda has no place for embedded state);
@@ -89,8 +95,9 @@ async fn main() -> std::process::ExitCode {
             addr,
             data_dir,
             overrides,
-        } => serve(addr, data_dir, &overrides).await,
-        Command::Demo { data_dir } => demo::run(data_dir).await,
+            metering,
+        } => serve(addr, data_dir, &overrides, &metering).await,
+        Command::Demo { data_dir, usage_out } => demo::run(data_dir, usage_out).await,
         #[cfg(feature = "lambda")]
         Command::Lambda => lambda::run().await,
         Command::Token { user, data_dir, hours } => token(&user, &data_dir, hours),
@@ -112,7 +119,12 @@ async fn main() -> std::process::ExitCode {
 
 type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-async fn serve(addr: SocketAddr, data_dir: PathBuf, overrides: &embedded::Overrides) -> AnyResult {
+async fn serve(
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    overrides: &embedded::Overrides,
+    metering: &metering::Flags,
+) -> AnyResult {
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -147,6 +159,10 @@ async fn serve(addr: SocketAddr, data_dir: PathBuf, overrides: &embedded::Overri
     if let Some(outbox) = &local.outbox {
         println!("  pushes go to: {}", outbox.outbox_path().display());
     }
+    if let Some(metrics) = metering.metrics_addr {
+        let bound = metering::serve_metrics(metrics, local.meter.clone()).await?;
+        println!("  metrics at:   http://{bound}/metrics");
+    }
     let shutdown = async {
         #[cfg(unix)]
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -165,6 +181,9 @@ async fn serve(addr: SocketAddr, data_dir: PathBuf, overrides: &embedded::Overri
         tracing::info!("shutting down; finishing requests in flight");
     };
     thisthat_server::serve(listener, local.router(), shutdown).await?;
+    if let Some(path) = &metering.usage_out {
+        metering::write_usage(path, &local.meter.usage())?;
+    }
     Ok(())
 }
 

@@ -132,3 +132,109 @@ fn bad_input_is_refused_naming_the_field() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+#[test]
+fn serve_meters_every_port_call_on_metrics_and_in_the_usage_file() {
+    let dir = scratch("serve");
+    let usage = dir.join("usage.json");
+    let (port, metrics) = (free_port(), free_port());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args(["--database", "sqlite::memory:", "--notifier", "memory://", "--classifier", "pixels:"])
+        .arg("--usage-out")
+        .arg(&usage)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Bounded: the server has 10 s to come up.
+    let mut feed = None;
+    for _ in 0..200 {
+        feed = get(port, "/v1/feed");
+        if feed.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let feed = feed.expect("the server came up");
+    assert!(feed.starts_with("HTTP/1.1 200"), "{feed}");
+    assert!(get(port, "/v1/feed").is_some());
+    let text = get(metrics, "/metrics").expect("metrics answer");
+    // SIGTERM to the server this test started, by its pid: it shuts down and writes the usage.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut exited = false;
+    for _ in 0..200 {
+        if child.try_wait().expect("wait").is_some() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("application/openmetrics-text"), "{text}");
+    assert!(
+        text.contains(r#"thisthat_port_calls_total{port="database",operation="feed",outcome="ok"} 2"#),
+        "{text}"
+    );
+    assert!(exited, "the server stops on SIGTERM");
+    let written = std::fs::read_to_string(&usage).expect("usage written on shutdown");
+    let usage = thisthat_core::layers::Usage::from_json(&written).expect("a usage file");
+    assert_eq!(usage.calls("database", "feed"), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_metered_demo_is_priced_by_cost() {
+    let dir = scratch("demo");
+    let usage = dir.join("usage.json");
+    let out = Command::cargo_bin("thisthat")
+        .expect("binary")
+        .arg("demo")
+        .arg("--usage-out")
+        .arg(&usage)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read_to_string(&usage).expect("usage written");
+    let metered = thisthat_core::layers::Usage::from_json(&written).expect("a usage file");
+    assert_eq!(metered.calls("blob", "put"), 3);
+    assert_eq!(metered.calls("classifier", "classify"), 3);
+    let votes = metered.operation("database", "cast_vote").expect("votes");
+    assert_eq!(votes.outcomes.get("ok"), Some(&24));
+    assert_eq!(metered.calls("notifier", "send"), 1);
+    let out = cost(&["--usage", usage.to_str().expect("utf-8"), "--scale", "1000", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["scenario"]["monthly"]["photos"], 3000.0);
+    assert_eq!(json["scenario"]["monthly"]["votes_counted"], 24000.0);
+    assert!(json["cheapest"]["monthly_usd"].as_f64().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
