@@ -11,9 +11,9 @@
 mod cost;
 mod demo;
 mod embedded;
-mod metering;
 #[cfg(feature = "lambda")]
 mod lambda;
+mod metering;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 

@@ -3,13 +3,13 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use axum::response::IntoResponse as _;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
     metrics::{MetricType, counter::ConstCounter},
     registry::Registry,
 };
-use axum::response::IntoResponse as _;
 use thisthat_core::layers::{Meter, Usage};
 
 use crate::AnyResult;

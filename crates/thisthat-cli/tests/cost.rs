@@ -159,7 +159,14 @@ fn serve_meters_every_port_call_on_metrics_and_in_the_usage_file() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-        .args(["--database", "sqlite::memory:", "--notifier", "memory://", "--classifier", "pixels:"])
+        .args([
+            "--database",
+            "sqlite::memory:",
+            "--notifier",
+            "memory://",
+            "--classifier",
+            "pixels:",
+        ])
         .arg("--usage-out")
         .arg(&usage)
         .arg("--data-dir")
@@ -230,7 +237,14 @@ fn a_metered_demo_is_priced_by_cost() {
     let votes = metered.operation("database", "cast_vote").expect("votes");
     assert_eq!(votes.outcomes.get("ok"), Some(&24));
     assert_eq!(metered.calls("notifier", "send"), 1);
-    let out = cost(&["--usage", usage.to_str().expect("utf-8"), "--scale", "1000", "--format", "json"]);
+    let out = cost(&[
+        "--usage",
+        usage.to_str().expect("utf-8"),
+        "--scale",
+        "1000",
+        "--format",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["scenario"]["monthly"]["photos"], 3000.0);

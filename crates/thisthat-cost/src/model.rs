@@ -174,7 +174,7 @@ pub struct Counts {
 }
 
 /// Port operations of a scenario, as `(port, operation) → calls`: exactly what
-/// [`thisthat_core::layers::Meter`] counts when [`crate::drive`] plays the scenario (proven by
+/// [`thisthat_core::layers::Meter`] counts when `thisthat_cost::drive::run` plays the scenario (proven by
 /// `tests/meter_model.rs`). Operations with no calls are left out.
 pub fn port_operations(s: &Scenario) -> BTreeMap<(String, String), u64> {
     let votes = s.sessions * s.votes_per_session;
