@@ -175,9 +175,9 @@ fn serve_meters_every_port_call_on_metrics_and_in_the_usage_file() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    // Bounded: the server has 10 s to come up.
+    // Bounded: the server has 60 s to come up (the shared 2-core machine can be slow).
     let mut feed = None;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         feed = get(port, "/v1/feed");
         if feed.is_some() {
             break;

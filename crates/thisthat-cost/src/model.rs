@@ -168,6 +168,9 @@ pub struct Counts {
     pub stored_photo_bytes: f64,
     /// Competitions kept (steady state over the retention).
     pub stored_competitions: f64,
+    /// Units adapters reported themselves through `thisthat_core::layers::bill`, by price key
+    /// (scaled like the rest): they replace the model's estimate for that key.
+    pub billed: BTreeMap<String, f64>,
     /// The scenario's settings the prices need.
     #[serde(skip)]
     pub settings: Scenario,
@@ -237,6 +240,7 @@ impl Counts {
             view_bytes: views * s.photo_bytes_display as f64,
             stored_photo_bytes: photos * s.photo_bytes_original as f64 * s.retention_months.max(1) as f64,
             stored_competitions: s.competitions as f64 * s.retention_months.max(1) as f64,
+            billed: BTreeMap::new(),
             settings: s.clone(),
         }
     }
@@ -288,6 +292,15 @@ impl Counts {
             view_bytes: views * settings.photo_bytes_display as f64,
             stored_photo_bytes: upload_bytes * settings.retention_months.max(1) as f64,
             stored_competitions: competitions * settings.retention_months.max(1) as f64,
+            billed: usage
+                .ports
+                .values()
+                .flat_map(|ops| ops.values())
+                .flat_map(|o| o.billed.iter())
+                .fold(BTreeMap::new(), |mut all, (unit, n)| {
+                    *all.entry(unit.clone()).or_default() += n * scale;
+                    all
+                }),
             settings: settings.clone(),
         })
     }
@@ -436,7 +449,13 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
             add(Provider::Aws, "sns.push", c.pushes);
         }
         Provider::Gcp => add(Provider::Gcp, "fcm.send", c.pushes),
-        _ => add(Provider::Azure, "notificationhubs.push", c.pushes),
+        _ => {
+            add(Provider::Azure, "notificationhubs.push", c.pushes);
+            // The Free tier holds 500 devices; more need a paid namespace.
+            if c.registrations * s.retention_months.max(1) as f64 > 500.0 {
+                add(Provider::Azure, "notificationhubs.basic_namespace", 1.0);
+            }
+        }
     }
 
     // Classifier: labels, plus the screen when on. Rekognition and AI Vision bill a call

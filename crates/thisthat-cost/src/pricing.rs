@@ -94,8 +94,27 @@ impl Report {
 }
 
 /// Prices one month on one mix.
+///
+/// Units the adapters reported ([`Counts::billed`]) replace the model's estimate of the same
+/// price key on the provider that bills it; every other quantity is the model's.
 pub fn price_counts(counts: &Counts, mix: &Mix, book: &PriceBook, free: FreeTier) -> PricedMix {
-    price_quantities(&quantities(counts, mix), mix, book, free)
+    let mut estimated = quantities(counts, mix);
+    for q in &mut estimated {
+        if let Some(&reported) = counts.billed.get(q.key)
+            && q.key != "egress"
+        {
+            q.quantity = reported;
+        }
+    }
+    // A reported key the model estimated several times (DynamoDB writes from many operations)
+    // must count once: keep the reported total on the first, zero the rest.
+    let mut seen = std::collections::BTreeSet::new();
+    for q in &mut estimated {
+        if counts.billed.contains_key(q.key) && q.key != "egress" && !seen.insert((q.provider, q.key)) {
+            q.quantity = 0.0;
+        }
+    }
+    price_quantities(&estimated, mix, book, free)
 }
 
 fn price_quantities(quantities: &[Quantity], mix: &Mix, book: &PriceBook, free: FreeTier) -> PricedMix {
@@ -233,6 +252,35 @@ mod tests {
         assert!((line(&on, "sns.request").usd - 8.0 * 0.0000005).abs() < 1e-15);
         assert!((line(&on, "sns.push").usd - 2.0 * 0.0000005).abs() < 1e-15);
         assert!(on.monthly_usd < off.monthly_usd);
+    }
+
+    #[test]
+    fn units_an_adapter_reported_replace_the_estimate() {
+        let book = PriceBook::builtin().expect("builtin");
+        let mut counts = Counts::from_scenario(&Scenario::seed());
+        let aws = Mix::single(Provider::Aws);
+        let estimated = price_counts(&counts, &aws, &book, FreeTier::Off);
+        counts.billed.insert("dynamodb.write_unit".into(), 1_000_000.0);
+        let reported = price_counts(&counts, &aws, &book, FreeTier::Off);
+        let line = |m: &PricedMix| {
+            m.lines
+                .iter()
+                .find(|l| l.key == "dynamodb.write_unit")
+                .cloned()
+                .expect("line")
+        };
+        assert_eq!(line(&reported).quantity, 1_000_000.0);
+        assert!(line(&estimated).quantity > 2_000_000.0);
+        // On a mix that does not use DynamoDB the report changes nothing.
+        let gcp = Mix::single(Provider::Gcp);
+        assert_eq!(
+            price_counts(&counts, &gcp, &book, FreeTier::On).monthly_usd,
+            price_all(&Scenario::seed(), &book, FreeTier::On)
+                .mixes
+                .iter()
+                .find(|m| m.mix == gcp)
+                .and_then(|m| m.monthly_usd)
+        );
     }
 
     #[test]
