@@ -244,6 +244,23 @@ fn print_table(report: &Report, book: &PriceBook, free: FreeTier, top: usize) {
             None => println!("  {:>9}  {} ({} missing prices)", "-", m.mix, m.refused.len()),
         }
     }
+    if let Some(m) = report
+        .mixes
+        .iter()
+        .find(|m| m.mix.compute == thisthat_cost::Provider::Embedded)
+    {
+        match m.monthly_usd {
+            Some(usd) => println!(
+                "  {:>9}  the embedded default on one VM (no redundancy, no capacity check)",
+                money(usd)
+            ),
+            None => println!(
+                "  {:>9}  the embedded default on one VM ({} missing prices)",
+                "-",
+                m.refused.len()
+            ),
+        }
+    }
     match (report.cheapest(), report.cheapest_single_cloud()) {
         (Some(best), Some(single)) => {
             let (b, s) = (

@@ -57,7 +57,7 @@ fn json_has_dated_prices_the_month_every_mix_and_the_cheapest() {
     assert_eq!(json["scenario"]["monthly"]["votes"], 600000.0);
     assert_eq!(json["scenario"]["monthly"]["photos"], 9000.0);
     let mixes = json["mixes"].as_array().expect("mixes");
-    assert_eq!(mixes.len(), 324);
+    assert_eq!(mixes.len(), 325);
     let cheapest = &json["cheapest"];
     for field in ["storage", "database", "notifier", "classifier", "compute"] {
         assert!(cheapest[field].is_string(), "{field}");

@@ -24,6 +24,9 @@ pub enum Provider {
     Azure,
     /// Cloudflare (R2 storage through `s3://` URLs with a custom endpoint).
     Cloudflare,
+    /// The embedded default (SQLite, files, outbox, offline model) on one small VM, priced as
+    /// an AWS Lightsail instance. Only as a whole stack.
+    Embedded,
 }
 
 impl Provider {
@@ -37,6 +40,7 @@ impl Provider {
             Provider::Gcp => "gcp",
             Provider::Azure => "azure",
             Provider::Cloudflare => "cloudflare",
+            Provider::Embedded => "embedded",
         }
     }
 
@@ -47,6 +51,7 @@ impl Provider {
             "gcp" => Some(Provider::Gcp),
             "azure" => Some(Provider::Azure),
             "cloudflare" => Some(Provider::Cloudflare),
+            "embedded" => Some(Provider::Embedded),
             _ => None,
         }
     }
@@ -91,9 +96,9 @@ impl Mix {
     }
 
     /// Every mix: storage on any of the three clouds or R2, everything else on any cloud
-    /// (4 × 3⁴ = 324).
+    /// (4 × 3⁴ = 324), and the embedded default on one VM (325 in all).
     pub fn all() -> Vec<Mix> {
-        let mut mixes = Vec::new();
+        let mut mixes = vec![Mix::single(Provider::Embedded)];
         for storage in [Provider::Aws, Provider::Gcp, Provider::Azure, Provider::Cloudflare] {
             for database in Provider::CLOUDS {
                 for notifier in Provider::CLOUDS {
@@ -117,6 +122,9 @@ impl Mix {
 
 impl fmt::Display for Mix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Mix::single(Provider::Embedded) {
+            return f.write_str("embedded default on one VM");
+        }
         if self.is_single_cloud() {
             return write!(f, "all {}", self.compute);
         }
@@ -358,6 +366,15 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
             });
         }
     };
+    if *mix == Mix::single(Provider::Embedded) {
+        // One VM runs everything: the instance, and every byte in or out of it past the
+        // plan's allowance (photos shown, API answers, uploads). No capacity check: one VM,
+        // no redundancy; pushes land in the outbox and need a notifier to reach phones.
+        add(Provider::Aws, "lightsail.instance", 1.0);
+        let bytes = c.view_bytes + c.api_requests * s.api_response_bytes as f64 + c.upload_bytes;
+        add(Provider::Aws, "lightsail.transfer", bytes / GB);
+        return out;
+    }
     let screen = s.screening as f64;
 
     // Storage: one write-class request per upload, one read-class request per photo a voter
@@ -365,7 +382,7 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
     let (write, read, stored) = match mix.storage {
         Provider::Aws => ("s3.write_request", "s3.read_request", "s3.storage"),
         Provider::Gcp => ("gcs.class_a", "gcs.class_b", "gcs.storage"),
-        Provider::Azure => ("blob.write_operation", "blob.read_operation", "blob.storage"),
+        Provider::Azure | Provider::Embedded => ("blob.write_operation", "blob.read_operation", "blob.storage"),
         Provider::Cloudflare => ("r2.class_a", "r2.class_b", "r2.storage"),
     };
     add(mix.storage, write, c.photos);
@@ -601,6 +618,8 @@ mod tests {
             (mixed - alone - photo_gb - 3.0 * 2_000.0 / GB).abs() < 1e-12,
             "{mixed} {alone}"
         );
-        assert_eq!(Mix::all().len(), 324);
+        assert_eq!(Mix::all().len(), 325);
+        let embedded = quantities(&c, &Mix::single(Provider::Embedded));
+        assert_eq!(embedded.len(), 2, "one VM and its transfer");
     }
 }

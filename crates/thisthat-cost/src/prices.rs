@@ -49,9 +49,12 @@ pub struct Price {
     /// Why there is no price. Exactly one of `usd` and `missing` is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<String>,
-    /// Units free each month (0 if none).
+    /// Units free each month under a free tier (0 if none); not taken off with `--free-tier off`.
     #[serde(default)]
     pub free: f64,
+    /// Units the plan itself includes each month (a VM's transfer allowance); always taken off.
+    #[serde(default)]
+    pub included: f64,
     /// What the free allowance is and how long it lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_note: Option<String>,
@@ -94,8 +97,8 @@ impl PriceTable {
                 (None, Some(_)) => {}
                 _ => return Err(at("give exactly one of `usd` and `missing`")),
             }
-            if !(price.free.is_finite() && price.free >= 0.0) {
-                return Err(at("free must be 0 or more"));
+            if !(price.free.is_finite() && price.free >= 0.0 && price.included.is_finite() && price.included >= 0.0) {
+                return Err(at("free and included must be 0 or more"));
             }
             if !price.source.starts_with("https://") && !price.source.starts_with("http://") {
                 return Err(at("source must be the URL of the page it was read from"));

@@ -32,7 +32,7 @@ pub struct Line {
     pub unit: String,
     /// Units used in the month.
     pub quantity: f64,
-    /// Units the free allowance covered.
+    /// Units the free allowance (and what the plan includes) covered.
     pub free: f64,
     /// Dollars per unit.
     pub usd_per_unit: f64,
@@ -132,8 +132,8 @@ fn price_quantities(quantities: &[Quantity], mix: &Mix, book: &PriceBook, free: 
             continue;
         };
         let allowance = match free {
-            FreeTier::On => price.free.min(quantity),
-            FreeTier::Off => 0.0,
+            FreeTier::On => (price.free + price.included).min(quantity),
+            FreeTier::Off => price.included.min(quantity),
         };
         let billable = quantity - allowance;
         let (usd_per_unit, usd) = match (price.usd, &price.missing) {
