@@ -6,8 +6,8 @@ use clap::{Args as ClapArgs, ValueEnum};
 use serde_json::json;
 use thisthat_core::layers::Usage;
 use thisthat_cost::{
-    Counts, FreeTier, PricedMix, Report, Scenario, chart_svg, cost_curve, price_all, prices::PriceBook,
-    pricing_counts_all,
+    Counts, FreeTier, PricedMix, Report, Scenario, chart_svg, cost_curve, price_all, price_all_counts,
+    prices::PriceBook,
 };
 
 use crate::AnyResult;
@@ -83,7 +83,7 @@ pub(crate) fn run(args: &Args) -> AnyResult {
             let text =
                 std::fs::read_to_string(path).map_err(|e| format!("cannot read usage {}: {e}", path.display()))?;
             let usage = Usage::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            pricing_counts_all(&Counts::from_usage(&usage, args.scale, &scenario)?, &book, free)
+            price_all_counts(&Counts::from_usage(&usage, args.scale, &scenario)?, &book, free)
         }
         None => price_all(&scenario, &book, free),
     };

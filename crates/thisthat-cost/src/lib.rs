@@ -30,5 +30,5 @@ mod scenario;
 pub use chart::{ChartSeries, chart_svg, cost_curve};
 pub use error::CostError;
 pub use model::{Counts, Mix, Provider};
-pub use pricing::{FreeTier, Line, PricedMix, Report, price_all, price_all_counts as pricing_counts_all, price_counts};
+pub use pricing::{FreeTier, Line, PricedMix, Report, price_all, price_all_counts, price_counts};
 pub use scenario::Scenario;

@@ -203,14 +203,9 @@ mod tests {
     use super::*;
     use crate::prices::PriceTable;
 
-    fn book_with(aws_extra: &str) -> PriceBook {
-        let _ = aws_extra;
-        PriceBook::builtin().expect("builtin")
-    }
-
     #[test]
     fn the_seed_prices_on_aws_and_gcp_and_refuses_azure_for_its_missing_prices() {
-        let report = price_all(&Scenario::seed(), &book_with(""), FreeTier::On);
+        let report = price_all(&Scenario::seed(), &PriceBook::builtin().expect("builtin"), FreeTier::On);
         let singles = report.single_clouds();
         assert_eq!(singles.len(), 3);
         assert!(singles[0].monthly_usd.is_some(), "aws: {:?}", singles[0].refused);
