@@ -23,7 +23,7 @@ impl Drop for DataDir {
     }
 }
 
-pub async fn run(data_dir: Option<PathBuf>) -> AnyResult {
+pub async fn run(data_dir: Option<PathBuf>, usage_out: Option<PathBuf>) -> AnyResult {
     let dir = match data_dir {
         Some(path) => DataDir { path, temporary: false },
         None => DataDir {
@@ -171,5 +171,8 @@ pub async fn run(data_dir: Option<PathBuf>) -> AnyResult {
     }
     let _ = stop.send(());
     server.await??;
+    if let Some(path) = usage_out {
+        crate::metering::write_usage(&path, &embedded.meter.usage())?;
+    }
     Ok(())
 }

@@ -141,6 +141,8 @@ pub struct Embedded {
     pub outbox: Option<Arc<OutboxNotifier>>,
     /// The secrets.
     pub secrets: Secrets,
+    /// Counts every port call (`serve --metrics-addr`, `--usage-out`).
+    pub meter: thisthat_core::layers::Meter,
     state: AppState,
 }
 
@@ -205,7 +207,9 @@ impl Embedded {
         if overrides.jwks_url.is_some() {
             backend.require_screening(overrides.allow_unscreened)?;
         }
-        let backend = backend.with_standard_layers();
+        // The meter innermost: it counts every attempt, as providers bill them.
+        let meter = thisthat_core::layers::Meter::new();
+        let backend = backend.layer(meter.clone()).with_standard_layers();
         let service = Thisthat::builder(backend).build()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = AppState {
@@ -221,7 +225,12 @@ impl Embedded {
             blobs: blob_server,
             clock,
         };
-        Ok(Embedded { outbox, secrets, state })
+        Ok(Embedded {
+            outbox,
+            secrets,
+            meter,
+            state,
+        })
     }
 
     /// The API over this backend.

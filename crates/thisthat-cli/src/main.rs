@@ -5,13 +5,16 @@
 //! thisthat demo                 # start the embedded backend, play 3 photos + 24 voters, print the result
 //! thisthat serve                # the API on http://127.0.0.1:8080, data in ./thisthat-data
 //! thisthat token --user alice   # a bearer token for curl against a local server
+//! thisthat cost                 # the seed month priced on every provider and mix
 //! ```
 
+mod cost;
 mod demo;
 mod embedded;
 #[cfg(feature = "lambda")]
 mod lambda;
 mod listen;
+mod metering;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -41,6 +44,8 @@ enum Command {
         data_dir: PathBuf,
         #[command(flatten)]
         overrides: embedded::Overrides,
+        #[command(flatten)]
+        metering: metering::Flags,
     },
     /// Start the embedded backend and play the whole story against it over HTTP.
     Demo {
@@ -49,6 +54,9 @@ enum Command {
         // with demo voters.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Write the meter's usage snapshot (JSON, for `thisthat cost --usage`) here at the end.
+        #[arg(long)]
+        usage_out: Option<PathBuf>,
     },
     /// Run the API as an AWS Lambda function behind API Gateway (HTTP API, payload v2), and the
     /// maintenance on EventBridge scheduled events. Every port comes from its THISTHAT_*
@@ -57,6 +65,8 @@ enum Command {
     /// the Lambda runtime starts a `bootstrap`), the binary runs this command.
     #[cfg(feature = "lambda")]
     Lambda,
+    /// What the app costs on each provider and on every mix of them, and which is cheapest.
+    Cost(cost::Args),
     /// Print a bearer token for a user of a local server (signed with its data dir's secret).
     Token {
         /// The user id to put in the token's `sub` claim.
@@ -100,11 +110,13 @@ async fn main() -> std::process::ExitCode {
             addr,
             data_dir,
             overrides,
-        } => serve(addr, data_dir, &overrides).await,
-        Command::Demo { data_dir } => demo::run(data_dir).await,
+            metering,
+        } => serve(addr, data_dir, &overrides, &metering).await,
+        Command::Demo { data_dir, usage_out } => demo::run(data_dir, usage_out).await,
         #[cfg(feature = "lambda")]
         Command::Lambda => lambda::run().await,
         Command::Token { user, data_dir, hours } => token(&user, &data_dir, hours),
+        Command::Cost(args) => cost::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -122,7 +134,12 @@ async fn main() -> std::process::ExitCode {
 
 type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-async fn serve(addr: Option<SocketAddr>, data_dir: PathBuf, overrides: &embedded::Overrides) -> AnyResult {
+async fn serve(
+    addr: Option<SocketAddr>,
+    data_dir: PathBuf,
+    overrides: &embedded::Overrides,
+    metering: &metering::Flags,
+) -> AnyResult {
     let port = std::env::var_os("PORT").map(|port| port.to_string_lossy().into_owned());
     let addr = listen::address(addr, port.as_deref())?;
     let bind = |addr: SocketAddr| async move {
@@ -159,6 +176,10 @@ async fn serve(addr: Option<SocketAddr>, data_dir: PathBuf, overrides: &embedded
     if let Some(outbox) = &local.outbox {
         println!("  pushes go to: {}", outbox.outbox_path().display());
     }
+    if let Some(metrics) = metering.metrics_addr {
+        let bound = metering::serve_metrics(metrics, local.meter.clone()).await?;
+        println!("  metrics at:   http://{bound}/metrics");
+    }
     let shutdown = async {
         #[cfg(unix)]
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -177,6 +198,9 @@ async fn serve(addr: Option<SocketAddr>, data_dir: PathBuf, overrides: &embedded
         tracing::info!("shutting down; finishing requests in flight");
     };
     thisthat_server::serve(listener, local.router(), shutdown).await?;
+    if let Some(path) = &metering.usage_out {
+        metering::write_usage(path, &local.meter.usage())?;
+    }
     Ok(())
 }
 

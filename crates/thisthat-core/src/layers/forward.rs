@@ -18,11 +18,20 @@ const fn call(port: &'static str, operation: &'static str) -> Call {
 #[async_trait]
 impl<P: BlobStore + ?Sized, I: Interceptor> BlobStore for Layered<P, I> {
     async fn put(&self, key: &BlobKey, body: Bytes, options: &PutOptions) -> Result<BlobMeta> {
-        let op = || self.inner.put(key, body.clone(), options);
+        let op = || {
+            super::meter::bytes_in(body.len());
+            self.inner.put(key, body.clone(), options)
+        };
         self.interceptor.intercept(call("blob", "put"), op).await
     }
     async fn get(&self, key: &BlobKey, options: &GetOptions) -> Result<Blob> {
-        let op = || self.inner.get(key, options);
+        let op = || async {
+            let blob = self.inner.get(key, options).await;
+            if let Ok(blob) = &blob {
+                super::meter::bytes_out(blob.body.len());
+            }
+            blob
+        };
         self.interceptor.intercept(call("blob", "get"), op).await
     }
     async fn head(&self, key: &BlobKey) -> Result<BlobMeta> {
@@ -126,7 +135,10 @@ impl<P: Notifier + ?Sized, I: Interceptor> Notifier for Layered<P, I> {
 #[async_trait]
 impl<P: Classifier + ?Sized, I: Interceptor> Classifier for Layered<P, I> {
     async fn classify(&self, photo: &PhotoInput) -> Result<Classification> {
-        let op = || self.inner.classify(photo);
+        let op = || {
+            super::meter::bytes_in(photo.bytes.len());
+            self.inner.classify(photo)
+        };
         self.interceptor.intercept(call("classifier", "classify"), op).await
     }
     fn screens_content(&self) -> bool {

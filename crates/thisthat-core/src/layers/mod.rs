@@ -1,6 +1,7 @@
 //! Small wrappers that add one concern to any port, the way tower layers or object_store's
 //! `ThrottledStore` do: retry, tracing, and whatever else a team needs (metering, fault
-//! injection), written once for all four ports.
+//! injection), written once for all four ports. [`Meter`] counts every call and what the
+//! provider billed for it.
 //!
 //! A concern is an [`Interceptor`]: it sees every call as a [`Call`] (which port, which
 //! operation) and a closure that makes the call, which it may run once, several times, or not
@@ -30,12 +31,14 @@
 
 mod chaos;
 mod forward;
+mod meter;
 mod retry;
 mod trace;
 
 use std::{fmt, future::Future, sync::Arc};
 
 pub use chaos::{Chaos, ChaosReport, FaultCounts, Faults};
+pub use meter::{Meter, OperationUsage, Usage, bill};
 pub use retry::{Retry, RetryPolicy};
 pub use trace::Trace;
 
