@@ -25,13 +25,17 @@ struct Server {
     base: String,
     dir: PathBuf,
     secret: Vec<u8>,
+    /// False while the data directory is kept for a restart.
+    remove_dir: bool,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -95,11 +99,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Starts `thisthat serve` and returns it with the time until `/healthz` first answered.
+/// Starts `thisthat serve` on a new data directory and returns it with the time until
+/// `/healthz` first answered.
 async fn start(http: &reqwest::Client) -> (Server, Duration) {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("thisthat-bench-http-{}-{port}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("thisthat-bench-http-{}-{}", std::process::id(), free_port()));
     let _ = std::fs::remove_dir_all(&dir);
+    start_in(http, dir).await
+}
+
+/// Starts `thisthat serve` on `dir`, new or kept from an earlier start.
+async fn start_in(http: &reqwest::Client, dir: PathBuf) -> (Server, Duration) {
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_thisthat"))
@@ -117,6 +127,7 @@ async fn start(http: &reqwest::Client) -> (Server, Duration) {
             base,
             dir,
             secret,
+            remove_dir: true,
         },
         ready,
     )
@@ -180,13 +191,20 @@ fn main() {
         let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("client");
 
         // Interleaved, so that both see the same load.
-        let (mut startups, mut hellos) = (Vec::new(), Vec::new());
+        let (mut startups, mut restarts, mut hellos) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..7 {
-            let (server, ready) = start(&http).await;
+            // A first start creates the secrets and the database schema; a restart finds them.
+            let (mut server, ready) = start(&http).await;
             startups.push(ready);
+            server.remove_dir = false;
+            let dir = server.dir.clone();
+            drop(server);
+            let (server, ready) = start_in(&http, dir).await;
+            restarts.push(ready);
             drop(server);
             hellos.push(start_hello(&http).await);
         }
+        let restart = median(restarts.clone());
         let (startup, hello_startup) = (median(startups.clone()), median(hellos.clone()));
         println!(
             "start-up to first served request, median of 7: thisthat serve {startup:?} (min {:?}, max {:?}) | bare axum hello world {hello_startup:?} (min {:?}, max {:?})",
@@ -194,6 +212,11 @@ fn main() {
             startups.iter().max().expect("7"),
             hellos.iter().min().expect("7"),
             hellos.iter().max().expect("7"),
+        );
+        println!(
+            "restart on the same data directory, median of 7: {restart:?} (min {:?}, max {:?})",
+            restarts.iter().min().expect("7"),
+            restarts.iter().max().expect("7"),
         );
         // A creation sent the moment the server answers waits for the model loading behind it.
         let mut first_creations = Vec::new();
@@ -284,6 +307,7 @@ fn main() {
                 "votes_p99_ms": (ms(p99) * 100.0).round() / 100.0,
                 "startup_ms": (ms(startup) * 10.0).round() / 10.0,
                 "hello_startup_ms": (ms(hello_startup) * 10.0).round() / 10.0,
+                "restart_ms": (ms(restart) * 10.0).round() / 10.0,
                 "first_creation_ms": (ms(first_creation) * 10.0).round() / 10.0,
                 "peak_rss_before_burst_mb": (before as f64 / 1024.0).round(),
                 "peak_rss_mb": (after as f64 / 1024.0).round(),
