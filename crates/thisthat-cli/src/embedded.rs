@@ -237,4 +237,9 @@ impl Embedded {
     pub fn router(&self) -> thisthat_server::Router {
         thisthat_server::router(self.state.clone())
     }
+
+    /// The service every request runs on (the maintenance pass runs on it too).
+    pub fn service(&self) -> &thisthat_core::Thisthat {
+        &self.state.service
+    }
 }

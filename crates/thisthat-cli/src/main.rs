@@ -6,6 +6,8 @@
 //! thisthat serve                # the API on http://127.0.0.1:8080, data in ./thisthat-data
 //! thisthat token --user alice   # a bearer token for curl against a local server
 //! thisthat cost                 # the seed month priced on every provider and mix
+//! thisthat deliver              # deliver pending result pushes once (serve does it every minute)
+//! thisthat sweep                # one whole maintenance pass: deliver, then sweep orphans and old drafts
 //! ```
 
 mod cost;
@@ -46,6 +48,29 @@ enum Command {
         overrides: embedded::Overrides,
         #[command(flatten)]
         metering: metering::Flags,
+        /// Seconds between maintenance passes in the background (pending notifications
+        /// delivered, orphaned blobs and expired drafts swept), each started up to a tenth
+        /// earlier or later so that several servers spread out; 0 turns it off.
+        #[arg(long, env = "THISTHAT_MAINTENANCE_INTERVAL", default_value_t = 60)]
+        maintenance_interval: u64,
+    },
+    /// Deliver the result notifications still pending, once, and exit (for cron, Cloud
+    /// Scheduler or an Azure timer; `serve` does this in the background).
+    Deliver {
+        /// Where the database, photos, outbox and secrets live.
+        #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        overrides: embedded::Overrides,
+    },
+    /// One whole maintenance pass, once, and exit: pending notifications delivered, blobs no
+    /// competition refers to and expired drafts removed.
+    Sweep {
+        /// Where the database, photos, outbox and secrets live.
+        #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        overrides: embedded::Overrides,
     },
     /// Start the embedded backend and play the whole story against it over HTTP.
     Demo {
@@ -111,7 +136,10 @@ async fn main() -> std::process::ExitCode {
             data_dir,
             overrides,
             metering,
-        } => serve(addr, data_dir, &overrides, &metering).await,
+            maintenance_interval,
+        } => serve(addr, data_dir, &overrides, &metering, maintenance_interval).await,
+        Command::Deliver { data_dir, overrides } => maintain_once(&data_dir, &overrides, false).await,
+        Command::Sweep { data_dir, overrides } => maintain_once(&data_dir, &overrides, true).await,
         Command::Demo { data_dir, usage_out } => demo::run(data_dir, usage_out).await,
         #[cfg(feature = "lambda")]
         Command::Lambda => lambda::run().await,
@@ -134,11 +162,66 @@ async fn main() -> std::process::ExitCode {
 
 type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// Runs [`thisthat_core::Thisthat::maintain`] every `interval` (each wait drawn within a
+/// tenth of it either way, so that servers started together spread out) until `stopped`
+/// turns true. A failed pass is logged; the next one retries.
+async fn maintain_in_background(
+    service: thisthat_core::Thisthat,
+    interval: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let jitter = interval.mul_f64(0.2 * fastrand::f64() - 0.1);
+        let wait = interval.saturating_add(jitter).max(Duration::from_millis(100));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => return,
+        }
+        tokio::select! {
+            result = service.maintain() => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, code = e.code(), "maintenance pass failed; the next one retries");
+                }
+            }
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// `thisthat deliver` (`sweep` false) and `thisthat sweep` (`sweep` true): one pass on the
+/// configured backend, its report printed.
+async fn maintain_once(data_dir: &std::path::Path, overrides: &embedded::Overrides, sweep: bool) -> AnyResult {
+    // Signed URLs are not handed out by a one-shot pass; the address is never listened on.
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let local = embedded::Embedded::open(data_dir, addr, overrides).await?;
+    let service = local.service();
+    if sweep {
+        let report = service.maintain().await?;
+        println!(
+            "delivered {} notifications ({} left pending, {} gone devices removed); swept {} blobs: {} orphans and {} expired drafts removed",
+            report.delivery.delivered,
+            report.delivery.failed,
+            report.delivery.devices_removed,
+            report.sweep.blobs_seen,
+            report.sweep.orphans_removed,
+            report.sweep.drafts_expired
+        );
+    } else {
+        let report = service.deliver_pending().await?;
+        println!(
+            "delivered {} notifications ({} left pending, {} gone devices removed)",
+            report.delivered, report.failed, report.devices_removed
+        );
+    }
+    Ok(())
+}
+
 async fn serve(
     addr: Option<SocketAddr>,
     data_dir: PathBuf,
     overrides: &embedded::Overrides,
     metering: &metering::Flags,
+    maintenance_interval: u64,
 ) -> AnyResult {
     let port = std::env::var_os("PORT").map(|port| port.to_string_lossy().into_owned());
     let addr = listen::address(addr, port.as_deref())?;
@@ -197,7 +280,21 @@ async fn serve(
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down; finishing requests in flight");
     };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let maintenance = (maintenance_interval > 0).then(|| {
+        tokio::spawn(maintain_in_background(
+            local.service().clone(),
+            Duration::from_secs(maintenance_interval),
+            stopped,
+        ))
+    });
     thisthat_server::serve(listener, local.router(), shutdown).await?;
+    // Stops between passes, or abandons the pass under way: every step of it is safe to stop
+    // anywhere (a lease runs out, a sweep starts over).
+    let _ = stop.send(true);
+    if let Some(task) = maintenance {
+        let _ = task.await;
+    }
     if let Some(path) = &metering.usage_out {
         metering::write_usage(path, &local.meter.usage())?;
     }

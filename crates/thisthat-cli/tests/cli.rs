@@ -553,11 +553,16 @@ async fn lambda_started_without_arguments_serves_requests_and_runs_the_schedule(
     assert_eq!(body["competitions"], serde_json::json!([]), "{body}");
     let maintenance = answers[1].json().expect("a JSON response");
     assert_eq!(
-        maintenance,
-        serde_json::json!({"maintenance": {"notifications": {"delivered": 0, "failed": 0, "devices_removed": 0}}})
+        maintenance["maintenance"]["notifications"],
+        serde_json::json!({"delivered": 0, "failed": 0, "devices_removed": 0}),
+        "{maintenance}"
+    );
+    assert_eq!(
+        maintenance["maintenance"]["sweep"]["orphans_removed"], 0,
+        "{maintenance}"
     );
     assert!(
-        stderr.contains("scheduled maintenance"),
+        stderr.contains("maintenance pass done"),
         "what it did is logged:\n{stderr}"
     );
     let refused = answers[2].json().expect("a JSON error");
@@ -683,4 +688,34 @@ fn serve_listens_on_port_from_the_environment() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("PORT=\"eighty\" is not a port number"), "{stderr}");
     assert!(!dir.exists(), "nothing was opened for a bad PORT");
+}
+
+/// `thisthat deliver` and `thisthat sweep` run one pass on the configured backend and say what
+/// they did (for cron, Cloud Scheduler or an Azure timer).
+#[test]
+fn one_shot_maintenance_commands_report_what_they_did() {
+    let dir = std::env::temp_dir().join(format!("thisthat-cli-oneshot-{}", std::process::id()));
+    for (command, expected) in [
+        (
+            "deliver",
+            "delivered 0 notifications (0 left pending, 0 gone devices removed)",
+        ),
+        ("sweep", "swept 0 blobs: 0 orphans and 0 expired drafts removed"),
+    ] {
+        let output = Command::cargo_bin("thisthat")
+            .expect("binary")
+            .args([command, "--classifier", "pixels:", "--data-dir"])
+            .arg(&dir)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(expected), "{command}: {stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

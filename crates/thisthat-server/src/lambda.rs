@@ -10,7 +10,7 @@ use std::{future::poll_fn, sync::Arc};
 
 use lambda_http::{Adapter, Context, LambdaEvent, Service as _, lambda_runtime::Diagnostic, request::LambdaRequest};
 use serde_json::{Value, json};
-use thisthat_core::{DeliveryReport, Error, Thisthat};
+use thisthat_core::{Error, MaintenanceReport, Thisthat};
 
 use crate::{AppState, Router};
 
@@ -82,7 +82,8 @@ impl LambdaFunction {
 
     /// Handles one invocation: the HTTP response for an API Gateway request (as API Gateway
     /// expects it), or what the maintenance did for a scheduled event
-    /// (`{"maintenance": {"notifications": {"delivered", "failed", "devices_removed"}}}`).
+    /// (`{"maintenance": {"notifications": {"delivered", "failed", "devices_removed"},
+    /// "sweep": {"blobs_seen", "orphans_removed", "drafts_expired"}}}`).
     ///
     /// # Errors
     ///
@@ -95,11 +96,18 @@ impl LambdaFunction {
             Ok(Invocation::Http) => self.answer(payload, context).await,
             Ok(Invocation::Scheduled) => {
                 let report = run_scheduled_maintenance(&self.service).await?;
-                Ok(json!({"maintenance": {"notifications": {
-                    "delivered": report.delivered,
-                    "failed": report.failed,
-                    "devices_removed": report.devices_removed,
-                }}}))
+                Ok(json!({"maintenance": {
+                    "notifications": {
+                        "delivered": report.delivery.delivered,
+                        "failed": report.delivery.failed,
+                        "devices_removed": report.delivery.devices_removed,
+                    },
+                    "sweep": {
+                        "blobs_seen": report.sweep.blobs_seen,
+                        "orphans_removed": report.sweep.orphans_removed,
+                        "drafts_expired": report.sweep.drafts_expired,
+                    },
+                }}))
             }
             Err(e) => {
                 tracing::warn!(request_id = %context.request_id, error = %e, "refused an event this function does not handle");
@@ -128,20 +136,12 @@ impl LambdaFunction {
     }
 }
 
-/// The maintenance an EventBridge schedule runs. For now that is delivering the notifications
-/// still pending ([`Thisthat::deliver_pending`]): a result push that failed when the closing
-/// vote sent it is sent by the next run. Logs what it did and returns it.
-pub async fn run_scheduled_maintenance(service: &Thisthat) -> Result<DeliveryReport, Error> {
-    match service.deliver_pending().await {
-        Ok(report) => {
-            tracing::info!(
-                delivered = report.delivered,
-                failed = report.failed,
-                devices_removed = report.devices_removed,
-                "scheduled maintenance: pending notifications delivered"
-            );
-            Ok(report)
-        }
+/// The maintenance an EventBridge schedule runs: one [`Thisthat::maintain`] pass (pending
+/// notifications delivered, orphaned blobs and expired drafts swept). It logs what it did
+/// and returns it.
+pub async fn run_scheduled_maintenance(service: &Thisthat) -> Result<MaintenanceReport, Error> {
+    match service.maintain().await {
+        Ok(report) => Ok(report),
         Err(e) => {
             tracing::error!(error = %e, code = e.code(), "scheduled maintenance failed; the next run retries");
             Err(e)
