@@ -10,13 +10,13 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> thisthat::Result<()> {
-//! use thisthat::{testkit::{fixtures::user, memory::MemoryBackend, photos}, NewCompetition, Thisthat};
+//! use thisthat::{memory::{samples, MemoryBackend}, NewCompetition, Thisthat, UserId};
 //!
 //! let service = Thisthat::builder(MemoryBackend::new().backend()).build()?;
 //! let competition = service
-//!     .create_competition(&user("alice"), NewCompetition { title: Some("Which jacket?".into()), photos: photos::three() })
+//!     .create_competition(&UserId::new("alice")?, NewCompetition { title: Some("Which jacket?".into()), photos: samples::three() })
 //!     .await?;
-//! let receipt = service.vote(&user("bob"), &competition.id, 0).await?;
+//! let receipt = service.vote(&UserId::new("bob")?, &competition.id, 0).await?;
 //! assert_eq!(receipt.tally.counts(), &[1, 0, 0]);
 //! # Ok(()) }
 //! ```
@@ -29,7 +29,8 @@
 //!   notifier (with an optional webhook), pixel labels.
 //! - `model`: `local` plus its offline image classifier (`local::ModelClassifier`, `model:`
 //!   URLs), EfficientNet-Lite0 embedded in the binary and run by `tract`.
-//! - `testkit` (default): in-memory adapters, the conformance suites and test fixtures ([`testkit`]).
+//! - `testkit`: the conformance suites, fault injection and fixtures ([`testkit`]), for testing
+//!   an adapter of your own. The in-memory adapters are always there ([`memory`]).
 //! - `mock`: mockall mocks of the four ports (`ports::MockBlobStore`, …) for testing your own
 //!   handlers.
 //! - `aws`: the AWS adapters ([`aws`]): S3, DynamoDB, SNS, Rekognition.
@@ -52,6 +53,7 @@ pub use thisthat_gcp as gcp;
 #[cfg(feature = "local")]
 #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub use thisthat_local as local;
+pub use thisthat_memory as memory;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use thisthat_testkit as testkit;
@@ -59,11 +61,7 @@ pub use thisthat_testkit as testkit;
 /// A [`Registry`] that opens every adapter compiled into this build (by cargo feature).
 pub fn registry() -> Registry {
     #[allow(unused_mut)]
-    let mut registry = Registry::new();
-    #[cfg(feature = "testkit")]
-    {
-        registry = registry.with(testkit::memory::MemoryOpener);
-    }
+    let mut registry = Registry::new().with(memory::MemoryOpener);
     #[cfg(feature = "local")]
     {
         registry = registry.with(local::LocalOpener);

@@ -6,11 +6,11 @@ use thisthat::{
     BackendConfig, Error, NewCompetition, Thisthat,
     layers::{Layered, Retry, RetryPolicy, Trace},
     ports::{Delivery, Notifier},
-    testkit::{
-        faults::FailNext,
-        fixtures,
-        memory::{MemoryBackend, MemoryNotifier},
-    },
+};
+use thisthat_testkit::{
+    faults::FailNext,
+    fixtures,
+    memory::{MemoryBackend, MemoryNotifier},
 };
 
 fn fast_retry(max_attempts: u32) -> Retry {
@@ -24,7 +24,7 @@ fn fast_retry(max_attempts: u32) -> Retry {
 async fn create(service: &Thisthat) -> thisthat::Competition {
     let new = NewCompetition {
         title: None,
-        photos: thisthat::testkit::photos::three(),
+        photos: thisthat_testkit::photos::three(),
     };
     service
         .create_competition(&fixtures::user("alice"), new)

@@ -12,8 +12,8 @@ use std::{
 use thisthat::{
     Error, NewCompetition, Result, Thisthat,
     layers::{Call, Interceptor},
-    testkit::{faults::FailNext, fixtures::user, memory::MemoryBackend, photos},
 };
+use thisthat_testkit::{faults::FailNext, fixtures::user, memory::MemoryBackend, photos};
 
 /// Answers every vote with `Error::Busy`, as an adapter whose race loop gave up does, and
 /// counts how often it was asked.

@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use reqwest::multipart;
 use serde_json::{Value, json};
 use thisthat_core::UserId;
-use thisthat_testkit::photos;
+use thisthat_memory::samples as photos;
 
 use crate::{AnyResult, embedded::Embedded};
 

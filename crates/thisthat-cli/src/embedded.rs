@@ -5,9 +5,8 @@ use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use thisthat_core::ports::Classifier;
 use thisthat_core::{Backend, Clock, Registry, SystemClock, Thisthat};
-use thisthat_local::{FileBlobStore, LocalOpener, ModelClassifier, OutboxNotifier, SqliteDatabase};
+use thisthat_local::{FileBlobStore, ModelClassifier, OutboxNotifier, SqliteDatabase};
 use thisthat_server::{AppState, Auth, BlobServer};
-use thisthat_testkit::memory::MemoryOpener;
 
 /// The two secrets of a local server, created on first start and kept in the data directory.
 pub struct Secrets {
@@ -125,14 +124,7 @@ pub struct Overrides {
 /// Every adapter this build of the command can open by URL: the embedded ones, in memory, and
 /// each cloud provider compiled in by cargo feature.
 pub fn registry() -> Registry {
-    let registry = Registry::new().with(LocalOpener).with(MemoryOpener);
-    #[cfg(feature = "aws")]
-    let registry = registry.with(thisthat_aws::AwsOpener::new());
-    #[cfg(feature = "azure")]
-    let registry = registry.with(thisthat_azure::AzureOpener::new());
-    #[cfg(feature = "gcp")]
-    let registry = registry.with(thisthat_gcp::GcpOpener);
-    registry
+    thisthat::registry()
 }
 
 /// The embedded backend and the API state over it.

@@ -209,7 +209,7 @@ fn decode_error(index: usize, info: &ImageInfo, limits: &DecodeLimits, e: ImageE
 /// worker threads, as the service does.
 ///
 /// ```
-/// # let cat = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../thisthat-testkit/photos/chelsea.png")).unwrap();
+/// # let cat = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../thisthat-memory/photos/chelsea.png")).unwrap();
 /// use thisthat_core::decode::{check_and_render, DecodeLimits};
 /// let checked = check_and_render(0, &cat, &DecodeLimits::default(), 200)?;
 /// assert_eq!((checked.info.width, checked.info.height), (451, 300));
@@ -380,7 +380,7 @@ pub fn decode(bytes: &[u8]) -> Option<DynamicImage> {
 /// black, as JPEG has no alpha.
 ///
 /// ```
-/// # let webp = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../thisthat-testkit/photos/pixel.webp")).unwrap();
+/// # let webp = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../thisthat-memory/photos/pixel.webp")).unwrap();
 /// let jpeg = thisthat_core::decode::to_jpeg(&webp, 2048)?;
 /// assert_eq!(thisthat_core::media::sniff(&jpeg)?.media_type, thisthat_core::MediaType::Jpeg);
 /// # Ok::<(), thisthat_core::Error>(())
@@ -408,7 +408,7 @@ mod tests {
     fn cat() -> Vec<u8> {
         std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../thisthat-testkit/photos/chelsea.png"
+            "/../thisthat-memory/photos/chelsea.png"
         ))
         .unwrap_or_default()
     }
@@ -416,7 +416,7 @@ mod tests {
     fn rocket() -> Vec<u8> {
         std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../thisthat-testkit/photos/rocket.jpg"
+            "/../thisthat-memory/photos/rocket.jpg"
         ))
         .unwrap_or_default()
     }

@@ -1,77 +1,14 @@
-//! In-memory adapters for all four ports: correct under concurrency (every operation is atomic
-//! under one lock), fast, and inspectable, for tests and for trying thisthat without any
-//! infrastructure. They pass the same conformance suites as every cloud adapter.
-
-mod blob;
-mod classifier;
-mod database;
-mod notifier;
+//! The in-memory adapters (the `thisthat-memory` crate, re-exported here) and their
+//! conformance harness, the reference every other harness follows.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-pub use blob::MemoryBlobStore;
-pub use classifier::MemoryClassifier;
-pub use database::MemoryDatabase;
-pub use notifier::MemoryNotifier;
 use thisthat_core::{
-    Backend, Endpoint, PushMessage, Result, UrlOpener,
-    ports::{BlobStore, Classifier, Database, Notifier},
+    Backend, Endpoint, PushMessage, Result,
+    ports::{BlobStore, Notifier},
 };
-use url::Url;
-
-/// A [`Backend`] of four fresh in-memory adapters, plus typed handles to them for inspection.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryBackend {
-    /// The blob store.
-    pub blobs: Arc<MemoryBlobStore>,
-    /// The database.
-    pub database: Arc<MemoryDatabase>,
-    /// The notifier.
-    pub notifier: Arc<MemoryNotifier>,
-    /// The classifier.
-    pub classifier: Arc<MemoryClassifier>,
-}
-
-impl MemoryBackend {
-    /// Four fresh, empty adapters.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The adapters as a [`Backend`] for [`Thisthat::builder`](thisthat_core::Thisthat::builder).
-    pub fn backend(&self) -> Backend {
-        Backend {
-            blobs: self.blobs.clone(),
-            database: self.database.clone(),
-            notifier: self.notifier.clone(),
-            classifier: self.classifier.clone(),
-        }
-    }
-}
-
-/// Opens in-memory adapters for `memory://` URLs (each URL opens a fresh, empty adapter).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MemoryOpener;
-
-#[async_trait]
-impl UrlOpener for MemoryOpener {
-    fn schemes(&self) -> &[&'static str] {
-        &["memory"]
-    }
-    async fn blob_store(&self, _url: &Url) -> Result<Arc<dyn BlobStore>> {
-        Ok(Arc::new(MemoryBlobStore::new()))
-    }
-    async fn database(&self, _url: &Url) -> Result<Arc<dyn Database>> {
-        Ok(Arc::new(MemoryDatabase::new()))
-    }
-    async fn notifier(&self, _url: &Url) -> Result<Arc<dyn Notifier>> {
-        Ok(Arc::new(MemoryNotifier::new()))
-    }
-    async fn classifier(&self, _url: &Url) -> Result<Arc<dyn Classifier>> {
-        Ok(Arc::new(MemoryClassifier::new()))
-    }
-}
+pub use thisthat_memory::*;
 
 /// The conformance harness of the in-memory adapters: the reference every other harness
 /// follows. Signed URLs are served in-process by [`crate::conformance::serve_in_process`], pushes are read

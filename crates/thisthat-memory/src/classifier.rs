@@ -16,7 +16,7 @@ use thisthat_core::{
 /// honestly be read from its header (its shape), never invented object names.
 ///
 /// ```
-/// use thisthat_testkit::{memory::MemoryClassifier, photos};
+/// use thisthat_memory::{MemoryClassifier, samples as photos};
 /// use thisthat_core::{Classification, Label};
 /// let classifier = MemoryClassifier::new();
 /// classifier.script(&photos::cat_png(), Classification {

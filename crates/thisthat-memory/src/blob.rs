@@ -19,7 +19,7 @@ struct Stored {
 }
 
 /// Blobs in a map. Signed URLs are real HMAC-signed `memory://` URLs that
-/// [`crate::conformance::serve_in_process`] honours the way an HTTP server would, so the signed-upload flow
+/// `thisthat_testkit::conformance::serve_in_process` honours the way an HTTP server would, so the signed-upload flow
 /// can be tested without one.
 #[derive(Debug)]
 pub struct MemoryBlobStore {
