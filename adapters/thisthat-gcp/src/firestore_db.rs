@@ -26,15 +26,15 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use firestore::gcloud_sdk::{
     google::firestore::v1::{
-        BatchGetDocumentsRequest, CommitRequest, Cursor as QueryCursor, Document, DocumentMask, Precondition,
-        RunQueryRequest, StructuredQuery, Value, Write, batch_get_documents_response,
+        ArrayValue, BatchGetDocumentsRequest, CommitRequest, Cursor as QueryCursor, Document, DocumentMask,
+        Precondition, RunQueryRequest, StructuredQuery, Value, Write, batch_get_documents_response, document_transform,
         firestore_client::FirestoreClient, precondition, run_query_request, structured_query, value::ValueType, write,
     },
     prost_types::Timestamp,
@@ -44,6 +44,7 @@ use sha2::{Digest, Sha256};
 use thisthat_core::{
     Competition, CompetitionId, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Outcome, Result, Standing,
     Status, Tally, UserId, Vote, VoteReceipt,
+    adapter::{self, Attempt, CountedVote, VoteDecision},
     ports::{Database, NotificationClaim},
 };
 use tonic::Code;
@@ -51,13 +52,6 @@ use tonic::Code;
 use crate::error::{corrupt, firestore_crate, firestore_status};
 
 type Client = FirestoreClient<firestore::gcloud_sdk::GoogleAuthMiddleware>;
-
-/// How often a write that lost a race (a precondition on a document's update time or
-/// existence failed because another writer got there first) is read, decided and tried again
-/// inside the adapter before it is reported as [`Error::Unavailable`]. Votes on one popular
-/// competition contend for one document, so this is generous; each retry waits a jittered,
-/// growing pause.
-const MAX_ATTEMPTS: u32 = 40;
 
 /// How many locks votes of this process are spread over (see [`FirestoreDatabase::cast_vote`]).
 const VOTE_LOCKS: usize = 64;
@@ -133,33 +127,12 @@ fn null() -> Value {
 
 fn array(values: Vec<Value>) -> Value {
     Value {
-        value_type: Some(ValueType::ArrayValue(
-            firestore::gcloud_sdk::google::firestore::v1::ArrayValue { values },
-        )),
+        value_type: Some(ValueType::ArrayValue(ArrayValue { values })),
     }
 }
 
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Draft => "draft",
-        Status::Open => "open",
-        _ => "closed",
-    }
-}
-
-fn status_from(name: &str) -> Result<Status> {
-    match name {
-        "draft" => Ok(Status::Draft),
-        "open" => Ok(Status::Open),
-        "closed" => Ok(Status::Closed),
-        other => Err(corrupt(format!("unknown status {other:?} in a competition document"))),
-    }
-}
-
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+fn status_of(name: &str) -> Result<Status> {
+    Status::from_name(name).ok_or_else(|| corrupt(format!("unknown status {name:?} in a competition document")))
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String> {
@@ -206,6 +179,25 @@ impl Fields<'_> {
         }
     }
 
+    /// A list of strings; absent is empty.
+    fn strings(&self, name: &str) -> Result<Vec<String>> {
+        match self.get(name) {
+            None => Ok(Vec::new()),
+            Some(ValueType::ArrayValue(values)) => values
+                .values
+                .iter()
+                .map(|v| match &v.value_type {
+                    Some(ValueType::StringValue(s)) => Ok(s.clone()),
+                    _ => Err(corrupt(format!("{} has a non-string in {name}", self.0.name))),
+                })
+                .collect(),
+            Some(_) => Err(corrupt(format!(
+                "{} has a field {name} that is not a list",
+                self.0.name
+            ))),
+        }
+    }
+
     fn tally(&self) -> Result<Tally> {
         let Some(ValueType::ArrayValue(values)) = self.get("tally") else {
             return Err(corrupt(format!("{} has no tally", self.0.name)));
@@ -228,7 +220,7 @@ fn standing_of(id: CompetitionId, doc: &Document) -> Result<Standing> {
         id,
         owner: UserId::new(f.string("owner")?).map_err(|_| corrupt("a competition owner that is not a user id"))?,
         title: f.optional_string("title")?.map(String::from),
-        status: status_from(f.string("status")?)?,
+        status: status_of(f.string("status")?)?,
         photos: usize::try_from(f.integer("photos")?).map_err(|_| corrupt("a negative photo count"))?,
         tally: f.tally()?,
         votes_to_close: u32::try_from(f.integer("votes_to_close")?)
@@ -241,7 +233,7 @@ fn competition_of(doc: &Document) -> Result<Competition> {
     let f = Fields(doc);
     let mut competition: Competition =
         serde_json::from_str(f.string("body")?).map_err(|e| Error::backend("firestore", e))?;
-    competition.status = status_from(f.string("status")?)?;
+    competition.status = status_of(f.string("status")?)?;
     competition.tally = f.tally()?;
     competition.outcome = f
         .optional_string("outcome")?
@@ -254,7 +246,7 @@ fn competition_of(doc: &Document) -> Result<Competition> {
 /// The standing's fields (what a vote writes).
 fn standing_fields(standing: &Standing, outcome: Option<&Outcome>) -> Result<HashMap<String, Value>> {
     Ok(HashMap::from([
-        ("status".to_string(), string(status_name(standing.status))),
+        ("status".to_string(), string(standing.status.as_str())),
         (
             "tally".to_string(),
             array(standing.tally.counts().iter().map(|c| integer(i64::from(*c))).collect()),
@@ -366,23 +358,33 @@ async fn take_turn<'a>(
     Ok((Turn { _guard: guard, turns }, true))
 }
 
-/// The receipt stored on `doc`, if it is this vote's own document with this vote's choice
-/// (a commit of this very vote that landed although its reply was lost).
-fn own_receipt(vote: &Vote, doc: Option<&Document>) -> Result<Option<VoteReceipt>> {
-    let Some(doc) = doc else {
-        return Ok(None);
-    };
+/// What a vote document says of the voter's earlier vote: its choice and the receipt kept
+/// with it (votes stored before receipts were kept have none).
+fn counted_vote(doc: &Document) -> Result<CountedVote> {
     let f = Fields(doc);
-    let same_choice = f.integer("choice").ok() == i64::try_from(vote.choice).ok();
-    match f.optional_string("receipt")? {
-        Some(receipt) if same_choice && f.string("voter").ok() == Some(vote.voter.as_str()) => {
-            serde_json::from_str(receipt)
-                .map(Some)
-                .map_err(|e| Error::backend("firestore", e))
-        }
-        // Votes stored before receipts were kept, or another choice: a repeat vote.
-        _ => Ok(None),
-    }
+    let choice = usize::try_from(f.integer("choice")?).map_err(|_| corrupt("a negative choice"))?;
+    let receipt = f
+        .optional_string("receipt")?
+        .map(serde_json::from_str::<VoteReceipt>)
+        .transpose()
+        .map_err(|e| Error::backend("firestore", e))?;
+    Ok(CountedVote { choice, receipt })
+}
+
+/// A vote decided from what was read.
+enum Plan {
+    /// The voter's same vote was counted before: its receipt is the answer.
+    Repeat(VoteReceipt),
+    /// Count it: the receipt, and the writes of the one atomic commit that records it.
+    Count(VoteReceipt, Vec<Write>),
+}
+
+/// What a vote carries from one attempt of its race to the next.
+struct VoteAttempt {
+    /// A decision still to commit; `None` when the next attempt reads again.
+    decided: Option<(VoteReceipt, Vec<Write>)>,
+    /// How many of its commits ended without an answer.
+    unanswered: u32,
 }
 
 /// A commit that ended without telling whether it was applied.
@@ -403,9 +405,10 @@ fn claimable(doc: &Document, now: i64) -> Result<Option<Notification>> {
     if f.boolean("delivered")? || f.integer("leased_until_ms")? > now {
         return Ok(None);
     }
-    serde_json::from_str(f.string("body")?)
-        .map(Some)
-        .map_err(|e| Error::backend("firestore", e))
+    let mut notification: Notification =
+        serde_json::from_str(f.string("body")?).map_err(|e| Error::backend("firestore", e))?;
+    notification.delivered_to = f.strings("delivered_to")?;
+    Ok(Some(notification))
 }
 
 fn upsert(name: String, fields: HashMap<String, Value>, mask: Option<Vec<&str>>, pre: Option<Precondition>) -> Write {
@@ -460,25 +463,10 @@ fn order(field: &str, direction: structured_query::Direction) -> structured_quer
     }
 }
 
-/// A jittered, growing pause before retrying a write that lost a race.
-async fn back_off(attempt: u32) {
-    let cap = Duration::from_millis(5 << attempt.min(7)).min(Duration::from_millis(500));
-    tokio::time::sleep(cap.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
-}
-
 /// A write that lost a race: Firestore aborted it under contention, or a precondition on the
 /// document's update time failed because another writer got there first.
 fn contended(status: &tonic::Status) -> bool {
     matches!(status.code(), Code::Aborted | Code::FailedPrecondition)
-}
-
-fn exhausted(what: &str, status: tonic::Status) -> Error {
-    tracing::warn!(%status, "{what}: still contended after {MAX_ATTEMPTS} attempts");
-    Error::Unavailable {
-        provider: "firestore",
-        retry_after: Some(Duration::from_millis(100)),
-        source: Some(Box::new(status)),
-    }
 }
 
 impl FirestoreDatabase {
@@ -574,7 +562,7 @@ impl FirestoreDatabase {
         hash.update(user.as_str().as_bytes());
         hash.update([0]);
         hash.update(token.as_bytes());
-        let id: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let id = adapter::hex(&hash.finalize());
         format!("{}/{}/{id}", self.db.get_documents_path(), self.collection("endpoints"))
     }
 
@@ -656,15 +644,23 @@ impl FirestoreDatabase {
     /// Decides a vote from what was read: its rejection, or the receipt and the writes of the
     /// one atomic commit that records it. Every write is conditioned on what was read, so the
     /// commit holds only if nothing changed in between.
-    fn decide_vote(&self, vote: &Vote, docs: &[Option<Document>; 2]) -> Result<(VoteReceipt, Vec<Write>)> {
+    fn decide_vote(&self, vote: &Vote, docs: &[Option<Document>; 2]) -> Result<Plan> {
+        let stored = docs[0]
+            .as_ref()
+            .map(|doc| standing_of(vote.competition, doc))
+            .transpose()?;
+        let earlier = docs[1].as_ref().map(counted_vote).transpose()?;
+        let (standing, receipt, notification) = match adapter::decide_vote(vote, stored, earlier)? {
+            VoteDecision::Repeat(receipt) => return Ok(Plan::Repeat(receipt)),
+            VoteDecision::Count {
+                standing,
+                receipt,
+                notification,
+            } => (standing, receipt, notification),
+        };
         let Some(competition) = &docs[0] else {
             return Err(Error::not_found(Entity::Competition, vote.competition));
         };
-        if docs[1].is_some() {
-            return Err(Error::AlreadyVoted);
-        }
-        let mut standing = standing_of(vote.competition, competition)?;
-        let receipt = standing.apply(vote)?;
         let choice = i64::try_from(vote.choice).unwrap_or(i64::MAX);
         let mut writes = vec![
             // The vote document must not exist: one vote per voter, whatever races.
@@ -673,8 +669,7 @@ impl FirestoreDatabase {
                 HashMap::from([
                     ("voter".to_string(), string(vote.voter.as_str())),
                     ("choice".to_string(), integer(choice)),
-                    // What this vote did, so that a retry after a commit whose reply was lost
-                    // can answer with it (see `after_unanswered_commit`).
+                    // What this vote did, so that the same vote sent again is answered with it.
                     ("receipt".to_string(), string(json(&receipt)?)),
                 ]),
                 None,
@@ -689,17 +684,11 @@ impl FirestoreDatabase {
                 updated_at(competition)?,
             ),
         ];
-        if let Some(outcome) = &receipt.closed {
-            let notification = Notification {
-                competition: vote.competition,
-                owner: standing.owner.clone(),
-                title: Fields(competition).optional_string("title")?.map(String::from),
-                outcome: outcome.clone(),
-            };
+        if let Some(notification) = notification {
             writes.push(upsert(
                 self.notification_name(&vote.competition),
                 HashMap::from([
-                    ("body".to_string(), string(json(&notification)?)),
+                    ("body".to_string(), string(json(&*notification)?)),
                     ("delivered".to_string(), boolean(false)),
                     ("leased_until_ms".to_string(), integer(0)),
                 ]),
@@ -707,46 +696,44 @@ impl FirestoreDatabase {
                 exists(false),
             ));
         }
-        Ok((receipt, writes))
+        Ok(Plan::Count(receipt, writes))
     }
 
-    /// After a vote's commit ended without an answer (a timeout, a dropped connection): it may
-    /// have landed. Reads again; if this voter's vote document is there with this choice, the
-    /// commit landed and its stored receipt is the answer (`Ok(Ok)`); otherwise the vote is
-    /// decided afresh (`Ok(Err)` with the receipt and writes to commit, or the rejection).
-    #[allow(clippy::type_complexity)]
-    async fn after_unanswered_commit(
+    /// The notification document `name` if it is still pending: [`Error::NotFound`] if none
+    /// was recorded, [`Error::Conflict`] if it was completed (the outer error is the read's).
+    async fn pending(
         &self,
-        vote: &Vote,
-    ) -> Result<std::result::Result<VoteReceipt, (VoteReceipt, Vec<Write>)>> {
-        let docs = self.read_for_vote(vote).await?;
-        if let Some(receipt) = own_receipt(vote, docs[1].as_ref())? {
-            return Ok(Ok(receipt));
-        }
-        self.decide_vote(vote, &docs).map(Err)
+        name: &str,
+        competition: &CompetitionId,
+    ) -> std::result::Result<Result<Document>, tonic::Status> {
+        let Some(stored) = self.get_raw(name).await? else {
+            return Ok(Err(Error::not_found(Entity::Notification, competition)));
+        };
+        Ok(match Fields(&stored).boolean("delivered") {
+            Ok(false) => Ok(stored),
+            Ok(true) => Err(Error::conflict("the notification was already delivered")),
+            Err(e) => Err(e),
+        })
     }
 
-    /// Runs `step` until it does not lose a race, at most [`MAX_ATTEMPTS`] times.
-    async fn retrying<T, F, Fut>(&self, what: &str, mut step: F) -> Result<T>
+    /// Runs `step` (read, decide, write conditionally) through [`adapter::race`] until it does
+    /// not lose a race; a `step` whose write failed a precondition or was aborted lost one.
+    async fn retrying<T, F, Fut>(&self, mut step: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<Result<T>, tonic::Status>>,
     {
-        let mut attempt = 0;
-        loop {
-            match step().await {
-                Ok(result) => return result,
-                Err(status) if contended(&status) => {
-                    attempt += 1;
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(exhausted(what, status));
-                    }
-                    tracing::trace!(attempt, %status, "{what} lost a race; trying again");
-                    back_off(attempt).await;
+        adapter::race("firestore", &adapter::contention_policy(), || {
+            let attempt = step();
+            async move {
+                match attempt.await {
+                    Ok(decided) => decided.map(Attempt::Done),
+                    Err(status) if contended(&status) => Ok(Attempt::LostRace),
+                    Err(status) => Err(firestore_status(status)),
                 }
-                Err(status) => return Err(firestore_status(status)),
             }
-        }
+        })
+        .await
     }
 }
 
@@ -774,11 +761,11 @@ impl Database for FirestoreDatabase {
     async fn publish_competition(&self, competition: &Competition) -> Result<()> {
         let name = self.competition_name(&competition.id);
         let fields = competition_fields(competition)?;
-        self.retrying("publishing a draft", || async {
+        self.retrying(|| async {
             let Some(stored) = self.get_raw(&name).await? else {
                 return Ok(Err(Error::not_found(Entity::Competition, competition.id)));
             };
-            match Fields(&stored).string("status").map(status_from) {
+            match Fields(&stored).string("status").map(status_of) {
                 Ok(Ok(Status::Draft)) => {}
                 Ok(Ok(_)) => return Ok(Err(Error::conflict("the competition is no longer a draft"))),
                 Ok(Err(e)) | Err(e) => return Ok(Err(e)),
@@ -797,11 +784,11 @@ impl Database for FirestoreDatabase {
     #[tracing::instrument(name = "firestore.delete_draft", skip_all, fields(competition = %id))]
     async fn delete_draft(&self, id: &CompetitionId) -> Result<()> {
         let name = self.competition_name(id);
-        self.retrying("deleting a draft", || async {
+        self.retrying(|| async {
             let Some(stored) = self.get_raw(&name).await? else {
                 return Ok(Ok(()));
             };
-            match Fields(&stored).string("status").map(status_from) {
+            match Fields(&stored).string("status").map(status_of) {
                 Ok(Ok(Status::Draft)) => {}
                 Ok(Ok(_)) => return Ok(Err(Error::conflict("only drafts can be deleted"))),
                 Ok(Err(e)) | Err(e) => return Ok(Err(e)),
@@ -832,63 +819,54 @@ impl Database for FirestoreDatabase {
     #[tracing::instrument(name = "firestore.cast_vote", skip_all, fields(competition = %vote.competition))]
     async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
         // Read first, outside the lock: most rejections (already voted, closed, the owner)
-        // are final after this one request and never wait behind other voters.
+        // and repeats are final after this one request and never wait behind other voters.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         vote.competition.hash(&mut hasher);
         let stripe = (hasher.finish() % VOTE_LOCKS as u64) as usize;
         // Noted before the read: a turn that ends after this may have changed what is read.
         let seen = self.vote_turns[stripe].load(Ordering::Acquire);
-        let mut docs = self.read_for_vote(vote).await?;
-        let (mut receipt, mut writes) = self.decide_vote(vote, &docs)?;
+        let docs = self.read_for_vote(vote).await?;
+        let (receipt, writes) = match self.decide_vote(vote, &docs)? {
+            Plan::Repeat(receipt) => return Ok(receipt),
+            Plan::Count(receipt, writes) => (receipt, writes),
+        };
         let (_turn, stale) = take_turn(&self.vote_locks[stripe], &self.vote_turns[stripe], seen, LOCK_WAIT).await?;
-        if stale {
-            // Another vote of this process took its turn since the read: what was read is
-            // likely stale, and committing it would only fail its precondition.
-            docs = self.read_for_vote(vote).await?;
-            (receipt, writes) = self.decide_vote(vote, &docs)?;
-        }
-        let mut attempt = 0;
-        let mut unanswered_retries = 0;
-        loop {
+        // Another vote of this process took its turn since the read: what was read is likely
+        // stale, and committing it would only fail its precondition, so the first attempt
+        // reads again.
+        let attempt = tokio::sync::Mutex::new(VoteAttempt {
+            decided: (!stale).then_some((receipt, writes)),
+            unanswered: 0,
+        });
+        adapter::race("firestore", &adapter::contention_policy(), || async {
+            let mut attempt = attempt.lock().await;
+            let (receipt, writes) = match attempt.decided.take() {
+                Some(decided) => decided,
+                None => match self.decide_vote(vote, &self.read_for_vote(vote).await?)? {
+                    // An earlier commit of this vote landed although its answer was lost.
+                    Plan::Repeat(receipt) => return Ok(Attempt::Done(receipt)),
+                    Plan::Count(receipt, writes) => (receipt, writes),
+                },
+            };
             match self.commit(writes).await {
-                Ok(()) => return Ok(receipt),
+                Ok(()) => Ok(Attempt::Done(receipt)),
                 // The commit may have landed with its reply lost. The vote document's "must not
-                // exist" precondition makes sending it again safe; reading first tells a vote
-                // that landed (its stored receipt is the answer) from one that did not.
-                Err(s) if unanswered(&s) && unanswered_retries < UNANSWERED_RETRIES => {
-                    unanswered_retries += 1;
+                // exist" precondition makes sending it again safe; reading again first tells a
+                // vote that landed (answered with its stored receipt) from one that did not.
+                Err(s) if unanswered(&s) && attempt.unanswered < UNANSWERED_RETRIES => {
+                    attempt.unanswered += 1;
                     tracing::debug!(status = %s, "a vote's commit ended without an answer; reading whether it landed");
-                    back_off(unanswered_retries).await;
-                    match self.after_unanswered_commit(vote).await? {
-                        Ok(stored) => return Ok(stored),
-                        Err(decided) => (receipt, writes) = decided,
-                    }
+                    Ok(Attempt::LostRace)
                 }
-                // A precondition failed: someone else's vote (in another process) landed
-                // since the read. Read again and decide again.
+                // A precondition failed: someone else's vote (in another process) landed since
+                // the read. Read again and decide again.
                 Err(s) if matches!(s.code(), Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted) => {
-                    attempt += 1;
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(exhausted("a vote", s));
-                    }
-                    tracing::trace!(attempt, status = %s, "a vote lost a race; reading again");
-                    back_off(attempt).await;
-                    if unanswered_retries > 0 {
-                        // An earlier commit of this vote went unanswered and may have landed
-                        // only now, failing this one: its receipt, not AlreadyVoted, is the
-                        // answer then.
-                        match self.after_unanswered_commit(vote).await? {
-                            Ok(stored) => return Ok(stored),
-                            Err(decided) => (receipt, writes) = decided,
-                        }
-                    } else {
-                        docs = self.read_for_vote(vote).await?;
-                        (receipt, writes) = self.decide_vote(vote, &docs)?;
-                    }
+                    Ok(Attempt::LostRace)
                 }
-                Err(s) => return Err(firestore_status(s)),
+                Err(s) => Err(firestore_status(s)),
             }
-        }
+        })
+        .await
     }
 
     #[tracing::instrument(name = "firestore.feed", skip_all)]
@@ -958,9 +936,9 @@ impl Database for FirestoreDatabase {
             // Asked for nothing: claim nothing, even the one competition named.
             return Ok(Vec::new());
         }
-        let now = millis(claim.now);
+        let now = adapter::unix_millis(claim.now);
         // A lease past what SystemTime can hold is no lease, as in the reference database.
-        let until = millis(claim.now.checked_add(claim.lease).unwrap_or(claim.now));
+        let until = adapter::unix_millis(claim.now.checked_add(claim.lease).unwrap_or(claim.now));
         let candidates = match claim.competition {
             Some(id) => self.get(&self.notification_name(&id)).await?.into_iter().collect(),
             None => {
@@ -1034,26 +1012,54 @@ impl Database for FirestoreDatabase {
         }
     }
 
-    #[tracing::instrument(name = "firestore.complete_notification", skip_all, fields(competition = %competition))]
-    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
+    #[tracing::instrument(name = "firestore.record_deliveries", skip_all, fields(competition = %competition))]
+    async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()> {
         let name = self.notification_name(competition);
-        self.retrying("completing a notification", || async {
-            let Some(stored) = self.get_raw(&name).await? else {
-                return Ok(Err(Error::not_found(Entity::Notification, competition)));
-            };
-            match Fields(&stored).boolean("delivered") {
-                Ok(false) => {}
-                Ok(true) => return Ok(Err(Error::conflict("the notification was already delivered"))),
+        self.retrying(|| async {
+            let stored = match self.pending(&name, competition).await? {
+                Ok(stored) => stored,
                 Err(e) => return Ok(Err(e)),
-            }
+            };
+            let guard = match updated_at(&stored) {
+                Ok(guard) => guard,
+                Err(e) => return Ok(Err(e)),
+            };
+            // arrayUnion adds only the devices not recorded yet, so recording one twice
+            // changes nothing; the empty mask leaves every other field (the lease) alone, and
+            // the update time guard fails the write if the notification was completed since.
+            let mut write = upsert(name.clone(), HashMap::new(), Some(Vec::new()), guard);
+            write.update_transforms = vec![document_transform::FieldTransform {
+                field_path: "delivered_to".to_string(),
+                transform_type: Some(
+                    document_transform::field_transform::TransformType::AppendMissingElements(ArrayValue {
+                        values: devices.iter().map(|d| string(d.as_str())).collect(),
+                    }),
+                ),
+            }];
+            self.commit(vec![write]).await.map(Ok)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "firestore.complete_notification", skip_all, fields(competition = %competition))]
+    async fn complete_notification(&self, competition: &CompetitionId, at: SystemTime) -> Result<()> {
+        let name = self.notification_name(competition);
+        self.retrying(|| async {
+            let stored = match self.pending(&name, competition).await? {
+                Ok(stored) => stored,
+                Err(e) => return Ok(Err(e)),
+            };
             let guard = match updated_at(&stored) {
                 Ok(guard) => guard,
                 Err(e) => return Ok(Err(e)),
             };
             let write = upsert(
                 name.clone(),
-                HashMap::from([("delivered".to_string(), boolean(true))]),
-                Some(vec!["delivered"]),
+                HashMap::from([
+                    ("delivered".to_string(), boolean(true)),
+                    ("delivered_at_ms".to_string(), integer(adapter::unix_millis(at))),
+                ]),
+                Some(vec!["delivered", "delivered_at_ms"]),
                 guard,
             );
             self.commit(vec![write]).await.map(Ok)
@@ -1191,50 +1197,5 @@ mod tests {
                 nanos: 2
             }))
         ));
-    }
-}
-
-#[cfg(test)]
-mod emulator_tests {
-    use thisthat_testkit::fixtures::{competition, vote};
-
-    use super::*;
-
-    /// A vote whose commit landed but whose reply was lost is answered, on the adapter's retry,
-    /// with the receipt stored on the vote document; a different choice is still a repeat vote.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_vote_that_landed_unanswered_gets_its_stored_receipt() {
-        std::env::var("FIRESTORE_EMULATOR_HOST")
-            .expect("run with `scripts/with-emulators gcp -- cargo test -p thisthat-gcp`");
-        let prefix = format!("u{}_", CompetitionId::new().to_string().to_ascii_lowercase());
-        let db = FirestoreDatabase::open_database("thisthat-test", "(default)", &prefix)
-            .await
-            .expect("open the Firestore emulator");
-        let c = competition("owner", Status::Open, 2);
-        db.insert_competition(&c).await.expect("insert");
-        let first = vote(&c, "a", 0);
-        let docs = db.read_for_vote(&first).await.expect("read");
-        let (decided, writes) = db.decide_vote(&first, &docs).expect("decide");
-        // The commit lands; its reply is lost on the way back.
-        db.commit(writes).await.expect("commit");
-        match db.after_unanswered_commit(&first).await {
-            Ok(Ok(stored)) => assert_eq!(stored, decided),
-            other => panic!("the landed vote's receipt, not {other:?}"),
-        }
-        let other_choice = vote(&c, "a", 1);
-        assert!(matches!(
-            db.after_unanswered_commit(&other_choice).await,
-            Err(Error::AlreadyVoted)
-        ));
-        // Outside the adapter's own retry, a repeat is a repeat, as the port says.
-        assert!(matches!(db.cast_vote(&first).await, Err(Error::AlreadyVoted)));
-        let second = vote(&c, "b", 1);
-        match db.after_unanswered_commit(&second).await {
-            Ok(Err((receipt, writes))) => {
-                assert!(receipt.closed.is_some(), "b's vote closes");
-                assert_eq!(writes.len(), 3, "the vote, the standing, the notification");
-            }
-            other => panic!("a vote that did not land is decided afresh, not {other:?}"),
-        }
     }
 }
