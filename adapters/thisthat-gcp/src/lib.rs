@@ -22,16 +22,16 @@
 //! ([`install_crypto_provider`]).
 
 mod auth;
+mod database;
 mod error;
 mod fcm;
-mod firestore_db;
 mod opener;
 mod storage;
 mod vision;
 
 pub use auth::TokenSource;
+pub use database::FirestoreDatabase;
 pub use fcm::FcmNotifier;
-pub use firestore_db::FirestoreDatabase;
 pub use opener::GcpOpener;
 pub use storage::{GcsBlobStore, GcsOptions};
 pub use vision::VisionClassifier;
