@@ -149,6 +149,15 @@ pub(crate) fn decode<T: DeserializeOwned>(doc: &Document) -> Result<T> {
         .map_err(|e| corrupt(format!("{} does not decode: {e}", doc.name)))
 }
 
+/// The competition id a competition document is named by.
+pub(crate) fn id_of(doc: &Document) -> Result<CompetitionId> {
+    doc.name
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| corrupt(format!("{} is not named by a competition id", doc.name)))
+}
+
 /// A competition's document fields: the competition itself (its id is the document's name).
 pub(crate) fn competition_fields(c: &Competition) -> Result<HashMap<String, Value>> {
     let mut fields = encode(c)?;

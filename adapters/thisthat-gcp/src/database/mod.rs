@@ -50,13 +50,13 @@ use tonic::Code;
 
 use self::{
     codec::{
-        boolean, claimable, competition_fields, competition_of, decode, delivered, endpoint_fields, integer, status_of,
-        string,
+        boolean, claimable, competition_fields, competition_of, decode, delivered, endpoint_fields, id_of, integer,
+        status_of, string,
     },
     lock::VoteLocks,
     rpc::{Rpc, all_of, contended, delete, exists, field_filter, order, updated_at, upsert},
 };
-use crate::error::{corrupt, firestore_crate, firestore_status};
+use crate::error::{firestore_crate, firestore_status};
 
 /// Competitions, votes, devices and pending notifications in Firestore.
 ///
@@ -88,15 +88,6 @@ impl std::fmt::Debug for FirestoreDatabase {
             .field("prefix", &self.prefix)
             .finish()
     }
-}
-
-/// The competition id a competition document is named by.
-fn id_of(doc: &Document) -> Result<CompetitionId> {
-    doc.name
-        .rsplit('/')
-        .next()
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(|| corrupt(format!("{} is not named by a competition id", doc.name)))
 }
 
 impl FirestoreDatabase {

@@ -8,12 +8,11 @@ use thisthat_core::{
     Competition, Error, Result, Vote, VoteReceipt,
     adapter::{self, Attempt, VoteDecision},
 };
-use tonic::Code;
 
 use super::{
     FirestoreDatabase,
     codec::{STANDING_FIELDS, competition_of, counted_vote, notification_fields, standing_fields, vote_fields},
-    rpc::{exists, unanswered, updated_at, upsert},
+    rpc::{contended, exists, unanswered, updated_at, upsert},
 };
 use crate::error::firestore_status;
 
@@ -139,9 +138,7 @@ impl FirestoreDatabase {
                 }
                 // A precondition failed: someone else's vote (in another process) landed since
                 // the read. Read again and decide again.
-                Err(s) if matches!(s.code(), Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted) => {
-                    Ok(Attempt::LostRace)
-                }
+                Err(s) if contended(&s) => Ok(Attempt::LostRace),
                 Err(s) => Err(firestore_status(s)),
             }
         })
