@@ -22,19 +22,19 @@
 //! ([`install_crypto_provider`]).
 
 mod auth;
+mod blob;
+mod classifier;
+mod database;
 mod error;
-mod fcm;
-mod firestore_db;
+mod notifier;
 mod opener;
-mod storage;
-mod vision;
 
 pub use auth::TokenSource;
-pub use fcm::FcmNotifier;
-pub use firestore_db::FirestoreDatabase;
+pub use blob::{GcsBlobStore, GcsOptions};
+pub use classifier::VisionClassifier;
+pub use database::FirestoreDatabase;
+pub use notifier::FcmNotifier;
 pub use opener::GcpOpener;
-pub use storage::{GcsBlobStore, GcsOptions};
-pub use vision::VisionClassifier;
 
 /// The `firestore` crate, for callers who need more of Firestore than the port offers
 /// ([`FirestoreDatabase::client`] hands out its client).

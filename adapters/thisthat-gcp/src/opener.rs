@@ -11,8 +11,8 @@ use thisthat_core::{
 use url::Url;
 
 use crate::{
-    FcmNotifier, FirestoreDatabase, GcsBlobStore, GcsOptions, VisionClassifier, auth::TokenSource, fcm::FCM_ENDPOINT,
-    vision::VISION_ENDPOINT,
+    FcmNotifier, FirestoreDatabase, GcsBlobStore, GcsOptions, VisionClassifier, auth::TokenSource,
+    classifier::VISION_ENDPOINT, notifier::FCM_ENDPOINT,
 };
 
 /// Opens the Google Cloud adapters from URLs:

@@ -528,7 +528,7 @@ impl BlobStore for GcsBlobStore {
             .sign(parts.string_to_sign.as_bytes())
             .await
             .map_err(signing_error)?;
-        let hex: String = signature.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = thisthat_core::adapter::hex(&signature);
         Ok(SignedUrl {
             url: format!("{}&X-Goog-Signature={hex}", parts.unsigned_url),
             method: method.to_string(),
@@ -637,10 +637,7 @@ impl V4Request<'_> {
             "{}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD",
             self.method
         );
-        let digest: String = Sha256::digest(canonical_request.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = thisthat_core::adapter::hex(&Sha256::digest(canonical_request.as_bytes()));
         let string_to_sign = format!("GOOG4-RSA-SHA256\n{datetime}\n{scope}\n{digest}");
         let base = format!("{}://{host}", endpoint.scheme());
         Ok(V4Prepared {
