@@ -13,7 +13,8 @@
 
 use std::{
     collections::HashMap,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    sync::Mutex,
+    time::{Duration, SystemTime},
 };
 
 use async_trait::async_trait;
@@ -32,8 +33,9 @@ use aws_sdk_dynamodb::{
 };
 use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkError};
 use thisthat_core::{
-    Competition, CompetitionId, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Outcome, Result, Standing,
-    Status, Tally, UserId, Vote, VoteReceipt,
+    Competition, CompetitionId, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Result, Standing, Status,
+    Tally, UserId, Vote, VoteReceipt,
+    adapter::{Attempt, CountedVote, VoteDecision, contention_policy, decide_vote, hex, race, unix_millis},
     ports::{Database, NotificationClaim},
 };
 use tracing::Instrument;
@@ -49,25 +51,21 @@ type Item = HashMap<String, AttributeValue>;
 const FEED_INDEX: &str = "feed";
 /// Index of undelivered notifications: partition `pending` (present until delivered).
 const PENDING_INDEX: &str = "pending";
-const OPEN: &str = "open";
 const PENDING: &str = "pending";
 /// A vote's choice is written into the update expression as a list index, so an absurd one
 /// is never sent: it is checked against the stored photo count after a read instead.
 const MAX_INDEX_IN_EXPRESSION: usize = 64;
-/// How many times a vote re-reads and tries again when the competition changed under it.
-/// Each retry follows another vote landing, and at most one vote can be the closing one, so
-/// this is never reached unless the conditions and the rules disagree.
-const MAX_VOTE_ATTEMPTS: usize = 8;
 
 /// The most votes a competition may need to close here. Every ballot lives on the competition's
-/// item (voter id up to 128 bytes, choice, attempt id), and an item holds at most 400 KB; a
-/// competition with a long title or many photos may be held to fewer (see `check_fits`).
-pub const MAX_VOTES_TO_CLOSE: u32 = 2_000;
+/// item (the voter id, up to 128 bytes, twice: in `ballots` and in `turns`), and an item holds
+/// at most 400 KB; a competition with a long title or many photos may be held to fewer (see
+/// `check_fits`).
+pub const MAX_VOTES_TO_CLOSE: u32 = 1_200;
 /// DynamoDB's item size limit.
 const ITEM_LIMIT: usize = 400 * 1024;
-/// The most one ballot takes: a voter id of up to 128 bytes, the choice, the attempt id, and
-/// DynamoDB's per-attribute overhead.
-const BALLOT_BYTES: usize = 200;
+/// The most one ballot takes: a voter id of up to 128 bytes in `ballots` and again in `turns`,
+/// the choice, the closed flag, the turn, and DynamoDB's per-attribute overhead.
+const BALLOT_BYTES: usize = 300;
 
 /// Refuses a competition whose item could outgrow DynamoDB's limit before it closes: the body,
 /// at the close the outcome and notification (each smaller than the body), and a ballot per
@@ -78,7 +76,7 @@ fn check_fits(c: &Competition) -> Result<()> {
     if c.votes_to_close > MAX_VOTES_TO_CLOSE || fixed.saturating_add(ballots) > ITEM_LIMIT {
         return Err(Error::Unsupported {
             adapter: "dynamodb",
-            operation: "a competition whose ballots would outgrow a 400 KB item (at most 2,000 votes to close, fewer with long titles or many photos)",
+            operation: "a competition whose ballots would outgrow a 400 KB item (at most 1,200 votes to close, fewer with long titles or many photos)",
         });
     }
     Ok(())
@@ -253,19 +251,26 @@ impl DynamoDatabase {
 
     /// Tries to count `vote` as one that does not close the competition. `Err(item)` is the
     /// competition as it was when the condition failed (`None`: there is none).
-    async fn count(&self, vote: &Vote, attempt: &str) -> Result<std::result::Result<VoteReceipt, Option<Item>>> {
+    ///
+    /// The ballot's turn is copied from `remaining` by the update itself: DynamoDB reads every
+    /// operand of an update from the item as it was before it, so the turn is the number of
+    /// votes that remained when this one counted, which is what makes its receipt
+    /// recoverable later ([`earlier_vote`]).
+    async fn count(&self, vote: &Vote) -> Result<std::result::Result<VoteReceipt, Option<Item>>> {
         let index = vote.choice;
         let result = self
             .update(&vote.competition)
             .update_expression(format!(
-                "SET #tally[{index}] = #tally[{index}] + :one, #votes.#voter = :ballot, #remaining = #remaining - :one"
+                "SET #ballots.#voter = :ballot, #turns.#voter = #remaining, #tally[{index}] = #tally[{index}] + :one, \
+                 #remaining = #remaining - :one"
             ))
             .condition_expression(
-                "#status = :open AND #owner <> :voter AND attribute_not_exists(#votes.#voter) \
+                "#status = :open AND #owner <> :voter AND attribute_not_exists(#ballots.#voter) \
                  AND #remaining > :one AND #photos > :choice",
             )
             .expression_attribute_names("#tally", "tally")
-            .expression_attribute_names("#votes", "votes")
+            .expression_attribute_names("#ballots", "ballots")
+            .expression_attribute_names("#turns", "turns")
             .expression_attribute_names("#voter", vote.voter.as_str())
             .expression_attribute_names("#remaining", "remaining")
             .expression_attribute_names("#status", "status")
@@ -273,8 +278,8 @@ impl DynamoDatabase {
             .expression_attribute_names("#photos", "photos")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":choice", n(index))
-            .expression_attribute_values(":ballot", ballot(index, attempt))
-            .expression_attribute_values(":open", s(OPEN))
+            .expression_attribute_values(":ballot", ballot(index, false))
+            .expression_attribute_values(":open", s(Status::Open.as_str()))
             .expression_attribute_values(":voter", s(vote.voter.as_str()))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -293,30 +298,33 @@ impl DynamoDatabase {
     }
 
     /// Counts the closing vote, closes the competition, stores its outcome and records the
-    /// pending notification, on condition that the competition is exactly as `before` (open,
-    /// one vote remaining: no other vote can then have changed the tally). `Err(item)` as in
+    /// pending notification, on condition that one vote remains (no other vote can then have
+    /// changed the tally the outcome was computed from). `Err(item)` as in
     /// [`DynamoDatabase::count`].
     async fn close(
         &self,
         vote: &Vote,
-        attempt: &str,
-        closed: &Competition,
-        outcome: &Outcome,
+        receipt: &VoteReceipt,
+        notification: &Notification,
     ) -> Result<std::result::Result<(), Option<Item>>> {
         let index = vote.choice;
-        let notification = Notification::for_close(closed, outcome);
+        let outcome = receipt
+            .closed
+            .as_ref()
+            .ok_or_else(|| Error::backend(SERVICE, "a closing vote's receipt has no outcome"))?;
         let result = self
             .update(&vote.competition)
             .update_expression(format!(
-                "SET #tally[{index}] = #tally[{index}] + :one, #votes.#voter = :ballot, #remaining = :zero, \
-                 #status = :closed, #outcome = :outcome, #notification = :notification, #pending = :pending, \
-                 #closed_by = :attempt REMOVE #feed"
+                "SET #tally[{index}] = #tally[{index}] + :one, #ballots.#voter = :ballot, #turns.#voter = :one, \
+                 #remaining = :zero, #status = :closed, #outcome = :outcome, #notification = :notification, \
+                 #pending = :pending REMOVE #feed"
             ))
             .condition_expression(
-                "#status = :open AND #owner <> :voter AND attribute_not_exists(#votes.#voter) AND #remaining = :one",
+                "#status = :open AND #owner <> :voter AND attribute_not_exists(#ballots.#voter) AND #remaining = :one",
             )
             .expression_attribute_names("#tally", "tally")
-            .expression_attribute_names("#votes", "votes")
+            .expression_attribute_names("#ballots", "ballots")
+            .expression_attribute_names("#turns", "turns")
             .expression_attribute_names("#voter", vote.voter.as_str())
             .expression_attribute_names("#remaining", "remaining")
             .expression_attribute_names("#status", "status")
@@ -325,21 +333,63 @@ impl DynamoDatabase {
             .expression_attribute_names("#notification", "notification")
             .expression_attribute_names("#pending", "pending")
             .expression_attribute_names("#feed", "feed")
-            .expression_attribute_names("#closed_by", "closed_by")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":ballot", ballot(index, attempt))
-            .expression_attribute_values(":attempt", s(attempt))
-            .expression_attribute_values(":open", s(OPEN))
-            .expression_attribute_values(":closed", s(status_str(Status::Closed)))
+            .expression_attribute_values(":ballot", ballot(index, true))
+            .expression_attribute_values(":open", s(Status::Open.as_str()))
+            .expression_attribute_values(":closed", s(Status::Closed.as_str()))
             .expression_attribute_values(":voter", s(vote.voter.as_str()))
             .expression_attribute_values(":outcome", s(to_json(outcome)?))
-            .expression_attribute_values(":notification", s(to_json(&notification)?))
+            .expression_attribute_values(":notification", s(to_json(notification)?))
             .expression_attribute_values(":pending", s(PENDING))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         Ok(conditional(result)?.map(|_| ()))
+    }
+
+    /// One attempt at a vote (see [`race`]): the blind count, or, when it was refused, the one
+    /// decision ([`decide_vote`]) on the item it was refused on, and the close if it closes.
+    /// `known` carries a refused close's item to the next attempt, which then decides on it
+    /// instead of asking again.
+    async fn try_vote(&self, vote: &Vote, known: &Mutex<Option<Option<Item>>>) -> Result<Attempt<VoteReceipt>> {
+        let carried = known.lock().map(|mut k| k.take()).unwrap_or_default();
+        let item = match carried {
+            Some(item) => item,
+            None if vote.choice < MAX_INDEX_IN_EXPRESSION => match self.count(vote).await? {
+                Ok(receipt) => return Ok(Attempt::Done(receipt)),
+                Err(item) => item,
+            },
+            None => self.get(competition_pk(&vote.competition)).await?,
+        };
+        let (standing, earlier) = match &item {
+            Some(item) => (Some(standing_from(item)?), earlier_vote(item, &vote.voter)?),
+            None => (None, None),
+        };
+        match decide_vote(vote, standing, earlier)? {
+            VoteDecision::Repeat(receipt) => Ok(Attempt::Done(receipt)),
+            VoteDecision::Count {
+                receipt,
+                notification: Some(notification),
+                ..
+            } => match self.close(vote, &receipt, &notification).await? {
+                Ok(()) => Ok(Attempt::Done(receipt)),
+                Err(refused) => {
+                    if let Ok(mut k) = known.lock() {
+                        *k = Some(refused);
+                    }
+                    Ok(Attempt::LostRace)
+                }
+            },
+            VoteDecision::Count { .. } if vote.choice >= MAX_INDEX_IN_EXPRESSION => Err(Error::Unsupported {
+                adapter: "dynamodb",
+                operation: "votes on a competition of more than 64 photos",
+            }),
+            // The rules allow a vote the blind count refused: the competition changed between
+            // the two (it cannot, since the refusal carries the state it was refused on, but
+            // trying again is the safe answer).
+            VoteDecision::Count { .. } => Ok(Attempt::LostRace),
+        }
     }
 
     /// Leases one competition's pending notification if nobody holds it.
@@ -351,15 +401,20 @@ impl DynamoDatabase {
             .condition_expression("attribute_exists(#pending) AND (attribute_not_exists(#lease) OR #lease <= :now)")
             .expression_attribute_names("#pending", "pending")
             .expression_attribute_names("#lease", "lease_until")
-            .expression_attribute_values(":until", n(millis(until)))
-            .expression_attribute_values(":now", n(millis(claim.now)))
+            .expression_attribute_values(":until", n(unix_millis(until)))
+            .expression_attribute_values(":now", n(unix_millis(claim.now)))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match conditional(result)? {
             Ok(output) => {
                 let item = output.attributes.unwrap_or_default();
-                Ok(Some(from_json(string(&item, "notification")?)?))
+                let mut notification: Notification = from_json(string(&item, "notification")?)?;
+                notification.delivered_to = match item.get("delivered_to") {
+                    Some(AttributeValue::Ss(devices)) => devices.clone(),
+                    _ => Vec::new(),
+                };
+                Ok(Some(notification))
             }
             Err(_) => Ok(None),
         }
@@ -382,7 +437,7 @@ impl DynamoDatabase {
             let mut projection = "pk, body, #status, tally, outcome".to_owned();
             let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
             if let Some(viewer) = viewer {
-                projection.push_str(", votes.#viewer");
+                projection.push_str(", ballots.#viewer");
                 names.insert("#viewer".to_owned(), viewer.as_str().to_owned());
             }
             let mut request = Some(
@@ -400,10 +455,13 @@ impl DynamoDatabase {
             while let Some(keys) = request.take() {
                 if round > 0 {
                     if round > 8 {
-                        return Err(Error::unavailable(
-                            SERVICE,
-                            "BatchGetItem kept leaving keys unprocessed",
-                        ));
+                        // The SDK already retried each request; retrying this loop again
+                        // from outside would multiply the attempts.
+                        return Err(Error::Busy {
+                            provider: SERVICE,
+                            attempts: round,
+                            source: None,
+                        });
                     }
                     tokio::time::sleep(Duration::from_millis(25 << round.min(6))).await;
                 }
@@ -447,8 +505,7 @@ fn user_pk(user: &UserId) -> String {
 fn device_sk(token: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(token.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("device#{hex}")
+    format!("device#{}", hex(&digest))
 }
 
 /// A conditional update's answer: `Ok(Ok(output))` if it was applied, `Ok(Err(item))` if its
@@ -472,27 +529,6 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
-}
-
-fn millis(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
-}
-
-fn status_str(status: Status) -> &'static str {
-    match status {
-        Status::Draft => "draft",
-        Status::Open => OPEN,
-        _ => "closed",
-    }
-}
-
-fn parse_status(value: &str) -> Result<Status> {
-    match value {
-        "draft" => Ok(Status::Draft),
-        OPEN => Ok(Status::Open),
-        "closed" => Ok(Status::Closed),
-        other => Err(corrupt(format!("unknown status {other:?}"))),
-    }
 }
 
 fn corrupt(message: impl Into<String>) -> Error {
@@ -532,30 +568,91 @@ fn tally(item: &Item) -> Result<Tally> {
     }
 }
 
-fn has_voted(item: &Item, voter: &UserId) -> bool {
-    matches!(item.get("votes"), Some(AttributeValue::M(votes)) if votes.contains_key(voter.as_str()))
+/// Why a notification update that needs a pending notification was refused, from the item
+/// it was refused on: delivered already, or never recorded.
+fn not_pending(item: Option<&Item>, competition: &CompetitionId) -> Error {
+    match item.and_then(|i| i.get("notification")) {
+        Some(_) => Error::conflict("the notification was already delivered"),
+        None => Error::not_found(Entity::Notification, competition),
+    }
 }
 
-/// What a vote stores under its voter: the choice, and the attempt that cast it, so that a
-/// request the SDK retried after its answer was lost recognises its own vote.
-fn ballot(choice: usize, attempt: &str) -> AttributeValue {
+fn has_voted(item: &Item, voter: &UserId) -> bool {
+    matches!(item.get("ballots"), Some(AttributeValue::M(ballots)) if ballots.contains_key(voter.as_str()))
+}
+
+/// What a vote stores under its voter in `ballots`: the choice, and whether it closed the
+/// competition (the outcome itself is on the competition).
+fn ballot(choice: usize, closed: bool) -> AttributeValue {
     AttributeValue::M(HashMap::from([
         ("choice".to_owned(), n(choice)),
-        ("attempt".to_owned(), s(attempt)),
+        ("closed".to_owned(), AttributeValue::Bool(closed)),
     ]))
 }
 
-/// Whether `item` holds the vote cast by `attempt`.
-fn cast_by(item: &Item, voter: &UserId, attempt: &str) -> bool {
-    let Some(AttributeValue::M(votes)) = item.get("votes") else {
-        return false;
-    };
-    matches!(votes.get(voter.as_str()), Some(AttributeValue::M(b)) if b.get("attempt") == Some(&s(attempt)))
+fn number<T: std::str::FromStr>(value: Option<&AttributeValue>, what: &str) -> Result<T> {
+    match value {
+        Some(AttributeValue::N(v)) => v.parse().map_err(|_| corrupt(format!("bad number {what}"))),
+        _ => Err(corrupt(format!("missing number {what}"))),
+    }
 }
 
-/// A fresh, unguessable attempt id.
-fn new_attempt() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+/// The voter's earlier vote on the competition `item` holds, with its receipt: the tally after
+/// it counts each ballot cast at or before its turn (turns are the votes that remained when a
+/// ballot counted, one fewer for each, so they order the ballots exactly), and the outcome if
+/// it was the closing vote.
+fn earlier_vote(item: &Item, voter: &UserId) -> Result<Option<CountedVote>> {
+    let Some(AttributeValue::M(ballots)) = item.get("ballots") else {
+        return Ok(None);
+    };
+    let Some(AttributeValue::M(mine)) = ballots.get(voter.as_str()) else {
+        return Ok(None);
+    };
+    let choice: usize = number(mine.get("choice"), "ballot choice")?;
+    let turns = match item.get("turns") {
+        Some(AttributeValue::M(turns)) => turns,
+        _ => return Err(corrupt("missing turns")),
+    };
+    let turn = |voter: &str| number::<u32>(turns.get(voter), "turn");
+    let my_turn = turn(voter.as_str())?;
+    let mut counts = vec![0u32; number::<usize>(item.get("photos"), "photos")?];
+    for (other, ballot) in ballots {
+        let AttributeValue::M(ballot) = ballot else {
+            return Err(corrupt("bad ballot"));
+        };
+        if turn(other)? >= my_turn {
+            let chosen: usize = number(ballot.get("choice"), "ballot choice")?;
+            let count = counts
+                .get_mut(chosen)
+                .ok_or_else(|| corrupt("ballot choice out of range"))?;
+            *count += 1;
+        }
+    }
+    let closed = match mine.get("closed") {
+        Some(AttributeValue::Bool(true)) => {
+            Some(standing_outcome(item)?.ok_or_else(|| corrupt("closed without outcome"))?)
+        }
+        Some(AttributeValue::Bool(false)) => None,
+        _ => return Err(corrupt("bad ballot closed flag")),
+    };
+    Ok(Some(CountedVote {
+        choice,
+        receipt: Some(VoteReceipt {
+            tally: Tally::from_counts(counts),
+            closed,
+        }),
+    }))
+}
+
+fn standing_outcome(item: &Item) -> Result<Option<thisthat_core::Outcome>> {
+    match item.get("outcome") {
+        Some(AttributeValue::S(json)) => Ok(Some(from_json(json)?)),
+        _ => Ok(None),
+    }
+}
+
+fn standing_from(item: &Item) -> Result<Standing> {
+    Ok(competition_from(item)?.standing())
 }
 
 /// The item that stores `c`. Its `body` keeps the parts that never change after publishing;
@@ -566,7 +663,7 @@ fn competition_item(c: &Competition) -> Result<Item> {
         ("sk".to_owned(), s(COMPETITION_SK)),
         ("id".to_owned(), s(c.id.to_string())),
         ("body".to_owned(), s(to_json(c)?)),
-        ("status".to_owned(), s(status_str(c.status))),
+        ("status".to_owned(), s(c.status.as_str())),
         ("owner".to_owned(), s(c.owner.as_str())),
         ("photos".to_owned(), n(c.photos.len())),
         (
@@ -577,14 +674,15 @@ fn competition_item(c: &Competition) -> Result<Item> {
             "remaining".to_owned(),
             n(c.votes_to_close.saturating_sub(c.tally.total())),
         ),
-        ("votes".to_owned(), AttributeValue::M(HashMap::new())),
+        ("ballots".to_owned(), AttributeValue::M(HashMap::new())),
+        ("turns".to_owned(), AttributeValue::M(HashMap::new())),
         (
             "categories".to_owned(),
             AttributeValue::L(c.categories.iter().map(|cat| s(cat.as_str())).collect()),
         ),
     ]);
     if c.status == Status::Open {
-        item.insert("feed".to_owned(), s(OPEN));
+        item.insert("feed".to_owned(), s(Status::Open.as_str()));
     }
     if let Some(outcome) = &c.outcome {
         item.insert("outcome".to_owned(), s(to_json(outcome)?));
@@ -594,7 +692,7 @@ fn competition_item(c: &Competition) -> Result<Item> {
 
 fn competition_from(item: &Item) -> Result<Competition> {
     let mut c: Competition = from_json(string(item, "body")?)?;
-    c.status = parse_status(string(item, "status")?)?;
+    c.status = Status::from_name(string(item, "status")?).ok_or_else(|| corrupt("unknown status"))?;
     c.tally = tally(item)?;
     c.outcome = match item.get("outcome") {
         Some(AttributeValue::S(json)) => Some(from_json(json)?),
@@ -637,7 +735,7 @@ impl Database for DynamoDatabase {
             .set_item(Some(competition_item(competition)?))
             .condition_expression("#status = :draft")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":draft", s(status_str(Status::Draft)))
+            .expression_attribute_values(":draft", s(Status::Draft.as_str()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .instrument(self.span("publish_competition"))
@@ -663,7 +761,7 @@ impl Database for DynamoDatabase {
             .key("sk", s(COMPETITION_SK))
             .condition_expression("attribute_not_exists(pk) OR #status = :draft")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":draft", s(status_str(Status::Draft)))
+            .expression_attribute_values(":draft", s(Status::Draft.as_str()))
             .send()
             .instrument(self.span("delete_draft"))
             .await;
@@ -688,70 +786,10 @@ impl Database for DynamoDatabase {
     }
 
     async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
-        async {
-            // What the competition looked like when the last attempt was refused; `None` until
-            // an attempt (or a read) says.
-            let attempt = new_attempt();
-            let mut known: Option<Option<Item>> = None;
-            let mut last_state = String::new();
-            for _ in 0..MAX_VOTE_ATTEMPTS {
-                let item = match known.take() {
-                    None if vote.choice < MAX_INDEX_IN_EXPRESSION => match self.count(vote, &attempt).await? {
-                        Ok(receipt) => return Ok(receipt),
-                        Err(item) => item,
-                    },
-                    None => self.get(competition_pk(&vote.competition)).await?,
-                    Some(item) => item,
-                };
-                let item = item.ok_or_else(|| Error::not_found(Entity::Competition, vote.competition))?;
-                let competition = competition_from(&item)?;
-                if cast_by(&item, &vote.voter, &attempt) {
-                    // Our own vote, landed by a request whose answer was lost and that the SDK
-                    // sent again: it counted once, so answer as if the first answer arrived.
-                    let closed_by_us = matches!(item.get("closed_by"), Some(AttributeValue::S(a)) if *a == attempt);
-                    return Ok(VoteReceipt {
-                        tally: competition.tally.clone(),
-                        closed: competition.outcome.clone().filter(|_| closed_by_us),
-                    });
-                }
-                if has_voted(&item, &vote.voter) {
-                    return Err(Error::AlreadyVoted);
-                }
-                last_state = format!(
-                    "status {:?}, tally {:?}, remaining {:?}",
-                    competition.status,
-                    competition.tally.counts(),
-                    item.get("remaining")
-                );
-                let mut standing: Standing = competition.standing();
-                let receipt = standing.apply(vote)?;
-                let Some(outcome) = &receipt.closed else {
-                    // The rules allow the vote and it does not close: the competition changed
-                    // between the attempt and now (it cannot, since the refusal carries the
-                    // state it was refused on, but a retry is the safe answer).
-                    continue;
-                };
-                let mut closed = competition;
-                closed.status = standing.status;
-                closed.tally = receipt.tally.clone();
-                closed.outcome = Some(outcome.clone());
-                match self.close(vote, &attempt, &closed, outcome).await? {
-                    Ok(()) => return Ok(receipt),
-                    Err(item) => known = Some(item),
-                }
-            }
-            Err(Error::Backend {
-                provider: SERVICE,
-                message: format!(
-                    "the vote on {} was refused {MAX_VOTE_ATTEMPTS} times for a reason the rules do not explain \
-                     (last seen: {last_state})",
-                    vote.competition
-                ),
-                source: None,
-            })
-        }
-        .instrument(self.span("cast_vote"))
-        .await
+        let known = Mutex::new(None);
+        race(SERVICE, &contention_policy(), || self.try_vote(vote, &known))
+            .instrument(self.span("cast_vote"))
+            .await
     }
 
     async fn feed(&self, query: &FeedQuery) -> Result<FeedPage> {
@@ -765,7 +803,7 @@ impl Database for DynamoDatabase {
                 .index_name(FEED_INDEX)
                 .key_condition_expression("#feed = :open")
                 .expression_attribute_names("#feed", "feed")
-                .expression_attribute_values(":open", s(OPEN))
+                .expression_attribute_values(":open", s(Status::Open.as_str()))
                 .scan_index_forward(false)
                 .limit(i32::try_from(query.limit * 2).unwrap_or(200));
             if let Some(viewer) = &query.viewer {
@@ -788,7 +826,7 @@ impl Database for DynamoDatabase {
                 HashMap::from([
                     ("pk".to_owned(), s(competition_pk(&id))),
                     ("sk".to_owned(), s(COMPETITION_SK)),
-                    ("feed".to_owned(), s(OPEN)),
+                    ("feed".to_owned(), s(Status::Open.as_str())),
                     ("id".to_owned(), s(id.to_string())),
                 ])
             });
@@ -877,25 +915,46 @@ impl Database for DynamoDatabase {
         .await
     }
 
-    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
+    async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()> {
+        let request = self.update(competition);
+        let request = if devices.is_empty() {
+            // A string set cannot be empty: check the notification without changing it.
+            request.update_expression("SET #pending = #pending")
+        } else {
+            request
+                .update_expression("ADD #delivered_to :devices")
+                .expression_attribute_names("#delivered_to", "delivered_to")
+                .expression_attribute_values(":devices", AttributeValue::Ss(devices.to_vec()))
+        };
+        let result = request
+            .condition_expression("attribute_exists(#pending)")
+            .expression_attribute_names("#pending", "pending")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .instrument(self.span("record_deliveries"))
+            .await;
+        match conditional(result)? {
+            Ok(_) => Ok(()),
+            Err(item) => Err(not_pending(item.as_ref(), competition)),
+        }
+    }
+
+    async fn complete_notification(&self, competition: &CompetitionId, at: SystemTime) -> Result<()> {
         let result = self
             .update(competition)
-            .update_expression("SET #delivered = :now REMOVE #pending, #lease")
+            .update_expression("SET #delivered = :at REMOVE #pending, #lease")
             .condition_expression("attribute_exists(#pending)")
             .expression_attribute_names("#pending", "pending")
             .expression_attribute_names("#lease", "lease_until")
             .expression_attribute_names("#delivered", "delivered_at")
-            .expression_attribute_values(":now", n(millis(SystemTime::now())))
+            .expression_attribute_values(":at", n(unix_millis(at)))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .instrument(self.span("complete_notification"))
             .await;
         match conditional(result)? {
             Ok(_) => Ok(()),
-            Err(item) => match item.as_ref().and_then(|i| i.get("notification")) {
-                Some(_) => Err(Error::conflict("the notification was already delivered")),
-                None => Err(Error::not_found(Entity::Notification, competition)),
-            },
+            Err(item) => Err(not_pending(item.as_ref(), competition)),
         }
     }
 
