@@ -32,20 +32,20 @@
 //! # Ok(()) }
 //! ```
 
+mod blob;
+mod classifier;
 mod config;
-mod dynamodb;
+mod database;
 mod error;
+mod notifier;
 mod opener;
-mod rekognition;
-mod s3;
-mod sns;
 
+pub use blob::S3BlobStore;
+pub use classifier::RekognitionClassifier;
 pub use config::load_config;
-pub use dynamodb::{DynamoDatabase, MAX_VOTES_TO_CLOSE};
+pub use database::{DynamoDatabase, MAX_VOTES_TO_CLOSE};
+pub use notifier::{PlatformApplications, SnsNotifier};
 pub use opener::AwsOpener;
-pub use rekognition::RekognitionClassifier;
-pub use s3::S3BlobStore;
-pub use sns::{PlatformApplications, SnsNotifier};
 
 /// The AWS SDK crates thisthat builds on, re-exported so that code using the escape hatches
 /// names the same versions.

@@ -12,8 +12,8 @@ use thisthat_core::{NewCompetition, Thisthat, service::DeliveryMode};
 use thisthat_testkit::{fixtures::user, photos};
 
 use crate::{
-    rekognition::classifier_at,
-    rekognition_fake::FakeRekognition,
+    classifier::classifier_at,
+    fakes::FakeRekognition,
     support::{config_for, moto, moto_config, s3_client, unique},
 };
 
@@ -130,7 +130,7 @@ async fn a_vote_is_one_database_request() {
     blobs.create_bucket().await.expect("bucket");
     let database = DynamoDatabase::from_client(aws_sdk_dynamodb::Client::new(&via_proxy), unique("thisthat"));
     database.create_table().await.expect("table");
-    let notifier = crate::sns::notifier().await;
+    let notifier = crate::notifier::notifier().await;
     let notifier = SnsNotifier::from_client(aws_sdk_sns::Client::new(&via_proxy), notifier.applications().clone());
     let rekognition = FakeRekognition::start(None).await;
     let backend = thisthat_core::Backend {
