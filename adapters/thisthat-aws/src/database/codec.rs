@@ -1,12 +1,13 @@
 //! The item codec: how competitions, ballots, notifications and endpoints are stored as
-//! DynamoDB items, and how big a competition's item may grow.
+//! DynamoDB items, each field in its native type, and how big a competition's item may grow.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use thisthat_core::{
-    Competition, CompetitionId, Entity, Error, Result, Standing, Status, Tally, UserId, VoteReceipt,
-    adapter::{CountedVote, hex},
+    BlobKey, Category, Competition, CompetitionId, Device, Endpoint, Entity, Error, Label, Notification, Outcome,
+    Photo, Result, Standing, Status, Tally, UserId, VoteReceipt,
+    adapter::{CountedVote, from_unix_millis, hex, unix_millis},
 };
 
 use super::{Item, SERVICE};
@@ -24,11 +25,15 @@ const ITEM_LIMIT: usize = 400 * 1024;
 /// the choice, the closed flag, the turn, and DynamoDB's per-attribute overhead.
 const BALLOT_BYTES: usize = 300;
 
-/// Refuses a competition whose item could outgrow DynamoDB's limit before it closes: the body,
-/// at the close the outcome and notification (each smaller than the body), and a ballot per
-/// vote. Without this the closing vote would fail for every voter and it would never close.
+/// Refuses a competition whose item could outgrow DynamoDB's limit before it closes: the
+/// competition (its JSON length, a close upper bound of its attributes' size, twice over for
+/// the outcome), and a ballot per vote. Without this the closing vote would fail for every voter and it would never close.
 pub(super) fn check_fits(c: &Competition) -> Result<()> {
-    let fixed = to_json(c)?.len().saturating_mul(3).saturating_add(4096);
+    let fixed = serde_json::to_vec(c)
+        .map_err(|e| Error::backend(SERVICE, e))?
+        .len()
+        .saturating_mul(2)
+        .saturating_add(4096);
     let ballots = (c.votes_to_close as usize).saturating_mul(BALLOT_BYTES);
     if c.votes_to_close > MAX_VOTES_TO_CLOSE || fixed.saturating_add(ballots) > ITEM_LIMIT {
         return Err(Error::Unsupported {
@@ -73,14 +78,6 @@ pub(super) fn corrupt(message: impl Into<String>) -> Error {
     }
 }
 
-pub(super) fn to_json(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::backend(SERVICE, e))
-}
-
-pub(super) fn from_json<T: serde::de::DeserializeOwned>(value: &str) -> Result<T> {
-    serde_json::from_str(value).map_err(|e| corrupt(e.to_string()))
-}
-
 pub(super) fn string<'a>(item: &'a Item, name: &str) -> Result<&'a str> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value),
@@ -105,7 +102,8 @@ pub(super) fn tally(item: &Item) -> Result<Tally> {
 /// Why a notification update that needs a pending notification was refused, from the item
 /// it was refused on: delivered already, or never recorded.
 pub(super) fn not_pending(item: Option<&Item>, competition: &CompetitionId) -> Error {
-    match item.and_then(|i| i.get("notification")) {
+    // Every closed competition recorded its notification with its outcome.
+    match item.and_then(|i| i.get("outcome")) {
         Some(_) => Error::conflict("the notification was already delivered"),
         None => Error::not_found(Entity::Notification, competition),
     }
@@ -149,7 +147,7 @@ pub(super) fn earlier_vote(item: &Item, voter: &UserId) -> Result<Option<Counted
     };
     let turn = |voter: &str| number::<u32>(turns.get(voter), "turn");
     let my_turn = turn(voter.as_str())?;
-    let mut counts = vec![0u32; number::<usize>(item.get("photos"), "photos")?];
+    let mut counts = vec![0u32; number::<usize>(item.get("photo_count"), "photo_count")?];
     for (other, ballot) in ballots {
         let AttributeValue::M(ballot) = ballot else {
             return Err(corrupt("bad ballot"));
@@ -178,36 +176,127 @@ pub(super) fn earlier_vote(item: &Item, voter: &UserId) -> Result<Option<Counted
     }))
 }
 
-pub(super) fn standing_outcome(item: &Item) -> Result<Option<thisthat_core::Outcome>> {
-    match item.get("outcome") {
-        Some(AttributeValue::S(json)) => Ok(Some(from_json(json)?)),
-        _ => Ok(None),
-    }
+pub(super) fn standing_outcome(item: &Item) -> Result<Option<Outcome>> {
+    item.get("outcome").map(outcome_from).transpose()
 }
 
 pub(super) fn standing_from(item: &Item) -> Result<Standing> {
     Ok(competition_from(item)?.standing())
 }
 
-/// The item that stores `c`. Its `body` keeps the parts that never change after publishing;
-/// the parts a vote changes are attributes of their own, and win over the body when read.
+fn numbers(values: impl IntoIterator<Item = impl ToString>) -> AttributeValue {
+    AttributeValue::L(values.into_iter().map(n).collect())
+}
+
+fn list<'a>(value: Option<&'a AttributeValue>, what: &str) -> Result<&'a [AttributeValue]> {
+    match value {
+        Some(AttributeValue::L(values)) => Ok(values),
+        _ => Err(corrupt(format!("missing list {what}"))),
+    }
+}
+
+fn map<'a>(value: &'a AttributeValue, what: &str) -> Result<&'a Item> {
+    match value {
+        AttributeValue::M(fields) => Ok(fields),
+        _ => Err(corrupt(format!("{what} is not a map"))),
+    }
+}
+
+/// A unit enum stored as its serde name (`MediaType`, `Platform` have no codec of their own).
+fn named<T: serde::Serialize>(value: &T) -> Result<AttributeValue> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => Ok(s(name)),
+        _ => Err(Error::backend(SERVICE, "a name that is not a string")),
+    }
+}
+
+fn from_name<T: serde::de::DeserializeOwned>(name: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|_| corrupt(format!("unknown name {name:?}")))
+}
+
+fn outcome_value(outcome: &Outcome) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("tally".to_owned(), numbers(outcome.tally.counts().iter())),
+        ("winners".to_owned(), numbers(outcome.winners.iter())),
+    ]))
+}
+
+fn outcome_from(value: &AttributeValue) -> Result<Outcome> {
+    let fields = map(value, "outcome")?;
+    Ok(Outcome {
+        tally: tally(fields)?,
+        winners: list(fields.get("winners"), "winners")?
+            .iter()
+            .map(|w| number(Some(w), "winner"))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn label_value(label: &Label) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("name".to_owned(), s(label.name.as_str())),
+        ("confidence".to_owned(), n(label.confidence)),
+    ]))
+}
+
+fn label_from(value: &AttributeValue) -> Result<Label> {
+    let fields = map(value, "label")?;
+    Label::new(string(fields, "name")?, number(fields.get("confidence"), "confidence")?)
+        .map_err(|e| corrupt(format!("bad label: {e}")))
+}
+
+fn photo_value(photo: &Photo) -> Result<AttributeValue> {
+    Ok(AttributeValue::M(HashMap::from([
+        ("key".to_owned(), s(photo.key.as_str())),
+        ("media_type".to_owned(), named(&photo.media_type)?),
+        ("size".to_owned(), n(photo.size)),
+        ("width".to_owned(), n(photo.width)),
+        ("height".to_owned(), n(photo.height)),
+        (
+            "labels".to_owned(),
+            AttributeValue::L(photo.labels.iter().map(label_value).collect()),
+        ),
+    ])))
+}
+
+fn photo_from(value: &AttributeValue) -> Result<Photo> {
+    let fields = map(value, "photo")?;
+    Ok(Photo {
+        key: BlobKey::new(string(fields, "key")?).map_err(|_| corrupt("bad photo key"))?,
+        media_type: from_name(string(fields, "media_type")?)?,
+        size: number(fields.get("size"), "photo size")?,
+        width: number(fields.get("width"), "photo width")?,
+        height: number(fields.get("height"), "photo height")?,
+        labels: list(fields.get("labels"), "labels")?
+            .iter()
+            .map(label_from)
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// The item that stores `c`, every field in its native type: strings, numbers, lists and maps
+/// (photos with their labels, the outcome). "None" is one way: the attribute is absent (`title`,
+/// `outcome`, and `feed` unless open).
 pub(super) fn competition_item(c: &Competition) -> Result<Item> {
     let mut item = HashMap::from([
         ("pk".to_owned(), s(competition_pk(&c.id))),
         ("sk".to_owned(), s(COMPETITION_SK)),
         ("id".to_owned(), s(c.id.to_string())),
-        ("body".to_owned(), s(to_json(c)?)),
         ("status".to_owned(), s(c.status.as_str())),
         ("owner".to_owned(), s(c.owner.as_str())),
-        ("photos".to_owned(), n(c.photos.len())),
         (
-            "tally".to_owned(),
-            AttributeValue::L(c.tally.counts().iter().map(|v| n(*v)).collect()),
+            "photos".to_owned(),
+            AttributeValue::L(c.photos.iter().map(photo_value).collect::<Result<_>>()?),
         ),
+        ("photo_count".to_owned(), n(c.photos.len())),
+        ("tally".to_owned(), numbers(c.tally.counts().iter())),
+        ("votes_to_close".to_owned(), n(c.votes_to_close)),
         (
             "remaining".to_owned(),
             n(c.votes_to_close.saturating_sub(c.tally.total())),
         ),
+        ("created_at".to_owned(), n(unix_millis(c.created_at))),
         ("ballots".to_owned(), AttributeValue::M(HashMap::new())),
         ("turns".to_owned(), AttributeValue::M(HashMap::new())),
         (
@@ -215,22 +304,90 @@ pub(super) fn competition_item(c: &Competition) -> Result<Item> {
             AttributeValue::L(c.categories.iter().map(|cat| s(cat.as_str())).collect()),
         ),
     ]);
+    if let Some(title) = &c.title {
+        item.insert("title".to_owned(), s(title));
+    }
     if c.status == Status::Open {
         item.insert("feed".to_owned(), s(Status::Open.as_str()));
     }
     if let Some(outcome) = &c.outcome {
-        item.insert("outcome".to_owned(), s(to_json(outcome)?));
+        item.insert("outcome".to_owned(), outcome_value(outcome));
     }
     Ok(item)
 }
 
+/// What the closing vote's update stores as the outcome.
+pub(super) fn outcome_attribute(outcome: &Outcome) -> AttributeValue {
+    outcome_value(outcome)
+}
+
+/// The attributes [`competition_from`] reads, for a projection (`status` and `owner` are
+/// reserved words, so they go by `#status` and `#owner`).
+pub(super) const COMPETITION_PROJECTION: &str =
+    "pk, id, #status, #owner, title, photos, categories, tally, votes_to_close, outcome, created_at";
+
 pub(super) fn competition_from(item: &Item) -> Result<Competition> {
-    let mut c: Competition = from_json(string(item, "body")?)?;
-    c.status = Status::from_name(string(item, "status")?).ok_or_else(|| corrupt("unknown status"))?;
-    c.tally = tally(item)?;
-    c.outcome = match item.get("outcome") {
-        Some(AttributeValue::S(json)) => Some(from_json(json)?),
-        _ => None,
+    Ok(Competition {
+        id: string(item, "id")?.parse().map_err(|_| corrupt("bad id"))?,
+        owner: UserId::new(string(item, "owner")?).map_err(|_| corrupt("bad owner"))?,
+        title: match item.get("title") {
+            Some(AttributeValue::S(title)) => Some(title.clone()),
+            None => None,
+            Some(_) => return Err(corrupt("title is not a string")),
+        },
+        status: Status::from_name(string(item, "status")?).ok_or_else(|| corrupt("unknown status"))?,
+        photos: list(item.get("photos"), "photos")?
+            .iter()
+            .map(photo_from)
+            .collect::<Result<_>>()?,
+        categories: list(item.get("categories"), "categories")?
+            .iter()
+            .map(|c| match c {
+                AttributeValue::S(name) => Category::new(name).map_err(|_| corrupt("bad category")),
+                _ => Err(corrupt("category is not a string")),
+            })
+            .collect::<Result<_>>()?,
+        tally: tally(item)?,
+        votes_to_close: number(item.get("votes_to_close"), "votes_to_close")?,
+        outcome: standing_outcome(item)?,
+        created_at: from_unix_millis(number(item.get("created_at"), "created_at")?)
+            .ok_or_else(|| corrupt("created_at out of range"))?,
+    })
+}
+
+/// The notification a pending competition's item stands for: its closing notification
+/// ([`Notification::closing`], from the competition and its outcome) and the devices
+/// recorded as reached (`delivered_to`, a string set, absent until one is).
+pub(super) fn notification_from(item: &Item) -> Result<Notification> {
+    let standing = standing_from(item)?;
+    let outcome = standing_outcome(item)?.ok_or_else(|| corrupt("a pending notification without an outcome"))?;
+    let mut notification = Notification::closing(&standing, &outcome);
+    notification.delivered_to = match item.get("delivered_to") {
+        Some(AttributeValue::Ss(devices)) => devices.clone(),
+        None => Vec::new(),
+        Some(_) => return Err(corrupt("delivered_to is not a string set")),
     };
-    Ok(c)
+    Ok(notification)
+}
+
+/// The device item for `endpoint`, its fields native strings.
+pub(super) fn endpoint_item(endpoint: &Endpoint) -> Result<Item> {
+    Ok(HashMap::from([
+        ("pk".to_owned(), s(user_pk(&endpoint.device.user))),
+        ("sk".to_owned(), s(device_sk(&endpoint.device.token))),
+        ("user".to_owned(), s(endpoint.device.user.as_str())),
+        ("platform".to_owned(), named(&endpoint.device.platform)?),
+        ("token".to_owned(), s(&endpoint.device.token)),
+        ("address".to_owned(), s(&endpoint.address)),
+    ]))
+}
+
+pub(super) fn endpoint_from(item: &Item) -> Result<Endpoint> {
+    let user = UserId::new(string(item, "user")?).map_err(|_| corrupt("bad user"))?;
+    let device = Device::new(user, from_name(string(item, "platform")?)?, string(item, "token")?)
+        .map_err(|e| corrupt(format!("bad device: {e}")))?;
+    Ok(Endpoint {
+        device,
+        address: string(item, "address")?.to_owned(),
+    })
 }

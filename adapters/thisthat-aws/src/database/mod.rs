@@ -39,8 +39,9 @@ use tracing::Instrument;
 
 use self::{
     codec::{
-        COMPETITION_SK, PENDING, check_fits, competition_from, competition_item, competition_pk, corrupt, device_sk,
-        from_json, has_voted, n, not_pending, s, string, to_json, user_pk,
+        COMPETITION_PROJECTION, COMPETITION_SK, PENDING, check_fits, competition_from, competition_item,
+        competition_pk, corrupt, device_sk, endpoint_from, endpoint_item, has_voted, n, not_pending, notification_from,
+        s, string, user_pk,
     },
     schema::{FEED_INDEX, PENDING_INDEX},
 };
@@ -127,12 +128,7 @@ impl DynamoDatabase {
         match conditional(result)? {
             Ok(output) => {
                 let item = output.attributes.unwrap_or_default();
-                let mut notification: Notification = from_json(string(&item, "notification")?)?;
-                notification.delivered_to = match item.get("delivered_to") {
-                    Some(AttributeValue::Ss(devices)) => devices.clone(),
-                    _ => Vec::new(),
-                };
-                Ok(Some(notification))
+                Ok(Some(notification_from(&item)?))
             }
             Err(_) => Ok(None),
         }
@@ -152,8 +148,11 @@ impl DynamoDatabase {
                     ])
                 })
                 .collect();
-            let mut projection = "pk, body, #status, tally, outcome".to_owned();
-            let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+            let mut projection = COMPETITION_PROJECTION.to_owned();
+            let mut names = HashMap::from([
+                ("#status".to_owned(), "status".to_owned()),
+                ("#owner".to_owned(), "owner".to_owned()),
+            ]);
             if let Some(viewer) = viewer {
                 projection.push_str(", ballots.#viewer");
                 names.insert("#viewer".to_owned(), viewer.as_str().to_owned());
@@ -481,9 +480,7 @@ impl Database for DynamoDatabase {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(user_pk(&endpoint.device.user)))
-            .item("sk", s(device_sk(&endpoint.device.token)))
-            .item("endpoint", s(to_json(endpoint)?))
+            .set_item(Some(endpoint_item(endpoint)?))
             .send()
             .instrument(self.span("save_endpoint"))
             .await
@@ -509,7 +506,7 @@ impl Database for DynamoDatabase {
                     .await
                     .map_err(|e| error::map(SERVICE, e))?;
                 for item in output.items() {
-                    endpoints.push(from_json(string(item, "endpoint")?)?);
+                    endpoints.push(endpoint_from(item)?);
                 }
                 start = output.last_evaluated_key;
                 if start.is_none() {

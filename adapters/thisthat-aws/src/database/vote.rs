@@ -6,13 +6,13 @@ use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use thisthat_core::{
-    Error, Notification, Result, Status, Vote, VoteReceipt,
+    Error, Result, Status, Vote, VoteReceipt,
     adapter::{Attempt, VoteDecision, contention_policy, decide_vote, race},
 };
 
 use super::{
     DynamoDatabase, Item, SERVICE,
-    codec::{PENDING, ballot, competition_pk, earlier_vote, n, s, standing_from, tally, to_json},
+    codec::{PENDING, ballot, competition_pk, earlier_vote, n, outcome_attribute, s, standing_from, tally},
     conditional,
 };
 
@@ -55,7 +55,7 @@ impl DynamoDatabase {
             .expression_attribute_names("#remaining", "remaining")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#photos", "photos")
+            .expression_attribute_names("#photos", "photo_count")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":choice", n(index))
             .expression_attribute_values(":ballot", ballot(index, false))
@@ -85,7 +85,6 @@ impl DynamoDatabase {
         &self,
         vote: &Vote,
         receipt: &VoteReceipt,
-        notification: &Notification,
     ) -> Result<std::result::Result<(), Option<Item>>> {
         let index = vote.choice;
         let outcome = receipt
@@ -96,8 +95,7 @@ impl DynamoDatabase {
             .update(&vote.competition)
             .update_expression(format!(
                 "SET #tally[{index}] = #tally[{index}] + :one, #ballots.#voter = :ballot, #turns.#voter = :one, \
-                 #remaining = :zero, #status = :closed, #outcome = :outcome, #notification = :notification, \
-                 #pending = :pending REMOVE #feed"
+                 #remaining = :zero, #status = :closed, #outcome = :outcome, #pending = :pending REMOVE #feed"
             ))
             .condition_expression(
                 "#status = :open AND #owner <> :voter AND attribute_not_exists(#ballots.#voter) AND #remaining = :one",
@@ -110,7 +108,6 @@ impl DynamoDatabase {
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#outcome", "outcome")
-            .expression_attribute_names("#notification", "notification")
             .expression_attribute_names("#pending", "pending")
             .expression_attribute_names("#feed", "feed")
             .expression_attribute_values(":one", n(1))
@@ -119,8 +116,7 @@ impl DynamoDatabase {
             .expression_attribute_values(":open", s(Status::Open.as_str()))
             .expression_attribute_values(":closed", s(Status::Closed.as_str()))
             .expression_attribute_values(":voter", s(vote.voter.as_str()))
-            .expression_attribute_values(":outcome", s(to_json(outcome)?))
-            .expression_attribute_values(":notification", s(to_json(notification)?))
+            .expression_attribute_values(":outcome", outcome_attribute(outcome))
             .expression_attribute_values(":pending", s(PENDING))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -154,9 +150,9 @@ impl DynamoDatabase {
             VoteDecision::Repeat(receipt) => Ok(Attempt::Done(receipt)),
             VoteDecision::Count {
                 receipt,
-                notification: Some(notification),
+                notification: Some(_),
                 ..
-            } => match self.close(vote, &receipt, &notification).await? {
+            } => match self.close(vote, &receipt).await? {
                 Ok(()) => Ok(Attempt::Done(receipt)),
                 Err(refused) => {
                     if let Ok(mut k) = known.lock() {

@@ -192,9 +192,9 @@ async fn a_vote_is_one_database_request() {
 }
 
 /// A vote whose answer is lost after DynamoDB applied it is retried by the SDK; the retry is
-/// refused (the voter has voted), and the adapter recognises its own ballot by its attempt id
-/// and answers with the receipt instead of `AlreadyVoted`. The same for the closing vote,
-/// whose receipt keeps the outcome. Either way the vote counted once.
+/// refused (the voter has voted), and the refused item's ballot, the same choice, is answered
+/// with its receipt (`decide_vote`) instead of `AlreadyVoted`. The same for the closing vote,
+/// whose receipt keeps the outcome. Either way the vote counted once, in no extra request.
 #[tokio::test]
 async fn a_vote_whose_answer_was_lost_is_recognised_on_retry() {
     use thisthat_core::{
