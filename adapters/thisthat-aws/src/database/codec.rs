@@ -391,3 +391,58 @@ pub(super) fn endpoint_from(item: &Item) -> Result<Endpoint> {
         address: string(item, "address")?.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thisthat_testkit::fixtures::{competition, user};
+
+    #[test]
+    fn a_competition_round_trips_through_its_item() {
+        let mut c = competition("owner", Status::Closed, 2);
+        c.tally = Tally::from_counts(vec![1, 0, 1]);
+        c.outcome = Some(Outcome {
+            tally: c.tally.clone(),
+            winners: vec![0, 2],
+        });
+        let item = competition_item(&c).expect("encode");
+        assert!(matches!(item.get("photos"), Some(AttributeValue::L(p)) if p.len() == 3));
+        assert!(!item.contains_key("feed"), "closed: not in the feed");
+        assert_eq!(competition_from(&item).expect("decode"), c);
+        let mut untitled = competition("owner", Status::Open, 24);
+        untitled.title = None;
+        let item = competition_item(&untitled).expect("encode");
+        assert!(
+            !item.contains_key("title") && !item.contains_key("outcome"),
+            "none is absent"
+        );
+        assert_eq!(competition_from(&item).expect("decode"), untitled);
+    }
+
+    #[test]
+    fn an_earlier_votes_receipt_counts_the_ballots_up_to_its_turn() {
+        let c = competition("owner", Status::Open, 24);
+        let mut item = competition_item(&c).expect("encode");
+        // a voted 0 with 24 remaining, b 2 with 23, c 0 with 22.
+        let ballots = [("a", 0, 24), ("b", 2, 23), ("c", 0, 22)];
+        item.insert(
+            "ballots".into(),
+            AttributeValue::M(
+                ballots
+                    .iter()
+                    .map(|(v, choice, _)| ((*v).to_owned(), ballot(*choice, false)))
+                    .collect(),
+            ),
+        );
+        item.insert(
+            "turns".into(),
+            AttributeValue::M(ballots.iter().map(|(v, _, turn)| ((*v).to_owned(), n(*turn))).collect()),
+        );
+        let b = earlier_vote(&item, &user("b")).expect("decode").expect("b voted");
+        assert_eq!(b.choice, 2);
+        let receipt = b.receipt.expect("kept");
+        assert_eq!(receipt.tally.counts(), &[1, 0, 1], "a's and b's, not c's");
+        assert_eq!(receipt.closed, None);
+        assert_eq!(earlier_vote(&item, &user("d")).expect("decode"), None);
+    }
+}
