@@ -15,6 +15,12 @@
 //! (`from_client`) and hands it back (`client()`), the escape hatch for anything thisthat
 //! does not wrap. Table design, IAM permissions and what is tested where: `docs/aws.md`.
 //!
+//! The sources follow the layout every provider crate shares: `blob.rs`, `database/` (`mod.rs`
+//! the port, `codec.rs` items in native DynamoDB types, `schema.rs` the table, `vote.rs` the
+//! vote algorithm), `notifier.rs`, `classifier.rs`, `opener.rs` and `error.rs`. A vote is one
+//! conditional `UpdateItem` (two for the closing vote), decided by
+//! [`thisthat_core::adapter::decide_vote`] on whatever its condition refused.
+//!
 //! ```no_run
 //! # async fn run() -> thisthat_core::Result<()> {
 //! use thisthat_aws::AwsOpener;
@@ -32,20 +38,20 @@
 //! # Ok(()) }
 //! ```
 
+mod blob;
+mod classifier;
 mod config;
-mod dynamodb;
+mod database;
 mod error;
+mod notifier;
 mod opener;
-mod rekognition;
-mod s3;
-mod sns;
 
+pub use blob::S3BlobStore;
+pub use classifier::RekognitionClassifier;
 pub use config::load_config;
-pub use dynamodb::{DynamoDatabase, MAX_VOTES_TO_CLOSE};
+pub use database::{DynamoDatabase, MAX_VOTES_TO_CLOSE};
+pub use notifier::{PlatformApplications, SnsNotifier};
 pub use opener::AwsOpener;
-pub use rekognition::RekognitionClassifier;
-pub use s3::S3BlobStore;
-pub use sns::{PlatformApplications, SnsNotifier};
 
 /// The AWS SDK crates thisthat builds on, re-exported so that code using the escape hatches
 /// names the same versions.

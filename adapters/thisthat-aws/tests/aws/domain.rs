@@ -9,7 +9,7 @@ use thisthat_aws::{DynamoDatabase, RekognitionClassifier, S3BlobStore, SnsNotifi
 use thisthat_core::{Backend, Endpoint, PushMessage, Result};
 use thisthat_testkit::{DomainHarness, SignedUrls, photos};
 
-use crate::{dynamodb, rekognition::classifier_at, rekognition_fake::FakeRekognition, s3, sns};
+use crate::{blob, classifier::classifier_at, database, fakes::FakeRekognition, notifier};
 
 /// The photo the fake flags as unsafe: a valid PNG header no other case uploads.
 fn flagged() -> Bytes {
@@ -29,9 +29,9 @@ impl OnAws {
     pub async fn new() -> Self {
         let rekognition = FakeRekognition::start(Some(flagged())).await;
         OnAws {
-            blobs: Arc::new(s3::store().await),
-            database: Arc::new(dynamodb::database().await),
-            notifier: Arc::new(sns::notifier().await),
+            blobs: Arc::new(blob::store().await),
+            database: Arc::new(database::database().await),
+            notifier: Arc::new(notifier::notifier().await),
             classifier: Arc::new(classifier_at(rekognition.wire.url())),
             rekognition,
         }
@@ -67,11 +67,11 @@ impl DomainHarness for OnAws {
     }
 
     async fn delivered(&self, endpoint: &Endpoint) -> Result<Vec<PushMessage>> {
-        sns::delivered(endpoint).await
+        notifier::delivered(endpoint).await
     }
 
     async fn expire(&self, endpoint: &Endpoint) -> Result<()> {
-        sns::expire(&self.notifier, endpoint).await
+        notifier::expire(&self.notifier, endpoint).await
     }
 
     async fn unsafe_photo(&self) -> Option<Bytes> {

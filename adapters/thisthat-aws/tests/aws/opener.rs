@@ -10,7 +10,12 @@ use crate::support::{moto_config, unique};
 #[tokio::test]
 async fn every_scheme_opens_and_typos_are_refused() {
     let registry = Registry::new().with(AwsOpener::with_config(moto_config().await));
-    let application = crate::sns::notifier().await.applications().fcm.clone().expect("fcm");
+    let application = crate::notifier::notifier()
+        .await
+        .applications()
+        .fcm
+        .clone()
+        .expect("fcm");
     let name = unique("opener");
     let backend = registry
         .open(&BackendConfig {

@@ -12,8 +12,8 @@ use thisthat_core::{NewCompetition, Thisthat, service::DeliveryMode};
 use thisthat_testkit::{fixtures::user, photos};
 
 use crate::{
-    rekognition::classifier_at,
-    rekognition_fake::FakeRekognition,
+    classifier::classifier_at,
+    fakes::FakeRekognition,
     support::{config_for, moto, moto_config, s3_client, unique},
 };
 
@@ -130,7 +130,7 @@ async fn a_vote_is_one_database_request() {
     blobs.create_bucket().await.expect("bucket");
     let database = DynamoDatabase::from_client(aws_sdk_dynamodb::Client::new(&via_proxy), unique("thisthat"));
     database.create_table().await.expect("table");
-    let notifier = crate::sns::notifier().await;
+    let notifier = crate::notifier::notifier().await;
     let notifier = SnsNotifier::from_client(aws_sdk_sns::Client::new(&via_proxy), notifier.applications().clone());
     let rekognition = FakeRekognition::start(None).await;
     let backend = thisthat_core::Backend {
@@ -192,9 +192,9 @@ async fn a_vote_is_one_database_request() {
 }
 
 /// A vote whose answer is lost after DynamoDB applied it is retried by the SDK; the retry is
-/// refused (the voter has voted), and the adapter recognises its own ballot by its attempt id
-/// and answers with the receipt instead of `AlreadyVoted`. The same for the closing vote,
-/// whose receipt keeps the outcome. Either way the vote counted once.
+/// refused (the voter has voted), and the refused item's ballot, the same choice, is answered
+/// with its receipt (`decide_vote`) instead of `AlreadyVoted`. The same for the closing vote,
+/// whose receipt keeps the outcome. Either way the vote counted once, in no extra request.
 #[tokio::test]
 async fn a_vote_whose_answer_was_lost_is_recognised_on_retry() {
     use thisthat_core::{

@@ -12,7 +12,7 @@ use thisthat_core::{
 use thisthat_testkit::{ClassifierHarness, photos};
 
 use crate::{
-    rekognition_fake::FakeRekognition,
+    fakes::FakeRekognition,
     support::{config_for, moto_config},
 };
 
