@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use thisthat_core::{
     BlobKey, Category, Competition, CompetitionId, Device, Endpoint, Entity, Error, Label, Notification, Outcome,
-    Photo, Result, Standing, Status, Tally, UserId, VoteReceipt,
+    Photo, PhotoVariant, Result, Standing, Status, Tally, UserId, VoteReceipt,
     adapter::{CountedVote, from_unix_millis, hex, unix_millis},
 };
 
@@ -246,8 +246,29 @@ fn label_from(value: &AttributeValue) -> Result<Label> {
         .map_err(|e| corrupt(format!("bad label: {e}")))
 }
 
-fn photo_value(photo: &Photo) -> Result<AttributeValue> {
+fn variant_value(variant: &PhotoVariant) -> Result<AttributeValue> {
     Ok(AttributeValue::M(HashMap::from([
+        ("key".to_owned(), s(variant.key.as_str())),
+        ("media_type".to_owned(), named(&variant.media_type)?),
+        ("size".to_owned(), n(variant.size)),
+        ("width".to_owned(), n(variant.width)),
+        ("height".to_owned(), n(variant.height)),
+    ])))
+}
+
+fn variant_from(value: &AttributeValue) -> Result<PhotoVariant> {
+    let fields = map(value, "display variant")?;
+    Ok(PhotoVariant {
+        key: BlobKey::new(string(fields, "key")?).map_err(|_| corrupt("bad display variant key"))?,
+        media_type: from_name(string(fields, "media_type")?)?,
+        size: number(fields.get("size"), "display variant size")?,
+        width: number(fields.get("width"), "display variant width")?,
+        height: number(fields.get("height"), "display variant height")?,
+    })
+}
+
+fn photo_value(photo: &Photo) -> Result<AttributeValue> {
+    let mut fields = HashMap::from([
         ("key".to_owned(), s(photo.key.as_str())),
         ("media_type".to_owned(), named(&photo.media_type)?),
         ("size".to_owned(), n(photo.size)),
@@ -257,7 +278,13 @@ fn photo_value(photo: &Photo) -> Result<AttributeValue> {
             "labels".to_owned(),
             AttributeValue::L(photo.labels.iter().map(label_value).collect()),
         ),
-    ])))
+        ("original_kept".to_owned(), AttributeValue::Bool(photo.original_kept)),
+    ]);
+    // None is an absent attribute: competitions stored before variants existed have none.
+    if let Some(display) = &photo.display {
+        fields.insert("display".to_owned(), variant_value(display)?);
+    }
+    Ok(AttributeValue::M(fields))
 }
 
 fn photo_from(value: &AttributeValue) -> Result<Photo> {
@@ -272,6 +299,13 @@ fn photo_from(value: &AttributeValue) -> Result<Photo> {
             .iter()
             .map(label_from)
             .collect::<Result<_>>()?,
+        display: fields.get("display").map(variant_from).transpose()?,
+        // Photos stored before the rule existed kept their originals.
+        original_kept: match fields.get("original_kept") {
+            None => true,
+            Some(AttributeValue::Bool(kept)) => *kept,
+            Some(_) => return Err(corrupt("original_kept is not a boolean")),
+        },
     })
 }
 

@@ -162,7 +162,19 @@ async fn a_vote_is_one_database_request() {
         .expect("create");
     let mut creation = proxy.take();
     creation.sort();
-    assert_eq!(creation, ["dynamodb:PutItem", "s3:PUT", "s3:PUT", "s3:PUT"]);
+    // Each photo's original and its display variant, then the item.
+    assert_eq!(
+        creation,
+        [
+            "dynamodb:PutItem",
+            "s3:PUT",
+            "s3:PUT",
+            "s3:PUT",
+            "s3:PUT",
+            "s3:PUT",
+            "s3:PUT"
+        ]
+    );
 
     for i in 0..competition.votes_to_close - 1 {
         service
