@@ -14,9 +14,9 @@
 //! A vote is one read of the partition (the competition row and this voter's vote row, in one
 //! query) plus one entity-group transaction in the competition's partition: insert the vote
 //! row, merge the new standing with the read ETag as `If-Match`, and at the threshold insert
-//! the notification in the same batch. "Already voted" is decided from the read before the
-//! standing is applied, as the reference database does, so a vote whose answer was lost and
-//! is retried after it closed the competition is `AlreadyVoted`, not `Closed`.
+//! the notification in the same batch. [`decide_vote`] decides from that read, so a vote whose
+//! answer was lost and that is sent again (even after it closed the competition) is answered
+//! with the receipt kept on its vote row, not `Closed`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,19 +32,19 @@ use thisthat_core::{
 };
 use tracing::instrument;
 
+use thisthat_core::{
+    Tally,
+    adapter::{Attempt, CountedVote, VoteDecision, contention_policy, decide_vote, hex, race, unix_millis},
+};
+
 use crate::table::{BatchOp, Entity, PROVIDER, TableClient, put_i64, quote};
 
 const COMPETITION: &str = "competition";
 const NOTIFICATION: &str = "notification";
 const FEED: &str = "feed";
 const OUTBOX: &str = "outbox";
-
-/// How often a vote re-reads and tries again after losing the ETag race before it reports the
-/// competition as unavailable (retryable). Only winning votes change an open competition's
-/// standing, and at most `votes_to_close` of them ever win (24 by default, but a setting of
-/// the rules with no upper bound), so with the default a voter loses at most 24 races; the
-/// rest of the margin covers larger settings. Past it the caller's retry layer takes over.
-const MAX_VOTE_ATTEMPTS: u32 = 200;
+/// The prefix of a notification's per-device delivery properties.
+const DELIVERED_TO: &str = "DeliveredTo_";
 
 /// How old (by its id's ULID timestamp) a feed entry whose competition is missing must be
 /// before the feed deletes it. Younger ones may belong to a competition being inserted right
@@ -89,10 +89,7 @@ fn user_partition(user: &UserId) -> String {
 
 fn token_row(token: &str) -> String {
     // Tokens run to 4 KiB and hold characters keys may not; their hash is a key of 64 hex digits.
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(token.as_bytes()))
 }
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -112,11 +109,9 @@ fn inverted(id: &CompetitionId) -> String {
 /// merge (1) and, for a closing vote, the notification insert (2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
-    /// The vote insert itself was refused as existing: the same voter's vote landed between
-    /// the read and the batch.
-    AlreadyVoted,
-    /// Anything the next read decides: the standing changed (412), or a conflict the answer
-    /// does not pin on the vote row. The read sees the vote row if there is one.
+    /// Anything the next read decides: the standing changed (412), or a conflict, including
+    /// the vote insert refused as existing (the same voter's vote landed between the read and
+    /// the batch: the next read finds it and answers a repeat with its receipt).
     ReadAgain,
     /// The competition was deleted since the read (a deleted draft).
     Missing,
@@ -128,7 +123,6 @@ enum Refusal {
 
 fn refusal(failure: &crate::table::BatchFailure) -> Refusal {
     match (failure.status, failure.index, failure.code.as_str()) {
-        (409, Some(0), "EntityAlreadyExists") => Refusal::AlreadyVoted,
         (409 | 412, _, _) => Refusal::ReadAgain,
         (404, _, "TableNotFound") => Refusal::NoTable,
         (404, _, _) => Refusal::Missing,
@@ -140,10 +134,6 @@ fn refusal(failure: &crate::table::BatchFailure) -> Refusal {
 fn created_at(id: &CompetitionId) -> Option<SystemTime> {
     let ulid: ulid::Ulid = id.to_string().parse().ok()?;
     UNIX_EPOCH.checked_add(Duration::from_millis(ulid.timestamp_ms()))
-}
-
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn corrupt(what: &str, e: impl Into<thisthat_core::BoxError>) -> Error {
@@ -158,6 +148,57 @@ fn corrupt(what: &str, e: impl Into<thisthat_core::BoxError>) -> Error {
 /// instead would overwrite whatever is there, the very race the condition guards against.
 fn required_etag(etag: Option<String>, what: &str) -> Result<String> {
     etag.ok_or_else(|| corrupt(what, "the service sent no ETag"))
+}
+
+/// The property that records a delivery to `device` (an [`Endpoint::delivery_key`]): one
+/// Boolean property per device, the closest Table Storage has to a set (adding one is an
+/// idempotent merge). Property names are identifiers, so a key must be letters and digits.
+fn delivered_property(device: &str) -> Result<String> {
+    if device.is_empty() || device.len() > 200 || !device.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::invalid(
+            "devices",
+            "a delivery key is 1 to 200 letters and digits (Endpoint::delivery_key)",
+        ));
+    }
+    Ok(format!("{DELIVERED_TO}{device}"))
+}
+
+/// The devices a notification entity records as reached, sorted.
+fn delivered_to(entity: &Entity) -> Vec<String> {
+    let mut devices: Vec<String> = entity
+        .props
+        .iter()
+        .filter(|(_, v)| v.as_bool() == Some(true))
+        .filter_map(|(name, _)| name.strip_prefix(DELIVERED_TO).map(str::to_owned))
+        .collect();
+    devices.sort();
+    devices
+}
+
+/// What the vote row read with the competition says of the voter's earlier vote: its choice
+/// and, where the row keeps it, its receipt (the tally after it, `Tally0`, `Tally1`, ..., and
+/// `Closed`; the outcome of a closing vote is the competition's).
+fn counted_vote(row: &Entity, competition: &Entity) -> Result<CountedVote> {
+    let choice = row
+        .i64("Choice")
+        .and_then(|c| usize::try_from(c).ok())
+        .ok_or_else(|| corrupt("vote", "property Choice is missing"))?;
+    let counts: Vec<u32> = (0..)
+        .map_while(|i| row.i64(&format!("Tally{i}")))
+        .map(|c| u32::try_from(c).map_err(|e| corrupt("vote", e)))
+        .collect::<Result<_>>()?;
+    let receipt = match row.bool("Closed") {
+        None => None,
+        Some(closed) => Some(VoteReceipt {
+            tally: Tally::from_counts(counts),
+            closed: if closed {
+                Some(json_prop(competition, "Outcome")?)
+            } else {
+                None
+            },
+        }),
+    };
+    Ok(CountedVote { choice, receipt })
 }
 
 fn json_prop<T: serde::de::DeserializeOwned>(entity: &Entity, name: &str) -> Result<T> {
@@ -176,14 +217,6 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     Ok(s)
 }
 
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Draft => "draft",
-        Status::Open => "open",
-        _ => "closed",
-    }
-}
-
 fn keys(partition: &str, row: &str) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("PartitionKey".into(), Value::String(partition.into()));
@@ -196,7 +229,7 @@ fn competition_props(c: &Competition) -> Result<Map<String, Value>> {
     let mut m = Map::new();
     m.insert("Body".into(), Value::String(to_json(c)?));
     m.insert("Standing".into(), Value::String(to_json(&c.standing())?));
-    m.insert("Status".into(), Value::String(status_name(c.status).into()));
+    m.insert("Status".into(), Value::String(c.status.as_str().into()));
     // The title again, apart from the body, so the closing vote reads it without the body.
     m.insert("Title".into(), Value::String(to_json(&c.title)?));
     m.insert(
@@ -230,6 +263,46 @@ impl AzureTableDatabase {
             return Ok(None);
         };
         Ok(Some((read_competition(&entity)?, entity.etag)))
+    }
+
+    /// The notification entity of `competition`, if it is still pending: NotFound if none was
+    /// recorded, Conflict if it was delivered.
+    async fn pending_notification(&self, competition: &CompetitionId) -> Result<Entity> {
+        let Some(entity) = self.table.get(&competition.to_string(), NOTIFICATION, None).await? else {
+            return Err(Error::not_found(What::Notification, competition));
+        };
+        if entity.bool("Delivered") == Some(true) {
+            return Err(Error::conflict(format!(
+                "the notification of {competition} was already delivered"
+            )));
+        }
+        Ok(entity)
+    }
+
+    /// Merges `props` into the notification read with `etag`; a changed ETag (a lease, a
+    /// delivery or a completion in between) is a lost race.
+    async fn merge_notification(
+        &self,
+        competition: &CompetitionId,
+        props: &Map<String, Value>,
+        etag: &str,
+    ) -> Result<Attempt<()>> {
+        match self
+            .table
+            .write(
+                What::Notification,
+                &competition.to_string(),
+                NOTIFICATION,
+                props,
+                true,
+                Some(etag),
+            )
+            .await
+        {
+            Ok(()) => Ok(Attempt::Done(())),
+            Err(Error::Conflict { .. }) => Ok(Attempt::LostRace),
+            Err(e) => Err(e),
+        }
     }
 
     async fn mark_outbox(&self, competition: &str) -> Result<()> {
@@ -310,31 +383,29 @@ impl AzureTableDatabase {
         }
     }
 
-    /// One attempt at a vote: `Ok(None)` when another vote changed the standing in between.
-    async fn try_vote(&self, vote: &Vote) -> Result<Option<VoteReceipt>> {
+    /// One attempt at a vote: [`Attempt::LostRace`] when another vote changed the standing
+    /// (or this voter's row) in between.
+    async fn try_vote(&self, vote: &Vote) -> Result<Attempt<VoteReceipt>> {
         let partition = vote.competition.to_string();
         let vote_key = vote_row(&vote.voter);
-        // One request reads both rows a vote decides on: the competition (only the standing,
-        // and the title for a closing vote's notification) and this voter's vote, if any.
+        // One request reads both rows a vote decides on: the competition and this voter's
+        // vote, if any (whose receipt answers a repeat).
         let filter = format!(
             "PartitionKey eq {} and (RowKey eq {} or RowKey eq {})",
             quote(&partition),
             quote(COMPETITION),
             quote(&vote_key)
         );
-        let (mut competition, mut voted) = (None, false);
+        let (mut competition, mut voted) = (None, None);
         let mut continuation = None;
         loop {
             // The service may end a page early with a continuation; for two rows of one
             // partition that is rare, and following it keeps the answer complete.
-            let (rows, next) = self
-                .table
-                .query(&filter, Some("RowKey,Standing,Title"), None, continuation.as_ref())
-                .await?;
+            let (rows, next) = self.table.query(&filter, None, None, continuation.as_ref()).await?;
             for row in rows {
                 match row.str("RowKey") {
                     Some(COMPETITION) => competition = Some(row),
-                    Some(key) if key == vote_key => voted = true,
+                    Some(key) if key == vote_key => voted = Some(row),
                     _ => {}
                 }
             }
@@ -343,33 +414,41 @@ impl AzureTableDatabase {
                 None => break,
             }
         }
-        // The reference order: a missing competition, then a second vote, then the rules.
+        let standing: Option<Standing> = competition.as_ref().map(|e| json_prop(e, "Standing")).transpose()?;
+        let earlier = match (&voted, &competition) {
+            (Some(row), Some(c)) => Some(counted_vote(row, c)?),
+            // No competition: `decide_vote` answers NotFound before looking at a vote.
+            _ => None,
+        };
+        let (standing, receipt, notification) = match decide_vote(vote, standing, earlier)? {
+            VoteDecision::Repeat(receipt) => return Ok(Attempt::Done(receipt)),
+            VoteDecision::Count {
+                standing,
+                receipt,
+                notification,
+            } => (standing, receipt, notification),
+        };
         let Some(entity) = competition else {
             return Err(Error::not_found(What::Competition, vote.competition));
         };
-        if voted {
-            return Err(Error::AlreadyVoted);
-        }
         let etag = required_etag(entity.etag.clone(), "competition")?;
-        let mut standing: Standing = json_prop(&entity, "Standing")?;
-        let receipt = standing.apply(vote)?;
         let mut vote_props = keys(&partition, &vote_key);
         vote_props.insert("Voter".into(), Value::String(vote.voter.as_str().into()));
         vote_props.insert("Choice".into(), json!(vote.choice));
+        // The receipt, for a repeat of this vote: the tally after it, one Int32 per photo, and
+        // whether it closed the competition (the outcome itself is on the competition).
+        for (i, count) in receipt.tally.counts().iter().enumerate() {
+            vote_props.insert(format!("Tally{i}"), json!(count));
+        }
+        vote_props.insert("Closed".into(), Value::Bool(receipt.closed.is_some()));
         let mut update = Map::new();
         update.insert("Standing".into(), Value::String(to_json(&standing)?));
-        update.insert("Status".into(), Value::String(status_name(standing.status).into()));
+        update.insert("Status".into(), Value::String(standing.status.as_str().into()));
         let mut ops = vec![BatchOp::Insert(vote_props)];
-        if let Some(outcome) = &receipt.closed {
+        if let (Some(outcome), Some(notification)) = (&receipt.closed, notification) {
             update.insert("Outcome".into(), Value::String(to_json(outcome)?));
-            let notification = Notification {
-                competition: vote.competition,
-                owner: standing.owner.clone(),
-                title: json_prop(&entity, "Title")?,
-                outcome: outcome.clone(),
-            };
             let mut n = keys(&partition, NOTIFICATION);
-            n.insert("Notification".into(), Value::String(to_json(&notification)?));
+            n.insert("Notification".into(), Value::String(to_json(&*notification)?));
             n.insert("Delivered".into(), Value::Bool(false));
             put_i64(&mut n, "LeaseUntil", 0);
             ops.push(BatchOp::Merge {
@@ -392,10 +471,18 @@ impl AzureTableDatabase {
             });
         }
         match self.table.batch(&ops).await? {
-            Ok(()) => Ok(Some(receipt)),
+            Ok(()) => {
+                if receipt.closed.is_some() {
+                    // Off the feed; readers also check the status, so a failure here only
+                    // leaves an entry they skip.
+                    if let Err(e) = self.table.delete(FEED, &inverted(&vote.competition), "*").await {
+                        tracing::warn!(error = %e, "could not remove a closed competition from the feed");
+                    }
+                }
+                Ok(Attempt::Done(receipt))
+            }
             Err(failure) => match refusal(&failure) {
-                Refusal::AlreadyVoted => Err(Error::AlreadyVoted),
-                Refusal::ReadAgain => Ok(None),
+                Refusal::ReadAgain => Ok(Attempt::LostRace),
                 Refusal::Missing => Err(Error::not_found(What::Competition, vote.competition)),
                 Refusal::NoTable => Err(Error::Config {
                     reason: format!("the table {:?} does not exist: create it", self.table.table()),
@@ -477,26 +564,7 @@ impl Database for AzureTableDatabase {
 
     #[instrument(skip(self), fields(table = self.table.table(), competition = %vote.competition))]
     async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
-        for attempt in 0..MAX_VOTE_ATTEMPTS {
-            if let Some(receipt) = self.try_vote(vote).await? {
-                if receipt.closed.is_some() {
-                    // Off the feed; readers also check the status, so a failure here only
-                    // leaves an entry they skip.
-                    if let Err(e) = self.table.delete(FEED, &inverted(&vote.competition), "*").await {
-                        tracing::warn!(error = %e, "could not remove a closed competition from the feed");
-                    }
-                }
-                return Ok(receipt);
-            }
-            // Lost the race: back off a little (jittered, growing) so racing voters spread out.
-            let cap = 2u64.saturating_pow(attempt.min(6)).min(50);
-            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
-        }
-        Err(Error::Unavailable {
-            provider: PROVIDER,
-            retry_after: Some(Duration::from_millis(100)),
-            source: Some(format!("vote lost {MAX_VOTE_ATTEMPTS} races in a row").into()),
-        })
+        race(PROVIDER, &contention_policy(), || self.try_vote(vote)).await
     }
 
     #[instrument(skip(self, query), fields(table = self.table.table()))]
@@ -568,7 +636,7 @@ impl Database for AzureTableDatabase {
 
     #[instrument(skip(self, claim), fields(table = self.table.table()))]
     async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
-        let now = millis(claim.now);
+        let now = unix_millis(claim.now);
         let candidates: Vec<Entity> = match &claim.competition {
             Some(id) => self
                 .table
@@ -582,7 +650,7 @@ impl Database for AzureTableDatabase {
         let until = claim
             .now
             .checked_add(claim.lease)
-            .map(millis)
+            .map(unix_millis)
             .ok_or_else(|| Error::invalid("lease", "too long"))?;
         let mut claimed = Vec::new();
         for entity in candidates {
@@ -595,7 +663,8 @@ impl Database for AzureTableDatabase {
             let (Some(partition), Some(etag)) = (entity.str("PartitionKey"), entity.etag.as_deref()) else {
                 continue;
             };
-            let notification: Notification = json_prop(&entity, "Notification")?;
+            let mut notification: Notification = json_prop(&entity, "Notification")?;
+            notification.delivered_to = delivered_to(&entity);
             let mut lease = Map::new();
             put_i64(&mut lease, "LeaseUntil", until);
             // The ETag makes the claim exclusive: of racing workers, one merge succeeds.
@@ -612,45 +681,45 @@ impl Database for AzureTableDatabase {
         Ok(claimed)
     }
 
-    #[instrument(skip(self), fields(table = self.table.table()))]
-    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
-        loop {
-            let Some(entity) = self.table.get(&competition.to_string(), NOTIFICATION, None).await? else {
-                return Err(Error::not_found(What::Notification, competition));
-            };
-            if entity.bool("Delivered") == Some(true) {
-                return Err(Error::conflict(format!(
-                    "the notification of {competition} was already delivered"
-                )));
+    #[instrument(skip(self, devices), fields(table = self.table.table(), devices = devices.len()))]
+    async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()> {
+        let mut props = Map::new();
+        for device in devices {
+            props.insert(delivered_property(device)?, Value::Bool(true));
+        }
+        race(PROVIDER, &contention_policy(), || async {
+            let entity = self.pending_notification(competition).await?;
+            // Only what is not recorded yet: a repeat writes nothing.
+            let mut new = props.clone();
+            new.retain(|name, _| entity.bool(name) != Some(true));
+            if new.is_empty() {
+                return Ok(Attempt::Done(()));
             }
+            // The ETag keeps a completion (or a lease) in between from being overwritten;
+            // the merge adds properties and leaves `LeaseUntil` as it is.
+            let etag = required_etag(entity.etag.clone(), "notification")?;
+            self.merge_notification(competition, &new, &etag).await
+        })
+        .await
+    }
+
+    #[instrument(skip(self), fields(table = self.table.table()))]
+    async fn complete_notification(&self, competition: &CompetitionId, at: SystemTime) -> Result<()> {
+        let mut done = Map::new();
+        done.insert("Delivered".into(), Value::Bool(true));
+        put_i64(&mut done, "DeliveredAt", unix_millis(at));
+        race(PROVIDER, &contention_policy(), || async {
+            let entity = self.pending_notification(competition).await?;
             // Without an ETag the merge could not be conditional; `*` would let two
             // completions both succeed.
             let etag = required_etag(entity.etag.clone(), "notification")?;
-            let mut done = Map::new();
-            done.insert("Delivered".into(), Value::Bool(true));
-            match self
-                .table
-                .write(
-                    What::Notification,
-                    &competition.to_string(),
-                    NOTIFICATION,
-                    &done,
-                    true,
-                    Some(&etag),
-                )
-                .await
-            {
-                Ok(()) => {
-                    if let Err(e) = self.table.delete(OUTBOX, &competition.to_string(), "*").await {
-                        tracing::warn!(error = %e, "could not remove a delivered notification from the outbox");
-                    }
-                    return Ok(());
-                }
-                // A lease changed it in between: read again (a second completion then conflicts).
-                Err(Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
+            self.merge_notification(competition, &done, &etag).await
+        })
+        .await?;
+        if let Err(e) = self.table.delete(OUTBOX, &competition.to_string(), "*").await {
+            tracing::warn!(error = %e, "could not remove a delivered notification from the outbox");
         }
+        Ok(())
     }
 
     #[instrument(skip(self, endpoint), fields(table = self.table.table()))]
@@ -700,13 +769,11 @@ mod tests {
     }
 
     #[test]
-    fn only_the_vote_insert_refused_as_existing_is_already_voted() {
-        assert_eq!(
-            refusal(&failure(409, Some(0), "EntityAlreadyExists")),
-            Refusal::AlreadyVoted
-        );
-        // No index, another operation, or another code: the next read decides.
+    fn conflicts_and_lost_conditions_are_decided_by_the_next_read() {
+        // The vote row landed in between (a resend racing its first send), no index, another
+        // operation, another code or the standing changed: the next read decides.
         for f in [
+            failure(409, Some(0), "EntityAlreadyExists"),
             failure(409, None, "EntityAlreadyExists"),
             failure(409, Some(2), "EntityAlreadyExists"),
             failure(409, Some(0), "SomethingElse"),
