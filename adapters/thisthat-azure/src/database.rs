@@ -37,6 +37,7 @@ use thisthat_core::{
     adapter::{Attempt, CountedVote, VoteDecision, contention_policy, decide_vote, hex, race, unix_millis},
 };
 
+use crate::error::{Refusal, batch_error, corrupt, refusal};
 use crate::table::{BatchOp, Entity, PROVIDER, TableClient, put_i64, quote};
 
 const COMPETITION: &str = "competition";
@@ -105,43 +106,10 @@ fn inverted(id: &CompetitionId) -> String {
         .collect()
 }
 
-/// What a refused vote batch means. The batch is the vote insert (index 0), the standing
-/// merge (1) and, for a closing vote, the notification insert (2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    /// Anything the next read decides: the standing changed (412), or a conflict, including
-    /// the vote insert refused as existing (the same voter's vote landed between the read and
-    /// the batch: the next read finds it and answers a repeat with its receipt).
-    ReadAgain,
-    /// The competition was deleted since the read (a deleted draft).
-    Missing,
-    /// The table is gone: the deployment's fault.
-    NoTable,
-    /// Any other status.
-    Other,
-}
-
-fn refusal(failure: &crate::table::BatchFailure) -> Refusal {
-    match (failure.status, failure.index, failure.code.as_str()) {
-        (409 | 412, _, _) => Refusal::ReadAgain,
-        (404, _, "TableNotFound") => Refusal::NoTable,
-        (404, _, _) => Refusal::Missing,
-        _ => Refusal::Other,
-    }
-}
-
 /// The creation time of a competition, from its id (a ULID).
 fn created_at(id: &CompetitionId) -> Option<SystemTime> {
     let ulid: ulid::Ulid = id.to_string().parse().ok()?;
     UNIX_EPOCH.checked_add(Duration::from_millis(ulid.timestamp_ms()))
-}
-
-fn corrupt(what: &str, e: impl Into<thisthat_core::BoxError>) -> Error {
-    Error::Backend {
-        provider: PROVIDER,
-        message: format!("a stored {what} could not be read"),
-        source: Some(e.into()),
-    }
 }
 
 /// The ETag a conditional write needs. None at all is a service failure: writing with `*`
@@ -483,24 +451,7 @@ impl AzureTableDatabase {
             }
             Err(failure) => match refusal(&failure) {
                 Refusal::ReadAgain => Ok(Attempt::LostRace),
-                Refusal::Missing => Err(Error::not_found(What::Competition, vote.competition)),
-                Refusal::NoTable => Err(Error::Config {
-                    reason: format!("the table {:?} does not exist: create it", self.table.table()),
-                    source: Some(failure.into()),
-                }),
-                Refusal::Other => Err(
-                    match thisthat_http::status_error(
-                        PROVIDER,
-                        thisthat_http::HttpStatusError::new(failure.status, failure.code.clone()),
-                    ) {
-                        Error::Backend { provider, message, .. } => Error::Backend {
-                            provider,
-                            message,
-                            source: Some(failure.into()),
-                        },
-                        other => other,
-                    },
-                ),
+                _ => Err(batch_error(vote, self.table.table(), failure)),
             },
         }
     }
@@ -759,32 +710,6 @@ impl Database for AzureTableDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn failure(status: u16, index: Option<usize>, code: &str) -> crate::table::BatchFailure {
-        crate::table::BatchFailure {
-            index,
-            status,
-            code: code.into(),
-        }
-    }
-
-    #[test]
-    fn conflicts_and_lost_conditions_are_decided_by_the_next_read() {
-        // The vote row landed in between (a resend racing its first send), no index, another
-        // operation, another code or the standing changed: the next read decides.
-        for f in [
-            failure(409, Some(0), "EntityAlreadyExists"),
-            failure(409, None, "EntityAlreadyExists"),
-            failure(409, Some(2), "EntityAlreadyExists"),
-            failure(409, Some(0), "SomethingElse"),
-            failure(412, Some(1), "UpdateConditionNotSatisfied"),
-        ] {
-            assert_eq!(refusal(&f), Refusal::ReadAgain, "{f:?}");
-        }
-        assert_eq!(refusal(&failure(404, Some(1), "ResourceNotFound")), Refusal::Missing);
-        assert_eq!(refusal(&failure(404, None, "TableNotFound")), Refusal::NoTable);
-        assert_eq!(refusal(&failure(500, None, "InternalError")), Refusal::Other);
-    }
 
     #[test]
     fn competitions_are_dated_by_their_ulid() {
