@@ -1,4 +1,5 @@
-//! The database on Azure Table Storage, over [`TableClient`].
+//! The database on Azure Table Storage, over [`TableClient`]: the port's implementation
+//! here, the entities' codec in `codec.rs`, the vote algorithm in `vote.rs`.
 //!
 //! One table holds everything, in these partitions (see `docs/azure.md`):
 //!
@@ -40,6 +41,11 @@ use thisthat_core::{
 use crate::error::{Refusal, batch_error, corrupt, refusal};
 use crate::table::{BatchOp, Entity, PROVIDER, TableClient, put_i64, quote};
 
+mod codec;
+mod vote;
+
+use codec::*;
+
 const COMPETITION: &str = "competition";
 const NOTIFICATION: &str = "notification";
 const FEED: &str = "feed";
@@ -74,153 +80,6 @@ impl AzureTableDatabase {
     pub fn client(&self) -> &TableClient {
         &self.table
     }
-}
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
-}
-
-fn vote_row(voter: &UserId) -> String {
-    format!("vote_{}", b64(voter.as_str()))
-}
-
-fn user_partition(user: &UserId) -> String {
-    format!("user_{}", b64(user.as_str()))
-}
-
-fn token_row(token: &str) -> String {
-    // Tokens run to 4 KiB and hold characters keys may not; their hash is a key of 64 hex digits.
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/// The id with every Crockford digit mirrored, so ascending row keys are newest first.
-fn inverted(id: &CompetitionId) -> String {
-    id.to_string()
-        .bytes()
-        .map(|b| {
-            let i = CROCKFORD.iter().position(|c| *c == b).unwrap_or(0);
-            CROCKFORD[31 - i] as char
-        })
-        .collect()
-}
-
-/// The creation time of a competition, from its id (a ULID).
-fn created_at(id: &CompetitionId) -> Option<SystemTime> {
-    let ulid: ulid::Ulid = id.to_string().parse().ok()?;
-    UNIX_EPOCH.checked_add(Duration::from_millis(ulid.timestamp_ms()))
-}
-
-/// The ETag a conditional write needs. None at all is a service failure: writing with `*`
-/// instead would overwrite whatever is there, the very race the condition guards against.
-fn required_etag(etag: Option<String>, what: &str) -> Result<String> {
-    etag.ok_or_else(|| corrupt(what, "the service sent no ETag"))
-}
-
-/// The property that records a delivery to `device` (an [`Endpoint::delivery_key`]): one
-/// Boolean property per device, the closest Table Storage has to a set (adding one is an
-/// idempotent merge). Property names are identifiers, so a key must be letters and digits.
-fn delivered_property(device: &str) -> Result<String> {
-    if device.is_empty() || device.len() > 200 || !device.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(Error::invalid(
-            "devices",
-            "a delivery key is 1 to 200 letters and digits (Endpoint::delivery_key)",
-        ));
-    }
-    Ok(format!("{DELIVERED_TO}{device}"))
-}
-
-/// The devices a notification entity records as reached, sorted.
-fn delivered_to(entity: &Entity) -> Vec<String> {
-    let mut devices: Vec<String> = entity
-        .props
-        .iter()
-        .filter(|(_, v)| v.as_bool() == Some(true))
-        .filter_map(|(name, _)| name.strip_prefix(DELIVERED_TO).map(str::to_owned))
-        .collect();
-    devices.sort();
-    devices
-}
-
-/// What the vote row read with the competition says of the voter's earlier vote: its choice
-/// and, where the row keeps it, its receipt (the tally after it, `Tally0`, `Tally1`, ..., and
-/// `Closed`; the outcome of a closing vote is the competition's).
-fn counted_vote(row: &Entity, competition: &Entity) -> Result<CountedVote> {
-    let choice = row
-        .i64("Choice")
-        .and_then(|c| usize::try_from(c).ok())
-        .ok_or_else(|| corrupt("vote", "property Choice is missing"))?;
-    let counts: Vec<u32> = (0..)
-        .map_while(|i| row.i64(&format!("Tally{i}")))
-        .map(|c| u32::try_from(c).map_err(|e| corrupt("vote", e)))
-        .collect::<Result<_>>()?;
-    let receipt = match row.bool("Closed") {
-        None => None,
-        Some(closed) => Some(VoteReceipt {
-            tally: Tally::from_counts(counts),
-            closed: if closed {
-                Some(json_prop(competition, "Outcome")?)
-            } else {
-                None
-            },
-        }),
-    };
-    Ok(CountedVote { choice, receipt })
-}
-
-fn json_prop<T: serde::de::DeserializeOwned>(entity: &Entity, name: &str) -> Result<T> {
-    let raw = entity
-        .str(name)
-        .ok_or_else(|| corrupt(name, format!("property {name} is missing")))?;
-    serde_json::from_str(raw).map_err(|e| corrupt(name, e))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    let s = serde_json::to_string(value).map_err(|e| Error::backend(PROVIDER, e))?;
-    // A string property holds at most 64 KiB (32K UTF-16 units).
-    if s.encode_utf16().count() > 32 * 1024 {
-        return Err(Error::invalid("competition", "too large to store in one table entity"));
-    }
-    Ok(s)
-}
-
-fn keys(partition: &str, row: &str) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("PartitionKey".into(), Value::String(partition.into()));
-    m.insert("RowKey".into(), Value::String(row.into()));
-    m
-}
-
-/// The competition entity's properties.
-fn competition_props(c: &Competition) -> Result<Map<String, Value>> {
-    let mut m = Map::new();
-    m.insert("Body".into(), Value::String(to_json(c)?));
-    m.insert("Standing".into(), Value::String(to_json(&c.standing())?));
-    m.insert("Status".into(), Value::String(c.status.as_str().into()));
-    // The title again, apart from the body, so the closing vote reads it without the body.
-    m.insert("Title".into(), Value::String(to_json(&c.title)?));
-    m.insert(
-        "Outcome".into(),
-        Value::String(match &c.outcome {
-            Some(o) => to_json(o)?,
-            None => String::new(),
-        }),
-    );
-    Ok(m)
-}
-
-/// A competition as stored: its body, with the parts a vote changes taken from the standing.
-fn read_competition(entity: &Entity) -> Result<Competition> {
-    let mut c: Competition = json_prop(entity, "Body")?;
-    let standing: Standing = json_prop(entity, "Standing")?;
-    c.status = standing.status;
-    c.tally = standing.tally;
-    c.outcome = match entity.str("Outcome") {
-        Some(raw) if !raw.is_empty() => Some(serde_json::from_str(raw).map_err(|e| corrupt("outcome", e))?),
-        _ => None,
-    };
-    Ok(c)
 }
 
 impl AzureTableDatabase {
@@ -348,111 +207,6 @@ impl AzureTableDatabase {
             // Already listed (a retried insert or publish): the first entry stands.
             Ok(()) | Err(Error::Conflict { .. }) => Ok(()),
             Err(e) => Err(e),
-        }
-    }
-
-    /// One attempt at a vote: [`Attempt::LostRace`] when another vote changed the standing
-    /// (or this voter's row) in between.
-    async fn try_vote(&self, vote: &Vote) -> Result<Attempt<VoteReceipt>> {
-        let partition = vote.competition.to_string();
-        let vote_key = vote_row(&vote.voter);
-        // One request reads both rows a vote decides on: the competition and this voter's
-        // vote, if any (whose receipt answers a repeat).
-        let filter = format!(
-            "PartitionKey eq {} and (RowKey eq {} or RowKey eq {})",
-            quote(&partition),
-            quote(COMPETITION),
-            quote(&vote_key)
-        );
-        let (mut competition, mut voted) = (None, None);
-        let mut continuation = None;
-        loop {
-            // The service may end a page early with a continuation; for two rows of one
-            // partition that is rare, and following it keeps the answer complete.
-            let (rows, next) = self.table.query(&filter, None, None, continuation.as_ref()).await?;
-            for row in rows {
-                match row.str("RowKey") {
-                    Some(COMPETITION) => competition = Some(row),
-                    Some(key) if key == vote_key => voted = Some(row),
-                    _ => {}
-                }
-            }
-            match next {
-                Some(n) => continuation = Some(n),
-                None => break,
-            }
-        }
-        let standing: Option<Standing> = competition.as_ref().map(|e| json_prop(e, "Standing")).transpose()?;
-        let earlier = match (&voted, &competition) {
-            (Some(row), Some(c)) => Some(counted_vote(row, c)?),
-            // No competition: `decide_vote` answers NotFound before looking at a vote.
-            _ => None,
-        };
-        let (standing, receipt, notification) = match decide_vote(vote, standing, earlier)? {
-            VoteDecision::Repeat(receipt) => return Ok(Attempt::Done(receipt)),
-            VoteDecision::Count {
-                standing,
-                receipt,
-                notification,
-            } => (standing, receipt, notification),
-        };
-        let Some(entity) = competition else {
-            return Err(Error::not_found(What::Competition, vote.competition));
-        };
-        let etag = required_etag(entity.etag.clone(), "competition")?;
-        let mut vote_props = keys(&partition, &vote_key);
-        vote_props.insert("Voter".into(), Value::String(vote.voter.as_str().into()));
-        vote_props.insert("Choice".into(), json!(vote.choice));
-        // The receipt, for a repeat of this vote: the tally after it, one Int32 per photo, and
-        // whether it closed the competition (the outcome itself is on the competition).
-        for (i, count) in receipt.tally.counts().iter().enumerate() {
-            vote_props.insert(format!("Tally{i}"), json!(count));
-        }
-        vote_props.insert("Closed".into(), Value::Bool(receipt.closed.is_some()));
-        let mut update = Map::new();
-        update.insert("Standing".into(), Value::String(to_json(&standing)?));
-        update.insert("Status".into(), Value::String(standing.status.as_str().into()));
-        let mut ops = vec![BatchOp::Insert(vote_props)];
-        if let (Some(outcome), Some(notification)) = (&receipt.closed, notification) {
-            update.insert("Outcome".into(), Value::String(to_json(outcome)?));
-            let mut n = keys(&partition, NOTIFICATION);
-            n.insert("Notification".into(), Value::String(to_json(&*notification)?));
-            n.insert("Delivered".into(), Value::Bool(false));
-            put_i64(&mut n, "LeaseUntil", 0);
-            ops.push(BatchOp::Merge {
-                partition: partition.clone(),
-                row: COMPETITION.into(),
-                props: update,
-                if_match: etag,
-            });
-            ops.push(BatchOp::Insert(n));
-            // Listed in the outbox before the batch, so no crash can leave a pending
-            // notification that `claim_notifications` does not find. If the batch then loses
-            // its race, the entry waits for whichever vote does close the competition.
-            self.mark_outbox(&partition).await?;
-        } else {
-            ops.push(BatchOp::Merge {
-                partition: partition.clone(),
-                row: COMPETITION.into(),
-                props: update,
-                if_match: etag,
-            });
-        }
-        match self.table.batch(&ops).await? {
-            Ok(()) => {
-                if receipt.closed.is_some() {
-                    // Off the feed; readers also check the status, so a failure here only
-                    // leaves an entry they skip.
-                    if let Err(e) = self.table.delete(FEED, &inverted(&vote.competition), "*").await {
-                        tracing::warn!(error = %e, "could not remove a closed competition from the feed");
-                    }
-                }
-                Ok(Attempt::Done(receipt))
-            }
-            Err(failure) => match refusal(&failure) {
-                Refusal::ReadAgain => Ok(Attempt::LostRace),
-                _ => Err(batch_error(vote, self.table.table(), failure)),
-            },
         }
     }
 }
