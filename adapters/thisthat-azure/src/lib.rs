@@ -14,20 +14,26 @@
 
 mod auth;
 mod blob;
+pub mod classifier;
 mod database;
-pub mod notify;
+mod error;
+pub mod notifier;
 mod opener;
 mod table;
 pub mod transport;
-pub mod vision;
+
+/// The AI Vision classifier under its earlier module name: [`classifier`].
+pub use classifier as vision;
+/// The Notification Hubs notifier under its earlier module name: [`notifier`].
+pub use notifier as notify;
 
 pub use auth::{AccountKey, StorageAuth};
 pub use blob::AzureBlobStore;
+pub use classifier::{AiVisionClassifier, Screening};
 pub use database::AzureTableDatabase;
-pub use notify::{NotificationHubsConfig, NotificationHubsNotifier};
+pub use notifier::{NotificationHubsConfig, NotificationHubsNotifier};
 pub use opener::AzureOpener;
 pub use table::TableClient;
-pub use vision::{AiVisionClassifier, Screening};
 
 /// The well-known account name of the storage emulator (Azurite), public in Microsoft's docs.
 pub const DEV_ACCOUNT: &str = "devstoreaccount1";

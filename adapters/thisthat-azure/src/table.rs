@@ -18,12 +18,12 @@ use bytes::Bytes;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Map, Value};
 use thisthat_core::{Error, Result};
-use thisthat_http::HttpStatusError;
+use thisthat_http::{HttpStatusError, Resend};
 use url::Url;
 
-use crate::auth::StorageAuth;
+use crate::{auth::StorageAuth, error::missing_table};
 
-pub(crate) const PROVIDER: &str = "azure-table";
+pub(crate) use crate::error::TABLE_PROVIDER as PROVIDER;
 
 /// The Table service version thisthat speaks (JSON payloads, OAuth).
 const VERSION: &str = "2019-02-02";
@@ -58,6 +58,14 @@ impl Entity {
 pub(crate) fn put_i64(props: &mut Map<String, Value>, name: &str, value: i64) {
     props.insert(name.to_owned(), Value::String(value.to_string()));
     props.insert(format!("{name}@odata.type"), Value::String("Edm.Int64".into()));
+}
+
+/// What a request answered: success, or the one failure status the call expects (a missing
+/// entity for a read, an existing table for a create), which is an answer, not an error.
+#[derive(Debug)]
+enum Answered {
+    Success(reqwest::Response),
+    Expected,
 }
 
 /// One operation of an entity-group transaction.
@@ -130,17 +138,6 @@ fn check_table_name(name: &str) -> Result<()> {
             "{name:?} is not a table name: 3 to 63 letters and digits, starting with a letter"
         )))
     }
-}
-
-/// A 404 whose error code is `TableNotFound`: the table itself is missing, which no retry
-/// fixes and which is not a missing entity either; the deployment has not created it.
-fn missing_table(table: &str, e: &HttpStatusError) -> Option<Error> {
-    (e.status == 404 && e.body.contains("TableNotFound")).then(|| Error::Config {
-        reason: format!(
-            "the table {table:?} does not exist: create it (AzureTableDatabase::create_tables, or aztable://...?create=true)"
-        ),
-        source: Some(e.clone().into()),
-    })
 }
 
 /// Quotes a key for a URL or a filter: single quotes doubled.
@@ -228,6 +225,24 @@ impl TableClient {
             .header("Authorization", authorization))
     }
 
+    /// Sends `request`; a success is [`Answered::Success`], the status `expected` (one the
+    /// call treats as its own answer, e.g. 404 for a missing entity) [`Answered::Expected`],
+    /// a missing table `Config`, anything else through `thisthat_http::status_error`.
+    async fn answer(&self, request: RequestBuilder, resend: Resend, expected: u16) -> Result<Answered> {
+        let answer = thisthat_http::exchange(PROVIDER, request, resend).await?;
+        if answer.response.status().as_u16() != expected {
+            let table = self.table.as_str();
+            return thisthat_http::success(PROVIDER, answer.response, |e| missing_table(table, e))
+                .await
+                .map(Answered::Success);
+        }
+        let error = HttpStatusError::from_response(answer.response).await;
+        match missing_table(&self.table, &error) {
+            Some(e) => Err(e),
+            None => Ok(Answered::Expected),
+        }
+    }
+
     /// Creates the table; an existing one is fine.
     pub async fn create_table(&self) -> Result<()> {
         let _permit = self.permit().await?;
@@ -238,14 +253,8 @@ impl TableClient {
             .header("Content-Type", "application/json")
             .header("Prefer", "return-no-content")
             .body(body);
-        match thisthat_http::send(PROVIDER, request, |e| {
-            (e.status == 409).then(|| Error::conflict("exists"))
-        })
-        .await
-        {
-            Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        // 409: it exists, which is what was asked for.
+        self.answer(request, Resend::Never, 409).await.map(drop)
     }
 
     /// Deletes the table and everything in it; a missing one is fine.
@@ -253,14 +262,8 @@ impl TableClient {
         let _permit = self.permit().await?;
         let url = self.url(&format!("Tables({})", quote(&self.table)));
         let request = self.request(Method::DELETE, url).await?;
-        match thisthat_http::send(PROVIDER, request, |e| {
-            (e.status == 404).then(|| Error::conflict("missing"))
-        })
-        .await
-        {
-            Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        // 404: already gone.
+        self.answer(request, Resend::Safe, 404).await.map(drop)
     }
 
     /// Reads one entity, `None` if missing. `select` limits the properties read.
@@ -271,14 +274,9 @@ impl TableClient {
             url.query_pairs_mut().append_pair("$select", select);
         }
         let request = self.request(Method::GET, url).await?;
-        let table = self.table.as_str();
-        let missing = |e: &HttpStatusError| {
-            missing_table(table, e).or_else(|| (e.status == 404).then(|| Error::conflict("missing")))
-        };
-        let response = match thisthat_http::send_idempotent(PROVIDER, request, missing).await {
-            Ok(response) => response,
-            Err(Error::Conflict { .. }) => return Ok(None),
-            Err(e) => return Err(e),
+        let response = match self.answer(request, Resend::Safe, 404).await? {
+            Answered::Success(response) => response,
+            Answered::Expected => return Ok(None),
         };
         let header_etag = response
             .headers()

@@ -1,4 +1,5 @@
-//! The database on Azure Table Storage, over [`TableClient`].
+//! The database on Azure Table Storage, over [`TableClient`]: the port's implementation
+//! here, the entities' codec in `codec.rs`, the vote algorithm in `vote.rs`.
 //!
 //! One table holds everything, in these partitions (see `docs/azure.md`):
 //!
@@ -14,9 +15,9 @@
 //! A vote is one read of the partition (the competition row and this voter's vote row, in one
 //! query) plus one entity-group transaction in the competition's partition: insert the vote
 //! row, merge the new standing with the read ETag as `If-Match`, and at the threshold insert
-//! the notification in the same batch. "Already voted" is decided from the read before the
-//! standing is applied, as the reference database does, so a vote whose answer was lost and
-//! is retried after it closed the competition is `AlreadyVoted`, not `Closed`.
+//! the notification in the same batch. [`decide_vote`] decides from that read, so a vote whose
+//! answer was lost and that is sent again (even after it closed the competition) is answered
+//! with the receipt kept on its vote row, not `Closed`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,19 +33,25 @@ use thisthat_core::{
 };
 use tracing::instrument;
 
+use thisthat_core::{
+    Tally,
+    adapter::{Attempt, CountedVote, VoteDecision, contention_policy, decide_vote, hex, race, unix_millis},
+};
+
+use crate::error::{Refusal, batch_error, corrupt, refusal};
 use crate::table::{BatchOp, Entity, PROVIDER, TableClient, put_i64, quote};
+
+mod codec;
+mod vote;
+
+use codec::*;
 
 const COMPETITION: &str = "competition";
 const NOTIFICATION: &str = "notification";
 const FEED: &str = "feed";
 const OUTBOX: &str = "outbox";
-
-/// How often a vote re-reads and tries again after losing the ETag race before it reports the
-/// competition as unavailable (retryable). Only winning votes change an open competition's
-/// standing, and at most `votes_to_close` of them ever win (24 by default, but a setting of
-/// the rules with no upper bound), so with the default a voter loses at most 24 races; the
-/// rest of the margin covers larger settings. Past it the caller's retry layer takes over.
-const MAX_VOTE_ATTEMPTS: u32 = 200;
+/// The prefix of a notification's per-device delivery properties.
+const DELIVERED_TO: &str = "DeliveredTo_";
 
 /// How old (by its id's ULID timestamp) a feed entry whose competition is missing must be
 /// before the feed deletes it. Younger ones may belong to a competition being inserted right
@@ -75,153 +82,6 @@ impl AzureTableDatabase {
     }
 }
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
-}
-
-fn vote_row(voter: &UserId) -> String {
-    format!("vote_{}", b64(voter.as_str()))
-}
-
-fn user_partition(user: &UserId) -> String {
-    format!("user_{}", b64(user.as_str()))
-}
-
-fn token_row(token: &str) -> String {
-    // Tokens run to 4 KiB and hold characters keys may not; their hash is a key of 64 hex digits.
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/// The id with every Crockford digit mirrored, so ascending row keys are newest first.
-fn inverted(id: &CompetitionId) -> String {
-    id.to_string()
-        .bytes()
-        .map(|b| {
-            let i = CROCKFORD.iter().position(|c| *c == b).unwrap_or(0);
-            CROCKFORD[31 - i] as char
-        })
-        .collect()
-}
-
-/// What a refused vote batch means. The batch is the vote insert (index 0), the standing
-/// merge (1) and, for a closing vote, the notification insert (2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    /// The vote insert itself was refused as existing: the same voter's vote landed between
-    /// the read and the batch.
-    AlreadyVoted,
-    /// Anything the next read decides: the standing changed (412), or a conflict the answer
-    /// does not pin on the vote row. The read sees the vote row if there is one.
-    ReadAgain,
-    /// The competition was deleted since the read (a deleted draft).
-    Missing,
-    /// The table is gone: the deployment's fault.
-    NoTable,
-    /// Any other status.
-    Other,
-}
-
-fn refusal(failure: &crate::table::BatchFailure) -> Refusal {
-    match (failure.status, failure.index, failure.code.as_str()) {
-        (409, Some(0), "EntityAlreadyExists") => Refusal::AlreadyVoted,
-        (409 | 412, _, _) => Refusal::ReadAgain,
-        (404, _, "TableNotFound") => Refusal::NoTable,
-        (404, _, _) => Refusal::Missing,
-        _ => Refusal::Other,
-    }
-}
-
-/// The creation time of a competition, from its id (a ULID).
-fn created_at(id: &CompetitionId) -> Option<SystemTime> {
-    let ulid: ulid::Ulid = id.to_string().parse().ok()?;
-    UNIX_EPOCH.checked_add(Duration::from_millis(ulid.timestamp_ms()))
-}
-
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-fn corrupt(what: &str, e: impl Into<thisthat_core::BoxError>) -> Error {
-    Error::Backend {
-        provider: PROVIDER,
-        message: format!("a stored {what} could not be read"),
-        source: Some(e.into()),
-    }
-}
-
-/// The ETag a conditional write needs. None at all is a service failure: writing with `*`
-/// instead would overwrite whatever is there, the very race the condition guards against.
-fn required_etag(etag: Option<String>, what: &str) -> Result<String> {
-    etag.ok_or_else(|| corrupt(what, "the service sent no ETag"))
-}
-
-fn json_prop<T: serde::de::DeserializeOwned>(entity: &Entity, name: &str) -> Result<T> {
-    let raw = entity
-        .str(name)
-        .ok_or_else(|| corrupt(name, format!("property {name} is missing")))?;
-    serde_json::from_str(raw).map_err(|e| corrupt(name, e))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    let s = serde_json::to_string(value).map_err(|e| Error::backend(PROVIDER, e))?;
-    // A string property holds at most 64 KiB (32K UTF-16 units).
-    if s.encode_utf16().count() > 32 * 1024 {
-        return Err(Error::invalid("competition", "too large to store in one table entity"));
-    }
-    Ok(s)
-}
-
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Draft => "draft",
-        Status::Open => "open",
-        _ => "closed",
-    }
-}
-
-fn keys(partition: &str, row: &str) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("PartitionKey".into(), Value::String(partition.into()));
-    m.insert("RowKey".into(), Value::String(row.into()));
-    m
-}
-
-/// The competition entity's properties.
-fn competition_props(c: &Competition) -> Result<Map<String, Value>> {
-    let mut m = Map::new();
-    m.insert("Body".into(), Value::String(to_json(c)?));
-    m.insert("Standing".into(), Value::String(to_json(&c.standing())?));
-    m.insert("Status".into(), Value::String(status_name(c.status).into()));
-    // The title again, apart from the body, so the closing vote reads it without the body.
-    m.insert("Title".into(), Value::String(to_json(&c.title)?));
-    m.insert(
-        "Outcome".into(),
-        Value::String(match &c.outcome {
-            Some(o) => to_json(o)?,
-            None => String::new(),
-        }),
-    );
-    Ok(m)
-}
-
-/// A competition as stored: its body, with the parts a vote changes taken from the standing.
-fn read_competition(entity: &Entity) -> Result<Competition> {
-    let mut c: Competition = json_prop(entity, "Body")?;
-    let standing: Standing = json_prop(entity, "Standing")?;
-    c.status = standing.status;
-    c.tally = standing.tally;
-    c.outcome = match entity.str("Outcome") {
-        Some(raw) if !raw.is_empty() => Some(serde_json::from_str(raw).map_err(|e| corrupt("outcome", e))?),
-        _ => None,
-    };
-    Ok(c)
-}
-
 impl AzureTableDatabase {
     /// The competition and its ETag. Reads that only show the competition ignore the ETag;
     /// writes take it through [`required_etag`].
@@ -230,6 +90,46 @@ impl AzureTableDatabase {
             return Ok(None);
         };
         Ok(Some((read_competition(&entity)?, entity.etag)))
+    }
+
+    /// The notification entity of `competition`, if it is still pending: NotFound if none was
+    /// recorded, Conflict if it was delivered.
+    async fn pending_notification(&self, competition: &CompetitionId) -> Result<Entity> {
+        let Some(entity) = self.table.get(&competition.to_string(), NOTIFICATION, None).await? else {
+            return Err(Error::not_found(What::Notification, competition));
+        };
+        if entity.bool("Delivered") == Some(true) {
+            return Err(Error::conflict(format!(
+                "the notification of {competition} was already delivered"
+            )));
+        }
+        Ok(entity)
+    }
+
+    /// Merges `props` into the notification read with `etag`; a changed ETag (a lease, a
+    /// delivery or a completion in between) is a lost race.
+    async fn merge_notification(
+        &self,
+        competition: &CompetitionId,
+        props: &Map<String, Value>,
+        etag: &str,
+    ) -> Result<Attempt<()>> {
+        match self
+            .table
+            .write(
+                What::Notification,
+                &competition.to_string(),
+                NOTIFICATION,
+                props,
+                true,
+                Some(etag),
+            )
+            .await
+        {
+            Ok(()) => Ok(Attempt::Done(())),
+            Err(Error::Conflict { .. }) => Ok(Attempt::LostRace),
+            Err(e) => Err(e),
+        }
     }
 
     async fn mark_outbox(&self, competition: &str) -> Result<()> {
@@ -309,114 +209,6 @@ impl AzureTableDatabase {
             Err(e) => Err(e),
         }
     }
-
-    /// One attempt at a vote: `Ok(None)` when another vote changed the standing in between.
-    async fn try_vote(&self, vote: &Vote) -> Result<Option<VoteReceipt>> {
-        let partition = vote.competition.to_string();
-        let vote_key = vote_row(&vote.voter);
-        // One request reads both rows a vote decides on: the competition (only the standing,
-        // and the title for a closing vote's notification) and this voter's vote, if any.
-        let filter = format!(
-            "PartitionKey eq {} and (RowKey eq {} or RowKey eq {})",
-            quote(&partition),
-            quote(COMPETITION),
-            quote(&vote_key)
-        );
-        let (mut competition, mut voted) = (None, false);
-        let mut continuation = None;
-        loop {
-            // The service may end a page early with a continuation; for two rows of one
-            // partition that is rare, and following it keeps the answer complete.
-            let (rows, next) = self
-                .table
-                .query(&filter, Some("RowKey,Standing,Title"), None, continuation.as_ref())
-                .await?;
-            for row in rows {
-                match row.str("RowKey") {
-                    Some(COMPETITION) => competition = Some(row),
-                    Some(key) if key == vote_key => voted = true,
-                    _ => {}
-                }
-            }
-            match next {
-                Some(n) => continuation = Some(n),
-                None => break,
-            }
-        }
-        // The reference order: a missing competition, then a second vote, then the rules.
-        let Some(entity) = competition else {
-            return Err(Error::not_found(What::Competition, vote.competition));
-        };
-        if voted {
-            return Err(Error::AlreadyVoted);
-        }
-        let etag = required_etag(entity.etag.clone(), "competition")?;
-        let mut standing: Standing = json_prop(&entity, "Standing")?;
-        let receipt = standing.apply(vote)?;
-        let mut vote_props = keys(&partition, &vote_key);
-        vote_props.insert("Voter".into(), Value::String(vote.voter.as_str().into()));
-        vote_props.insert("Choice".into(), json!(vote.choice));
-        let mut update = Map::new();
-        update.insert("Standing".into(), Value::String(to_json(&standing)?));
-        update.insert("Status".into(), Value::String(status_name(standing.status).into()));
-        let mut ops = vec![BatchOp::Insert(vote_props)];
-        if let Some(outcome) = &receipt.closed {
-            update.insert("Outcome".into(), Value::String(to_json(outcome)?));
-            let notification = Notification {
-                competition: vote.competition,
-                owner: standing.owner.clone(),
-                title: json_prop(&entity, "Title")?,
-                outcome: outcome.clone(),
-            };
-            let mut n = keys(&partition, NOTIFICATION);
-            n.insert("Notification".into(), Value::String(to_json(&notification)?));
-            n.insert("Delivered".into(), Value::Bool(false));
-            put_i64(&mut n, "LeaseUntil", 0);
-            ops.push(BatchOp::Merge {
-                partition: partition.clone(),
-                row: COMPETITION.into(),
-                props: update,
-                if_match: etag,
-            });
-            ops.push(BatchOp::Insert(n));
-            // Listed in the outbox before the batch, so no crash can leave a pending
-            // notification that `claim_notifications` does not find. If the batch then loses
-            // its race, the entry waits for whichever vote does close the competition.
-            self.mark_outbox(&partition).await?;
-        } else {
-            ops.push(BatchOp::Merge {
-                partition: partition.clone(),
-                row: COMPETITION.into(),
-                props: update,
-                if_match: etag,
-            });
-        }
-        match self.table.batch(&ops).await? {
-            Ok(()) => Ok(Some(receipt)),
-            Err(failure) => match refusal(&failure) {
-                Refusal::AlreadyVoted => Err(Error::AlreadyVoted),
-                Refusal::ReadAgain => Ok(None),
-                Refusal::Missing => Err(Error::not_found(What::Competition, vote.competition)),
-                Refusal::NoTable => Err(Error::Config {
-                    reason: format!("the table {:?} does not exist: create it", self.table.table()),
-                    source: Some(failure.into()),
-                }),
-                Refusal::Other => Err(
-                    match thisthat_http::status_error(
-                        PROVIDER,
-                        thisthat_http::HttpStatusError::new(failure.status, failure.code.clone()),
-                    ) {
-                        Error::Backend { provider, message, .. } => Error::Backend {
-                            provider,
-                            message,
-                            source: Some(failure.into()),
-                        },
-                        other => other,
-                    },
-                ),
-            },
-        }
-    }
 }
 
 #[async_trait]
@@ -477,26 +269,7 @@ impl Database for AzureTableDatabase {
 
     #[instrument(skip(self), fields(table = self.table.table(), competition = %vote.competition))]
     async fn cast_vote(&self, vote: &Vote) -> Result<VoteReceipt> {
-        for attempt in 0..MAX_VOTE_ATTEMPTS {
-            if let Some(receipt) = self.try_vote(vote).await? {
-                if receipt.closed.is_some() {
-                    // Off the feed; readers also check the status, so a failure here only
-                    // leaves an entry they skip.
-                    if let Err(e) = self.table.delete(FEED, &inverted(&vote.competition), "*").await {
-                        tracing::warn!(error = %e, "could not remove a closed competition from the feed");
-                    }
-                }
-                return Ok(receipt);
-            }
-            // Lost the race: back off a little (jittered, growing) so racing voters spread out.
-            let cap = 2u64.saturating_pow(attempt.min(6)).min(50);
-            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
-        }
-        Err(Error::Unavailable {
-            provider: PROVIDER,
-            retry_after: Some(Duration::from_millis(100)),
-            source: Some(format!("vote lost {MAX_VOTE_ATTEMPTS} races in a row").into()),
-        })
+        race(PROVIDER, &contention_policy(), || self.try_vote(vote)).await
     }
 
     #[instrument(skip(self, query), fields(table = self.table.table()))]
@@ -568,7 +341,7 @@ impl Database for AzureTableDatabase {
 
     #[instrument(skip(self, claim), fields(table = self.table.table()))]
     async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
-        let now = millis(claim.now);
+        let now = unix_millis(claim.now);
         let candidates: Vec<Entity> = match &claim.competition {
             Some(id) => self
                 .table
@@ -582,7 +355,7 @@ impl Database for AzureTableDatabase {
         let until = claim
             .now
             .checked_add(claim.lease)
-            .map(millis)
+            .map(unix_millis)
             .ok_or_else(|| Error::invalid("lease", "too long"))?;
         let mut claimed = Vec::new();
         for entity in candidates {
@@ -595,7 +368,8 @@ impl Database for AzureTableDatabase {
             let (Some(partition), Some(etag)) = (entity.str("PartitionKey"), entity.etag.as_deref()) else {
                 continue;
             };
-            let notification: Notification = json_prop(&entity, "Notification")?;
+            let mut notification: Notification = json_prop(&entity, "Notification")?;
+            notification.delivered_to = delivered_to(&entity);
             let mut lease = Map::new();
             put_i64(&mut lease, "LeaseUntil", until);
             // The ETag makes the claim exclusive: of racing workers, one merge succeeds.
@@ -612,45 +386,45 @@ impl Database for AzureTableDatabase {
         Ok(claimed)
     }
 
-    #[instrument(skip(self), fields(table = self.table.table()))]
-    async fn complete_notification(&self, competition: &CompetitionId) -> Result<()> {
-        loop {
-            let Some(entity) = self.table.get(&competition.to_string(), NOTIFICATION, None).await? else {
-                return Err(Error::not_found(What::Notification, competition));
-            };
-            if entity.bool("Delivered") == Some(true) {
-                return Err(Error::conflict(format!(
-                    "the notification of {competition} was already delivered"
-                )));
+    #[instrument(skip(self, devices), fields(table = self.table.table(), devices = devices.len()))]
+    async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()> {
+        let mut props = Map::new();
+        for device in devices {
+            props.insert(delivered_property(device)?, Value::Bool(true));
+        }
+        race(PROVIDER, &contention_policy(), || async {
+            let entity = self.pending_notification(competition).await?;
+            // Only what is not recorded yet: a repeat writes nothing.
+            let mut new = props.clone();
+            new.retain(|name, _| entity.bool(name) != Some(true));
+            if new.is_empty() {
+                return Ok(Attempt::Done(()));
             }
+            // The ETag keeps a completion (or a lease) in between from being overwritten;
+            // the merge adds properties and leaves `LeaseUntil` as it is.
+            let etag = required_etag(entity.etag.clone(), "notification")?;
+            self.merge_notification(competition, &new, &etag).await
+        })
+        .await
+    }
+
+    #[instrument(skip(self), fields(table = self.table.table()))]
+    async fn complete_notification(&self, competition: &CompetitionId, at: SystemTime) -> Result<()> {
+        let mut done = Map::new();
+        done.insert("Delivered".into(), Value::Bool(true));
+        put_i64(&mut done, "DeliveredAt", unix_millis(at));
+        race(PROVIDER, &contention_policy(), || async {
+            let entity = self.pending_notification(competition).await?;
             // Without an ETag the merge could not be conditional; `*` would let two
             // completions both succeed.
             let etag = required_etag(entity.etag.clone(), "notification")?;
-            let mut done = Map::new();
-            done.insert("Delivered".into(), Value::Bool(true));
-            match self
-                .table
-                .write(
-                    What::Notification,
-                    &competition.to_string(),
-                    NOTIFICATION,
-                    &done,
-                    true,
-                    Some(&etag),
-                )
-                .await
-            {
-                Ok(()) => {
-                    if let Err(e) = self.table.delete(OUTBOX, &competition.to_string(), "*").await {
-                        tracing::warn!(error = %e, "could not remove a delivered notification from the outbox");
-                    }
-                    return Ok(());
-                }
-                // A lease changed it in between: read again (a second completion then conflicts).
-                Err(Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
+            self.merge_notification(competition, &done, &etag).await
+        })
+        .await?;
+        if let Err(e) = self.table.delete(OUTBOX, &competition.to_string(), "*").await {
+            tracing::warn!(error = %e, "could not remove a delivered notification from the outbox");
         }
+        Ok(())
     }
 
     #[instrument(skip(self, endpoint), fields(table = self.table.table()))]
@@ -690,34 +464,6 @@ impl Database for AzureTableDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn failure(status: u16, index: Option<usize>, code: &str) -> crate::table::BatchFailure {
-        crate::table::BatchFailure {
-            index,
-            status,
-            code: code.into(),
-        }
-    }
-
-    #[test]
-    fn only_the_vote_insert_refused_as_existing_is_already_voted() {
-        assert_eq!(
-            refusal(&failure(409, Some(0), "EntityAlreadyExists")),
-            Refusal::AlreadyVoted
-        );
-        // No index, another operation, or another code: the next read decides.
-        for f in [
-            failure(409, None, "EntityAlreadyExists"),
-            failure(409, Some(2), "EntityAlreadyExists"),
-            failure(409, Some(0), "SomethingElse"),
-            failure(412, Some(1), "UpdateConditionNotSatisfied"),
-        ] {
-            assert_eq!(refusal(&f), Refusal::ReadAgain, "{f:?}");
-        }
-        assert_eq!(refusal(&failure(404, Some(1), "ResourceNotFound")), Refusal::Missing);
-        assert_eq!(refusal(&failure(404, None, "TableNotFound")), Refusal::NoTable);
-        assert_eq!(refusal(&failure(500, None, "InternalError")), Refusal::Other);
-    }
 
     #[test]
     fn competitions_are_dated_by_their_ulid() {
