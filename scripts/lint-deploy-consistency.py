@@ -5,7 +5,7 @@ Run by scripts/lint-deploy with the tools' Python (it needs cfn-lint's template 
 reads CloudFormation's short-form tags such as !Sub). From the repository root:
 
 - the SAM template's DynamoDB table has the keys, attributes and indexes that
-  `DynamoDatabase::create_table` creates (adapters/thisthat-aws/src/dynamodb.rs);
+  `DynamoDatabase::create_table` creates (adapters/thisthat-aws/src/database/schema.rs);
 - its IAM policy grants exactly the actions docs/aws.md's policy lists (plus writing logs);
 - deploy/gcp/firestore.indexes.json holds exactly the indexes docs/gcp.md lists;
 - every THISTHAT_* variable the templates set is one the `thisthat` binary reads.
@@ -44,14 +44,14 @@ def aws():
     resources = template["Resources"]
 
     # The table, against the code that creates it.
-    code = Path("adapters/thisthat-aws/src/dynamodb.rs").read_text(encoding="utf-8")
+    code = Path("adapters/thisthat-aws/src/database/schema.rs").read_text(encoding="utf-8")
     body = code[code.index("pub async fn create_table"):]
     body = body[: body.index("\n    }\n")]
     constants = dict(re.findall(r'const (\w+_INDEX): &str = "(\w+)";', code))
     attributes = re.findall(r'attribute\("(\w+)"\)\?', body)
     indexes = {constants[name]: partition for name, partition in re.findall(r"index\(\s*(\w+),\s*\"(\w+)\"", body)}
     included = re.findall(r'non_key_attributes\("(\w+)"\)', body)
-    check(attributes and indexes and included, "dynamodb.rs: create_table no longer reads as expected; update this check")
+    check(attributes and indexes and included, "database/schema.rs: create_table no longer reads as expected; update this check")
     table = resources["Table"]["Properties"]
     check(sorted(a["AttributeName"] for a in table["AttributeDefinitions"]) == sorted(attributes),
           f"template table attributes differ from create_table's {attributes}")
