@@ -386,15 +386,16 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
     }
     let screen = s.screening as f64;
 
-    // Storage: one write-class request per upload, one read-class request per photo a voter
-    // downloads, bytes kept over the retention, and the downloads as egress.
+    // Storage: one write-class request per blob written (each photo's original when kept, and
+    // its display variant), one read-class request per photo a voter downloads, bytes kept
+    // over the retention, and the downloads as egress.
     let (write, read, stored) = match mix.storage {
         Provider::Aws => ("s3.write_request", "s3.read_request", "s3.storage"),
         Provider::Gcp => ("gcs.class_a", "gcs.class_b", "gcs.storage"),
         Provider::Azure | Provider::Embedded => ("blob.write_operation", "blob.read_operation", "blob.storage"),
         Provider::Cloudflare => ("r2.class_a", "r2.class_b", "r2.storage"),
     };
-    add(mix.storage, write, c.photos);
+    add(mix.storage, write, c.blob_writes);
     add(mix.storage, read, c.photo_views);
     add(mix.storage, stored, c.stored_photo_bytes / GB);
     add(mix.storage, "egress", c.view_bytes / GB);
