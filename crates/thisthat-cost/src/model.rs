@@ -591,7 +591,11 @@ mod tests {
         let c = Counts::from_scenario(&tiny());
         let q = quantities(&c, &Mix::single(Provider::Aws));
         let get = |k: &str| q.iter().filter(|x| x.key == k).map(|x| x.quantity).sum::<f64>();
-        assert_eq!(get("s3.write_request"), 3.0);
+        assert_eq!(
+            get("s3.write_request"),
+            6.0,
+            "each photo's original and its display variant"
+        );
         assert_eq!(get("s3.read_request"), 90.0);
         assert_eq!(get("rekognition.image"), 6.0, "labels and screen per photo");
         assert_eq!(get("sns.request"), 8.0, "2 per push, 2 per registration");
