@@ -39,6 +39,14 @@ impl Interceptor for BusyVotes {
     }
 }
 
+async fn create(service: &Thisthat) -> thisthat::Competition {
+    let new = NewCompetition {
+        title: None,
+        photos: photos::three(),
+    };
+    service.create_competition(&user("owner"), new).await.expect("create")
+}
+
 #[tokio::test]
 async fn the_standard_layers_retry_transient_failures() {
     let memory = MemoryBackend::new();
@@ -46,16 +54,7 @@ async fn the_standard_layers_retry_transient_failures() {
     let service = Thisthat::builder(memory.backend().layer(flaky.clone()).with_standard_layers())
         .build()
         .expect("service");
-    let c = service
-        .create_competition(
-            &user("owner"),
-            NewCompetition {
-                title: None,
-                photos: photos::three(),
-            },
-        )
-        .await
-        .expect("create");
+    let c = create(&service).await;
     let receipt = service
         .vote(&user("voter"), &c.id, 0)
         .await
@@ -71,16 +70,7 @@ async fn an_exhausted_adapter_loop_is_not_retried_again() {
     let service = Thisthat::builder(memory.backend().layer(busy.clone()).with_standard_layers())
         .build()
         .expect("service");
-    let c = service
-        .create_competition(
-            &user("owner"),
-            NewCompetition {
-                title: None,
-                photos: photos::three(),
-            },
-        )
-        .await
-        .expect("create");
+    let c = create(&service).await;
     let vote = service.vote(&user("voter"), &c.id, 0).await;
     assert!(matches!(vote, Err(Error::Busy { .. })), "{vote:?}");
     assert_eq!(busy.0.load(Ordering::SeqCst), 1, "asked once: retries do not multiply");
