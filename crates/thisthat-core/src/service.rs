@@ -272,7 +272,7 @@ impl Thisthat {
             }
             let stored = join_all(
                 puts.iter()
-                    .map(|(key, bytes, options)| self.backend.blobs.put(key, bytes.clone(), options)),
+                    .map(|(key, bytes, options)| self.put_new(key, bytes, options)),
             )
             .await;
             if let Some(e) = first_error(stored) {
@@ -283,18 +283,9 @@ impl Thisthat {
             let result = async {
                 let photos = self.classify(&accepted, self.rules.keep_originals).await?;
                 let competition = self.new_competition(id, owner.clone(), title, Status::Open, photos);
-                match self.backend.database.insert_competition(&competition).await {
-                    Ok(()) => Ok(competition),
-                    // An unclear failure, or a retry of an insert that did land: if the row is
-                    // there and is ours, the creation succeeded and the photos must stay.
-                    Err(e @ (Error::Conflict { .. } | Error::Unavailable { .. })) => {
-                        match self.backend.database.competition(&id).await {
-                            Ok(stored) if stored == competition => Ok(competition),
-                            _ => Err(e),
-                        }
-                    }
-                    Err(e) => Err(e),
-                }
+                let insert = self.backend.database.insert_competition(&competition).await;
+                self.landed(insert, &competition).await?;
+                Ok(competition)
             }
             .await;
             if result.is_err() {
@@ -345,7 +336,8 @@ impl Thisthat {
                 })
                 .collect();
             let draft = self.new_competition(id, owner.clone(), title, Status::Draft, placeholders);
-            self.backend.database.insert_competition(&draft).await?;
+            let insert = self.backend.database.insert_competition(&draft).await;
+            self.landed(insert, &draft).await?;
             Ok(UploadTicket {
                 competition: id,
                 uploads,
@@ -457,7 +449,8 @@ impl Thisthat {
                     categories,
                     ..competition
                 };
-                self.backend.database.publish_competition(&competition).await?;
+                let publish = self.backend.database.publish_competition(&competition).await;
+                self.landed(publish, &competition).await?;
                 Ok(competition)
             }
             .await;
@@ -677,6 +670,37 @@ impl Thisthat {
         }
         .instrument(tracing::info_span!("thisthat.sweep"))
         .await
+    }
+
+    /// The outcome of writing `written` (an insert or a publish): an unclear failure, or a
+    /// `Conflict` met by a retry of a write that did land (its reply was lost), counts as
+    /// written when the stored competition is exactly `written`. Otherwise a lost reply would
+    /// fail a creation that succeeded, and the photos it stored would be discarded under it.
+    async fn landed(&self, outcome: Result<()>, written: &Competition) -> Result<()> {
+        match outcome {
+            Err(e @ (Error::Conflict { .. } | Error::Unavailable { .. })) => {
+                match self.backend.database.competition(&written.id).await {
+                    Ok(stored) if stored == *written => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Stores a photo under a key holding an id this creation just minted, create-only. Such a
+    /// put answered `Conflict` met its own earlier attempt, whose reply was lost and which a
+    /// retry layer sent again (nobody else knows the id yet): it counts as stored when the
+    /// stored bytes are these. Without this, a lost reply would fail the whole creation.
+    async fn put_new(&self, key: &BlobKey, bytes: &Bytes, options: &PutOptions) -> Result<()> {
+        match self.backend.blobs.put(key, bytes.clone(), options).await {
+            Ok(_) => Ok(()),
+            Err(conflict @ Error::Conflict { .. }) => match self.backend.blobs.get(key, &GetOptions::default()).await {
+                Ok(stored) if stored.body == *bytes => Ok(()),
+                _ => Err(conflict),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the blobs of competition `id`, `age` old, stay; an expired draft is deleted

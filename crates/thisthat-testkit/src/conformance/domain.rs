@@ -10,6 +10,7 @@ use thisthat_core::{
     Rules, Status, Thisthat, UserId, media::sniff, ports::GetOptions,
 };
 
+pub use super::soak::soak_under_chaos;
 use super::{DomainHarness, SignedUrls};
 use crate::{
     faults::{FailNext, ManualClock},
@@ -644,7 +645,7 @@ pub async fn gone_devices_are_removed(h: &impl DomainHarness) {
     );
 }
 
-fn declared() -> BeginUpload {
+pub(super) fn declared() -> BeginUpload {
     BeginUpload {
         title: Some("Uploaded straight to storage".into()),
         photos: vec![
@@ -1081,4 +1082,66 @@ pub async fn a_vote_whose_answer_was_lost_counts_once(h: &impl DomainHarness) {
         w.service.competition(&c.id).await.expect("read").tally.counts(),
         &[0, 0, 1]
     );
+}
+
+/// A photo stored during a creation whose answer was lost, sent again by the retry layer, meets
+/// its own first attempt (a create-only put answers `Conflict`): the creation still succeeds,
+/// with the photo stored once. Found by the soak.
+pub async fn a_photo_put_whose_answer_was_lost_still_creates(h: &impl DomainHarness) {
+    let retry = thisthat_core::layers::Retry::new(thisthat_core::layers::RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+    });
+    let lost = crate::faults::LoseReply::new("blob", "put", 1);
+    let w = world_on(h.backend().layer(lost.clone()).layer(retry), DeliveryMode::Inline);
+    let c = create(&w.service, "owner").await;
+    assert_eq!(lost.remaining(), 0, "a put was made and its answer lost");
+    let stored = w.service.competition(&c.id).await.expect("the competition is stored");
+    assert_eq!(stored, c);
+    for photo in &c.photos {
+        w.service
+            .backend()
+            .blobs
+            .head(photo.voter_key())
+            .await
+            .expect("every photo is stored");
+    }
+}
+
+/// The signed-upload flow's writes whose answers were lost (the draft's insert, then its
+/// publication), sent again by the retry layer, meet their own first attempts: beginning and
+/// finishing still succeed. Found by the soak.
+pub async fn upload_writes_whose_answers_were_lost_still_succeed(h: &impl DomainHarness) {
+    let retry = thisthat_core::layers::Retry::new(thisthat_core::layers::RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+    });
+    let insert = crate::faults::LoseReply::new("database", "insert_competition", 1);
+    let publish = crate::faults::LoseReply::new("database", "publish_competition", 1);
+    let w = world_on(
+        h.backend().layer(insert.clone()).layer(publish.clone()).layer(retry),
+        DeliveryMode::Inline,
+    );
+    let s = &w.service;
+    let owner = user("owner");
+    let ticket = s.begin_upload(&owner, declared()).await;
+    if h.signed_urls() == SignedUrls::Unsupported {
+        assert!(matches!(ticket, Err(Error::Unsupported { .. })), "{ticket:?}");
+        return;
+    }
+    let ticket = ticket.expect("begin, although the draft's insert lost its answer");
+    assert_eq!(insert.remaining(), 0, "the insert was made and its answer lost");
+    for (url, bytes) in ticket.uploads.iter().zip(photos::three()) {
+        let r = h.direct(url, Some(bytes)).await.expect("upload");
+        assert!(r.is_success(), "upload status {}", r.status);
+    }
+    let c = s
+        .finish_upload(&owner, &ticket.competition)
+        .await
+        .expect("finish, although the publication lost its answer");
+    assert_eq!(publish.remaining(), 0, "the publication was made and its answer lost");
+    assert_eq!(c.status, Status::Open);
+    assert_eq!(s.competition(&c.id).await.expect("read"), c);
 }

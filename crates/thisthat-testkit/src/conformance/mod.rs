@@ -21,6 +21,7 @@ pub mod classifier;
 pub mod database;
 pub mod domain;
 pub mod notifier;
+mod soak;
 
 use std::sync::Arc;
 
@@ -343,8 +344,11 @@ macro_rules! domain_conformance {
                 devices_register_and_unregister,
                 an_unclear_push_failure_is_retried_with_the_same_key,
                 a_vote_whose_answer_was_lost_counts_once,
+                a_photo_put_whose_answer_was_lost_still_creates,
+                upload_writes_whose_answers_were_lost_still_succeed,
                 a_retry_sends_only_to_the_devices_it_missed,
                 maintenance_sweeps_orphans_and_expired_drafts,
+                soak_under_chaos,
             ]
         );
     };
