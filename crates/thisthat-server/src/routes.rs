@@ -213,12 +213,16 @@ fn blob_server(state: &AppState) -> ApiResult<&crate::BlobServer> {
     })
 }
 
-/// The full URL the client used, rebuilt on the signer's base (the server's public address).
+/// The full URL the client used, on the signer's origin (the server's public address), with
+/// the path and query exactly as sent: parsing them into a `Url` would resolve `.` and `..`
+/// segments and re-encode characters, and the signer must judge the URL as sent (it accepts
+/// only the one form it signs).
 fn signed_url(server: &crate::BlobServer, uri: &axum::http::Uri) -> String {
-    let mut url = server.signer.base().clone();
-    url.set_path(uri.path());
-    url.set_query(uri.query());
-    url.into()
+    let origin = &server.signer.base()[..url::Position::BeforePath];
+    match uri.query() {
+        Some(query) => format!("{origin}{}?{query}", uri.path()),
+        None => format!("{origin}{}", uri.path()),
+    }
 }
 
 pub(crate) async fn blob_get(
