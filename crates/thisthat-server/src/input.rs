@@ -53,11 +53,19 @@ impl Fields {
         self.map.remove(name).filter(|v| !v.is_null())
     }
 
-    /// A required field holding a whole number from 0.
+    /// A required field holding a whole number from 0. A number written with a zero fraction
+    /// (`2.0`) is that whole number, as JSON Schema counts integers.
     pub(crate) fn index(&mut self, name: &'static str) -> Result<usize, Error> {
         let must = || Error::invalid(name, "must be a whole number from 0 (the first photo)");
-        let value = self.take(name).ok_or_else(must)?;
-        value.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(must)
+        let Some(Value::Number(n)) = self.take(name) else {
+            return Err(must());
+        };
+        let whole = n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+                .and_then(|f| format!("{f:.0}").parse().ok())
+        });
+        whole.and_then(|n| usize::try_from(n).ok()).ok_or_else(must)
     }
 
     /// A required string field.
@@ -130,6 +138,9 @@ pub(crate) struct FeedParams {
     pub(crate) limit: Option<usize>,
 }
 
+/// The longest category name (`thisthat_core::Category`), here as sent in the query.
+const MAX_CATEGORY_CHARS: usize = 64;
+
 impl FeedParams {
     pub(crate) fn parse(query: Option<&str>) -> Result<Self, Error> {
         let mut params = FeedParams::default();
@@ -144,6 +155,18 @@ impl FeedParams {
             if slot.replace(value.into_owned()).is_some() {
                 return Err(Error::invalid(field, "is given more than once"));
             }
+        }
+        // Counted as sent, before normalising: the document can state that bound (a category
+        // padded past it with white space would otherwise pass).
+        if params
+            .category
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > MAX_CATEGORY_CHARS)
+        {
+            return Err(Error::invalid(
+                "category",
+                format!("must be 1 to {MAX_CATEGORY_CHARS} characters"),
+            ));
         }
         params.limit = limit
             .map(|l| {
@@ -165,7 +188,15 @@ mod tests {
         assert_eq!(p.category.as_deref(), Some("jacket"));
         assert_eq!(p.limit, Some(5));
         assert_eq!(p.cursor, None);
-        for bad in ["limit=-1", "limit=1.5", "limit=", "limit=a", "cursor=a&cursor=b"] {
+        let padded = format!("category=%C2%85{}", "a".repeat(64));
+        for bad in [
+            "limit=-1",
+            "limit=1.5",
+            "limit=",
+            "limit=a",
+            "cursor=a&cursor=b",
+            &padded,
+        ] {
             let e = FeedParams::parse(Some(bad)).expect_err(bad);
             assert!(!e.to_string().contains("usize"), "{e}");
         }
