@@ -91,6 +91,34 @@ impl UrlSigner {
         mac
     }
 
+    /// The one form of the URL that grants these fields: what [`UrlSigner::sign`] hands out and
+    /// the only form [`UrlSigner::verify`] accepts.
+    fn url_of(
+        &self,
+        key: &BlobKey,
+        method: &str,
+        expires: u64,
+        content_type: &str,
+        max_size: &str,
+        signature: &str,
+    ) -> Result<Url> {
+        let mut url = self.base.join(key.as_str()).map_err(|e| Error::Config {
+            reason: "signed URL base cannot hold keys".into(),
+            source: Some(Box::new(e)),
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("x-method", method)
+                .append_pair("x-expires", &expires.to_string());
+            if method == "PUT" {
+                q.append_pair("x-content-type", content_type)
+                    .append_pair("x-max-size", max_size);
+            }
+            q.append_pair("x-signature", signature);
+        }
+        Ok(url)
+    }
+
     /// A signed URL for `request` on `key`, valid from `now` for `request.expires_in`.
     pub fn sign(&self, key: &BlobKey, request: &SignedUrlRequest, now: SystemTime) -> Result<SignedUrl> {
         let expires_at = now
@@ -110,20 +138,7 @@ impl UrlSigner {
             .mac(method, key, expires, &content_type, &max_size)
             .finalize()
             .into_bytes());
-        let mut url = self.base.join(key.as_str()).map_err(|e| Error::Config {
-            reason: "signed URL base cannot hold keys".into(),
-            source: Some(Box::new(e)),
-        })?;
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("x-method", method)
-                .append_pair("x-expires", &expires.to_string());
-            if method == "PUT" {
-                q.append_pair("x-content-type", &content_type)
-                    .append_pair("x-max-size", &max_size);
-            }
-            q.append_pair("x-signature", &signature);
-        }
+        let url = self.url_of(key, method, expires, &content_type, &max_size, &signature)?;
         let headers = if method == "PUT" {
             vec![("content-type".to_string(), content_type)]
         } else {
@@ -140,8 +155,21 @@ impl UrlSigner {
     /// Checks a signed URL used with `method` at `now`, and says what it grants. Anything
     /// tampered with, expired, or used with another method is
     /// [`Error::InvalidInput`] on field `signature`.
+    ///
+    /// A URL has one form: exactly as [`UrlSigner::sign`] wrote it. Another spelling of the
+    /// same fields (the signature in upper case or percent-encoded, parameters repeated,
+    /// reordered or added, the path encoded differently) is refused, and so is a path with
+    /// `.` or `..` segments (also percent-encoded), which is never resolved to another key.
+    /// `url` must be the URL as the client sent it, before any normalisation.
     pub fn verify(&self, method: &str, url: &str, now: SystemTime) -> Result<Grant> {
         let refuse = |reason: &str| Error::invalid("signature", reason.to_string());
+        let raw_path = url.split(['?', '#']).next().unwrap_or(url);
+        if raw_path.split('/').any(is_dot_segment) {
+            return Err(refuse(
+                "the path has `.` or `..` segments; use the URL exactly as handed out",
+            ));
+        }
+        let raw = url;
         let url = Url::parse(url).map_err(|_| refuse("not a URL"))?;
         let path = url.path();
         let key = path
@@ -163,12 +191,18 @@ impl UrlSigner {
             .ok_or_else(|| refuse("missing x-expires"))?;
         let content_type = param("x-content-type").unwrap_or_default();
         let max_size = param("x-max-size").unwrap_or_default();
-        let signature = param("x-signature")
-            .and_then(|s| unhex(&s))
-            .ok_or_else(|| refuse("missing x-signature"))?;
+        let signature_hex = param("x-signature").ok_or_else(|| refuse("missing x-signature"))?;
+        let signature = unhex(&signature_hex).ok_or_else(|| refuse("x-signature is not lower-case hex"))?;
         self.mac(&signed_method, &key, expires, &content_type, &max_size)
             .verify_slice(&signature)
             .map_err(|_| refuse("signature does not match"))?;
+        // The fields are authentic; now the spelling must be the one form that grants them.
+        let canonical = self.url_of(&key, &signed_method, expires, &content_type, &max_size, &signature_hex)?;
+        if canonical.as_str() != raw {
+            return Err(refuse(
+                "not in the form this store signs; use the URL exactly as handed out",
+            ));
+        }
         if unix_seconds(now) >= expires {
             return Err(refuse("expired"));
         }
@@ -247,14 +281,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Lower-case hex only, the form [`hex`] writes: `u8::from_str_radix` alone would also take
+/// upper case and a leading `+`, other spellings of the same signature.
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let bytes = s.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
         .collect()
+}
+
+/// `.` or `..`, in any mix of literal and percent-encoded dots (`%2e`, `.%2E`, …): the
+/// segments a URL parser resolves away.
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+    decoded == "." || decoded == ".."
 }
 
 #[cfg(test)]
@@ -295,6 +344,67 @@ mod tests {
         assert!(s.verify("GET", &url, now).is_err());
         let other = UrlSigner::new(vec![8; 32], "http://127.0.0.1:9/blobs/").unwrap();
         assert!(other.verify("PUT", &url, now).is_err());
+    }
+
+    #[test]
+    fn a_signed_url_has_one_form() {
+        let s = signer();
+        let now = SystemTime::now();
+        let key = BlobKey::new("competitions/c/0.png").unwrap();
+        let url = s.sign(&key, &put(100), now).unwrap().url;
+        assert!(s.verify("PUT", &url, now).is_ok());
+        let (head, signature) = url.split_once("x-signature=").unwrap();
+        let first = &signature[..1];
+        let variants = [
+            format!("{head}x-signature={}", signature.to_uppercase()),
+            format!("{head}x-signature=%{:02x}{}", first.as_bytes()[0], &signature[1..]),
+            format!("{head}x-signature=%{:02X}{}", first.as_bytes()[0], &signature[1..]),
+            format!("{head}x-signature={signature}="),
+            format!("{head}x-signature={signature}&"),
+            format!("{head}x-signature=+{signature}"),
+            format!("{head}x-signature={signature}&x-signature={signature}"),
+            format!("{url}&x-extra=1"),
+            format!("{url}#fragment"),
+            url.replace("image%2Fpng", "image/png"),
+            url.replace("x-method=PUT", "x-method=put"),
+            url.replace("/competitions/c/", "/competitions/%63/"),
+            url.replace("http://127.0.0.1:9/", "HTTP://127.0.0.1:9/"),
+        ];
+        for variant in variants {
+            assert_ne!(variant, url);
+            let e = s.verify("PUT", &variant, now).expect_err(&variant);
+            assert!(
+                matches!(e, Error::InvalidInput { field: "signature", .. }),
+                "{variant}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_refused_not_resolved() {
+        let s = signer();
+        let now = SystemTime::now();
+        let key = BlobKey::new("competitions/c/0.png").unwrap();
+        let get = SignedUrlRequest {
+            method: SignedMethod::Get,
+            expires_in: Duration::from_secs(60),
+        };
+        let url = s.sign(&key, &get, now).unwrap().url;
+        for (from, to) in [
+            ("/competitions/c/", "/competitions/c/./"),
+            ("/competitions/c/", "/competitions/x/../c/"),
+            ("/competitions/c/", "/competitions/x/%2e%2e/c/"),
+            ("/competitions/c/", "/competitions/x/%2E./c/"),
+            ("/competitions/c/", "/competitions/x/.%2E/c/"),
+            ("/competitions/c/", "/competitions/c/%2e/"),
+            ("/blobs/", "/blobs/./"),
+        ] {
+            let variant = url.replacen(from, to, 1);
+            assert_ne!(variant, url);
+            let e = s.verify("GET", &variant, now).expect_err(&variant);
+            assert!(e.to_string().contains("`.` or `..`"), "{variant}: {e}");
+        }
+        assert!(is_dot_segment("%2E%2e") && !is_dot_segment("...") && !is_dot_segment("0.png"));
     }
 
     #[test]

@@ -62,6 +62,27 @@ impl ApiError {
         }
     }
 
+    /// 408: the request took longer than `limit` and was abandoned.
+    pub fn timeout(limit: std::time::Duration) -> Self {
+        ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "timeout",
+            message: format!("the request took longer than {} s and was abandoned", limit.as_secs()),
+            field: None,
+        }
+    }
+
+    /// 405: the path exists, but not with this method (the `Allow` header lists the ones it
+    /// takes).
+    pub fn method_not_allowed(method: &axum::http::Method) -> Self {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: format!("this path does not take {method}; the Allow header lists what it takes"),
+            field: None,
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

@@ -21,21 +21,32 @@
 
 pub mod auth;
 pub mod error;
+mod input;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 mod routes;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{
+    body::{Body, HttpBody},
     extract::DefaultBodyLimit,
-    http::{HeaderName, Request, StatusCode},
+    http::{HeaderName, HeaderValue, Request, header::CONNECTION},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
 use thisthat_core::{Clock, Thisthat, ports::BlobStore, signing::UrlSigner};
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
@@ -74,6 +85,9 @@ const CREATES_AT_ONCE: usize = 8;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// How long a request may take before it is answered `408 timeout`.
+const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
+
 /// The whole API as an axum router.
 pub fn router(state: AppState) -> Router {
     let photo_limit = usize::try_from(state.service.rules().max_photo_bytes).unwrap_or(usize::MAX);
@@ -103,18 +117,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/feed", get(routes::feed))
         .route("/v1/devices", post(routes::register_device))
         .route("/v1/devices/{token}", delete(routes::unregister_device))
-        .route(
-            "/blobs/{*key}",
-            get(routes::blob_get)
-                .put(routes::blob_put)
-                .layer(DefaultBodyLimit::max(photo_limit.saturating_add(1))),
-        )
+        // Uploads are bounded in `blob_put`, by the smaller of the URL's limit and the
+        // server's (`DefaultBodyLimit` does not apply to a streamed body).
+        .route("/blobs/{*key}", get(routes::blob_get).put(routes::blob_put))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
+        .layer(middleware::from_fn(time_limit))
+        .layer(middleware::from_fn(close_if_body_unread))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let id = request
@@ -125,6 +135,70 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Answers `408 timeout` (JSON, like every error) to a request still running after
+/// [`REQUEST_TIME_LIMIT`].
+async fn time_limit(request: Request<Body>, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIME_LIMIT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timeout(REQUEST_TIME_LIMIT).into_response(),
+    }
+}
+
+/// Marks the answer to a request whose body was not read to its end (refused before it was
+/// read, or cut off at a size limit) `Connection: close`. The unread rest of the body is
+/// still on the connection, so it cannot carry another request; hyper would close it after
+/// the answer anyway, but without the header a client that expects the connection to stay
+/// open (and is still sending its upload) sees it dropped instead of reading the answer.
+async fn close_if_body_unread(request: Request<Body>, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    if body.is_end_stream() {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let read = Arc::new(AtomicBool::new(false));
+    let body = Body::new(ReadToEnd {
+        body,
+        read: read.clone(),
+    });
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if !read.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that records whether it was read to its end.
+struct ReadToEnd {
+    body: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl HttpBody for ReadToEnd {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || this.body.is_end_stream() {
+            this.read.store(true, Ordering::Release);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight

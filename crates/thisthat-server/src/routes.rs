@@ -2,11 +2,15 @@
 
 use axum::{
     Json,
-    extract::{Multipart, OriginalUri, Path, Query, State, rejection::JsonRejection},
+    extract::{
+        Multipart, OriginalUri, Path, State,
+        multipart::MultipartRejection,
+        rejection::{JsonRejection, PathRejection},
+    },
     http::{HeaderMap, StatusCode},
     response::IntoResponse,
 };
-use serde::Deserialize;
+use serde_json::Value;
 use thisthat_core::{
     BeginUpload, Category, Competition, CompetitionId, Cursor, DeclaredPhoto, Device, FeedQuery, MediaType,
     NewCompetition, Platform, VoteReceipt,
@@ -16,17 +20,16 @@ use crate::{
     AppState,
     auth::{MaybeUser, User},
     error::ApiError,
+    input::{self, FeedParams},
 };
 
 type ApiResult<T> = Result<T, ApiError>;
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    body.map(|Json(t)| t)
-        .map_err(|e| ApiError::bad_request("body", e.body_text()))
-}
+type JsonBody = Result<Json<Value>, JsonRejection>;
+type IdPath = Result<Path<String>, PathRejection>;
 
-fn competition_id(raw: &str) -> ApiResult<CompetitionId> {
-    Ok(raw.parse()?)
+fn competition_id(path: IdPath) -> ApiResult<CompetitionId> {
+    Ok(input::segment(path, "competition_id")?.parse()?)
 }
 
 pub(crate) async fn openapi() -> impl IntoResponse {
@@ -40,6 +43,10 @@ pub(crate) async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     thisthat_core::Error::not_found(thisthat_core::Entity::Blob, uri.path()).into()
 }
 
+pub(crate) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::method_not_allowed(&method)
+}
+
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::too_large(e.body_text())
@@ -51,8 +58,14 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 pub(crate) async fn create(
     State(state): State<AppState>,
     User(owner): User,
-    mut multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<impl IntoResponse> {
+    let mut multipart = multipart.map_err(|_| {
+        ApiError::bad_request(
+            "body",
+            "send the photos as `multipart/form-data` (with its boundary), one `photo` part each",
+        )
+    })?;
     let mut new = NewCompetition::default();
     let max_parts = state.service.rules().photos_per_competition + 1;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -76,69 +89,51 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(competition)))
 }
 
-pub(crate) async fn competition(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Competition>> {
-    Ok(Json(state.service.competition(&competition_id(&id)?).await?))
+pub(crate) async fn competition(State(state): State<AppState>, id: IdPath) -> ApiResult<Json<Competition>> {
+    Ok(Json(state.service.competition(&competition_id(id)?).await?))
 }
 
-pub(crate) async fn photo_urls(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(state.service.photo_urls(&competition_id(&id)?).await?))
+pub(crate) async fn photo_urls(State(state): State<AppState>, id: IdPath) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.service.photo_urls(&competition_id(id)?).await?))
 }
 
 pub(crate) async fn original_urls(
     State(state): State<AppState>,
     User(owner): User,
-    Path(id): Path<String>,
+    id: IdPath,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(state.service.original_urls(&owner, &competition_id(&id)?).await?))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct VoteBody {
-    choice: usize,
+    Ok(Json(state.service.original_urls(&owner, &competition_id(id)?).await?))
 }
 
 pub(crate) async fn vote(
     State(state): State<AppState>,
     User(voter): User,
-    Path(id): Path<String>,
-    body: Result<Json<VoteBody>, JsonRejection>,
+    id: IdPath,
+    body: JsonBody,
 ) -> ApiResult<Json<VoteReceipt>> {
-    let id = competition_id(&id)?;
-    let body = json_body(body)?;
-    Ok(Json(state.service.vote(&voter, &id, body.choice).await?))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct DeclaredBody {
-    media_type: String,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct BeginBody {
-    title: Option<String>,
-    photos: Vec<DeclaredBody>,
+    let id = competition_id(id)?;
+    let choice = input::object(body, &["choice"])?.index("choice")?;
+    Ok(Json(state.service.vote(&voter, &id, choice).await?))
 }
 
 pub(crate) async fn begin_upload(
     State(state): State<AppState>,
     User(owner): User,
-    body: Result<Json<BeginBody>, JsonRejection>,
+    body: JsonBody,
 ) -> ApiResult<impl IntoResponse> {
-    let body = json_body(body)?;
+    let mut body = input::object(body, &["title", "photos"])?;
+    let title = body.optional_string("title")?;
     let photos = body
-        .photos
-        .iter()
-        .map(|p| MediaType::from_mime(&p.media_type).map(|media_type| DeclaredPhoto { media_type }))
-        .collect::<Result<Vec<_>, _>>()?;
+        .objects("photos", &["media_type"])?
+        .into_iter()
+        .map(|mut p| {
+            let media_type = MediaType::from_mime(&p.string("media_type")?)?;
+            Ok(DeclaredPhoto { media_type })
+        })
+        .collect::<Result<Vec<_>, thisthat_core::Error>>()?;
     let ticket = state
         .service
-        .begin_upload(
-            &owner,
-            BeginUpload {
-                title: body.title,
-                photos,
-            },
-        )
+        .begin_upload(&owner, BeginUpload { title, photos })
         .await?;
     Ok((StatusCode::CREATED, Json(ticket)))
 }
@@ -146,24 +141,17 @@ pub(crate) async fn begin_upload(
 pub(crate) async fn finish_upload(
     State(state): State<AppState>,
     User(owner): User,
-    Path(id): Path<String>,
+    id: IdPath,
 ) -> ApiResult<Json<Competition>> {
-    Ok(Json(state.service.finish_upload(&owner, &competition_id(&id)?).await?))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct FeedParams {
-    category: Option<String>,
-    cursor: Option<String>,
-    limit: Option<usize>,
+    Ok(Json(state.service.finish_upload(&owner, &competition_id(id)?).await?))
 }
 
 pub(crate) async fn feed(
     State(state): State<AppState>,
     MaybeUser(viewer): MaybeUser,
-    params: Result<Query<FeedParams>, axum::extract::rejection::QueryRejection>,
+    OriginalUri(uri): OriginalUri,
 ) -> ApiResult<impl IntoResponse> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request("query", e.body_text()))?;
+    let params = FeedParams::parse(uri.query())?;
     let query = FeedQuery {
         viewer,
         category: params.category.map(Category::new).transpose()?,
@@ -176,21 +164,18 @@ pub(crate) async fn feed(
     ))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct DeviceBody {
-    platform: Platform,
-    token: String,
-}
-
 pub(crate) async fn register_device(
     State(state): State<AppState>,
     User(user): User,
-    body: Result<Json<DeviceBody>, JsonRejection>,
+    body: JsonBody,
 ) -> ApiResult<impl IntoResponse> {
-    let body = json_body(body)?;
+    let mut body = input::object(body, &["platform", "token"])?;
+    // Platform's own names (its serde form), so that a new platform needs no change here.
+    let platform: Platform = serde_json::from_value(Value::String(body.string("platform")?))
+        .map_err(|_| thisthat_core::Error::invalid("platform", "must be `apns`, `apns_sandbox` or `fcm`"))?;
     let endpoint = state
         .service
-        .register_device(Device::new(user, body.platform, body.token)?)
+        .register_device(Device::new(user, platform, body.string("token")?)?)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -201,8 +186,9 @@ pub(crate) async fn register_device(
 pub(crate) async fn unregister_device(
     State(state): State<AppState>,
     User(user): User,
-    Path(token): Path<String>,
+    token: IdPath,
 ) -> ApiResult<StatusCode> {
+    let token = input::segment(token, "token")?;
     state.service.unregister_device(&user, &token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -213,12 +199,16 @@ fn blob_server(state: &AppState) -> ApiResult<&crate::BlobServer> {
     })
 }
 
-/// The full URL the client used, rebuilt on the signer's base (the server's public address).
+/// The full URL the client used, on the signer's origin (the server's public address), with
+/// the path and query exactly as sent: parsing them into a `Url` would resolve `.` and `..`
+/// segments and re-encode characters, and the signer must judge the URL as sent (it accepts
+/// only the one form it signs).
 fn signed_url(server: &crate::BlobServer, uri: &axum::http::Uri) -> String {
-    let mut url = server.signer.base().clone();
-    url.set_path(uri.path());
-    url.set_query(uri.query());
-    url.into()
+    let origin = &server.signer.base()[..url::Position::BeforePath];
+    match uri.query() {
+        Some(query) => format!("{origin}{}?{query}", uri.path()),
+        None => format!("{origin}{}", uri.path()),
+    }
 }
 
 pub(crate) async fn blob_get(
@@ -267,17 +257,28 @@ pub(crate) async fn blob_put(
     let now = state.clock.now();
     // The signature first: a stranger with a made-up URL gets nothing read into memory.
     let grant = server.signer.verify("PUT", &url, now)?;
-    let limit = grant
-        .max_size
-        .and_then(|m| usize::try_from(m).ok())
-        .unwrap_or(usize::MAX);
-    let body = axum::body::to_bytes(body, limit.saturating_add(1)).await.map_err(|_| {
+    // The server's own limit bounds every upload, whatever a URL states: a URL signed under
+    // another configuration (or with a leaked secret) cannot make this server buffer more.
+    let server_limit = state.service.rules().max_photo_bytes;
+    let limit = grant.max_size.map_or(server_limit, |m| m.min(server_limit));
+    let too_large = |size: u64| {
         ApiError::from(thisthat_core::Error::TooLarge {
             what: "upload".into(),
-            size: limit as u64 + 1,
-            limit: limit as u64,
+            size,
+            limit,
         })
-    })?;
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|&d| d > limit) {
+        // Refused before reading a byte of it (and the connection closed after the answer).
+        return Err(too_large(declared));
+    }
+    let body = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| too_large(limit.saturating_add(1)))?;
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
     thisthat_core::signing::serve(
         &*server.store,

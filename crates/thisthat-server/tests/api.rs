@@ -22,6 +22,7 @@ struct Server {
     notifier: Arc<MemoryNotifier>,
     classifier: Arc<MemoryClassifier>,
     clock: Arc<ManualClock>,
+    signer: thisthat_core::signing::UrlSigner,
     dir: PathBuf,
 }
 
@@ -57,7 +58,10 @@ impl Server {
         let state = AppState {
             service,
             auth: Auth::hs256(SECRET),
-            blobs: Some(BlobServer { store: blobs, signer }),
+            blobs: Some(BlobServer {
+                store: blobs,
+                signer: signer.clone(),
+            }),
             clock: clock.clone(),
         };
         let router = thisthat_server::router(state);
@@ -68,6 +72,7 @@ impl Server {
             notifier,
             classifier,
             clock,
+            signer,
             dir,
         }
     }
@@ -224,8 +229,6 @@ async fn every_vote_rejection_has_its_status_and_code() {
         (e["code"].as_str(), e["field"].as_str()),
         (Some("invalid_input"), Some("choice"))
     );
-    let e = error_of(s.vote("carol", &id, json!(-1)).await, StatusCode::BAD_REQUEST).await;
-    assert_eq!(e["field"], "body");
     let unknown = thisthat_core::CompetitionId::new().to_string();
     assert_eq!(
         error_of(s.vote("carol", &unknown, json!(0)).await, StatusCode::NOT_FOUND).await["code"],
@@ -242,6 +245,376 @@ async fn every_vote_rejection_has_its_status_and_code() {
     );
     let c: Value = s.get_json(&format!("/v1/competitions/{id}")).await;
     assert_eq!(c["tally"], json!([24, 0, 0]));
+}
+
+/// Words of Rust's and serde's that a message to a client must never carry.
+const RUST_WORDS: [&str; 12] = [
+    "usize",
+    "u8",
+    "u64",
+    "i64",
+    "f64",
+    "String",
+    "invalid type",
+    "expected",
+    "struct",
+    "enum",
+    "variant",
+    "deserialize",
+];
+
+fn assert_plain(e: &Value) {
+    let message = e["message"].as_str().expect("a message");
+    for word in RUST_WORDS {
+        assert!(!message.contains(word), "{message:?} names {word:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_choice_of_the_wrong_type_is_invalid_choice_in_plain_words() {
+    let s = Server::start().await;
+    let id = created(&s, "alice").await;
+    for choice in [
+        json!(-1),
+        json!("a"),
+        json!(1.5),
+        json!(null),
+        json!(true),
+        json!([0]),
+        json!({"n": 0}),
+        json!(1e30),
+    ] {
+        let e = error_of(s.vote("bob", &id, choice.clone()).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(
+            (e["code"].as_str(), e["field"].as_str()),
+            (Some("invalid_input"), Some("choice")),
+            "{choice}"
+        );
+        assert_plain(&e);
+    }
+    let vote = |body: Value| {
+        s.http
+            .post(format!("{}/v1/competitions/{id}/votes", s.base))
+            .bearer_auth(s.token("bob"))
+            .json(&body)
+            .send()
+    };
+    let e = error_of(vote(json!({})).await.expect("send"), StatusCode::BAD_REQUEST).await;
+    assert_eq!(e["field"], "choice", "a missing choice");
+    for body in [json!({"choice": 0, "weight": 9}), json!([0]), json!(0)] {
+        let e = error_of(vote(body.clone()).await.expect("send"), StatusCode::BAD_REQUEST).await;
+        assert_eq!(e["field"], "body", "{body}");
+        assert_plain(&e);
+    }
+    let c: Value = s.get_json(&format!("/v1/competitions/{id}")).await;
+    assert_eq!(c["tally"], json!([0, 0, 0]), "no refused vote was counted");
+    // 2.0 is the whole number 2, as JSON Schema (and so the OpenAPI document) counts integers.
+    assert_eq!(s.vote("bob", &id, json!(2.0)).await.status(), StatusCode::OK);
+}
+
+/// Every JSON body of the API, each field given the wrong type: the error names the field
+/// and no Rust type.
+#[tokio::test]
+async fn no_json_body_error_names_a_rust_type() {
+    let s = Server::start().await;
+    let png = json!({"media_type": "image/png"});
+    let cases = [
+        ("/v1/uploads", json!({"photos": "three"}), "photos"),
+        ("/v1/uploads", json!({"photos": [png, png, 7]}), "photos"),
+        (
+            "/v1/uploads",
+            json!({"photos": [png, png, {"media_type": 7}]}),
+            "media_type",
+        ),
+        (
+            "/v1/uploads",
+            json!({"photos": [png, png, {"media_type": "image/png", "x": 1}]}),
+            "photos",
+        ),
+        ("/v1/uploads", json!({"title": 5, "photos": [png, png, png]}), "title"),
+        ("/v1/uploads", json!({"title": "t"}), "photos"),
+        (
+            "/v1/uploads",
+            json!({"photos": [png, png, png], "colour": "red"}),
+            "body",
+        ),
+        ("/v1/devices", json!({"platform": 5, "token": "t"}), "platform"),
+        ("/v1/devices", json!({"platform": "windows", "token": "t"}), "platform"),
+        ("/v1/devices", json!({"platform": "fcm", "token": 5}), "token"),
+        ("/v1/devices", json!({"platform": "fcm"}), "token"),
+        (
+            "/v1/devices",
+            json!({"platform": "fcm", "token": "t", "user": "eve"}),
+            "body",
+        ),
+        ("/v1/devices", json!("fcm"), "body"),
+    ];
+    for (path, body, field) in cases {
+        let r = s
+            .http
+            .post(format!("{}{path}", s.base))
+            .bearer_auth(s.token("alice"))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let e = error_of(r, StatusCode::BAD_REQUEST).await;
+        assert_eq!(
+            (e["code"].as_str(), e["field"].as_str()),
+            (Some("invalid_input"), Some(field)),
+            "{path} {body}"
+        );
+        assert_plain(&e);
+    }
+    for (content_type, body) in [("application/json", "{\"choice\": "), ("text/plain", "{}")] {
+        let r = s
+            .http
+            .post(format!("{}/v1/devices", s.base))
+            .bearer_auth(s.token("alice"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        let e = error_of(r, StatusCode::BAD_REQUEST).await;
+        assert_eq!(e["field"], "body");
+        assert_plain(&e);
+    }
+}
+
+/// What the framework would answer in plain text (a body that is not multipart, a path
+/// segment that is not UTF-8, a method a path does not take) is JSON like every error.
+#[tokio::test]
+async fn every_refusal_is_json() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .post(format!("{}/v1/competitions", s.base))
+        .bearer_auth(s.token("alice"))
+        .json(&json!({"photos": []}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_of(r, StatusCode::BAD_REQUEST).await["field"], "body");
+    let r = s
+        .http
+        .get(format!("{}/v1/competitions/%FF", s.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_of(r, StatusCode::BAD_REQUEST).await["field"], "competition_id");
+    let r = s
+        .http
+        .delete(format!("{}/v1/devices/%C3%28", s.base))
+        .bearer_auth(s.token("alice"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_of(r, StatusCode::BAD_REQUEST).await["field"], "token");
+    let r = s.http.delete(format!("{}/v1/feed", s.base)).send().await.expect("send");
+    assert_eq!(r.headers().get("allow").and_then(|v| v.to_str().ok()), Some("GET,HEAD"));
+    assert_eq!(
+        error_of(r, StatusCode::METHOD_NOT_ALLOWED).await["code"],
+        "method_not_allowed"
+    );
+}
+
+/// Sends `head` and then `body_len` bytes of body on a new connection, the body from its own
+/// task (as a client still uploading when the answer comes), and reads the whole answer: the
+/// status line and headers, lower-cased, and the body.
+async fn raw_exchange(base: &str, head: String, body_len: usize) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    let upload = tokio::spawn(async move {
+        write.write_all(head.as_bytes()).await?;
+        let chunk = vec![0u8; 64 * 1024];
+        let mut left = body_len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            write.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        // Dropping the write half would shut it down, and hyper drops a connection whose
+        // client half-closes: hold it until the answer is read.
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(())
+    });
+    let mut answer = Vec::new();
+    // Read until the server closes. A reset after the answer (the kernel discarding the upload
+    // nobody reads) ends the read too; what came before it is kept in `answer`.
+    let ended = tokio::time::timeout(Duration::from_secs(30), read.read_to_end(&mut answer))
+        .await
+        .expect("the server ends the connection within 30 s");
+    upload.abort();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no whole header block in {answer:?} ({ended:?})"));
+    let head = String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase();
+    (head, answer[split + 4..].to_vec())
+}
+
+#[tokio::test]
+async fn an_upload_refused_before_its_body_is_read_is_answered_and_closed() {
+    let s = Server::start().await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let size = 8 * 1024 * 1024;
+    let head = format!(
+        "POST /v1/competitions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: multipart/form-data; boundary=x\r\ncontent-length: {size}\r\n\r\n"
+    );
+    let (head, body) = raw_exchange(&s.base, head, size).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.lines().any(|l| l.trim() == "connection: close"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a content length");
+    assert_eq!(body.len(), length, "the whole answer arrived");
+    let error: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(error["error"]["code"], "unauthenticated");
+
+    // A body that was read to its end leaves the connection open for the next request.
+    let json = r#"{"platform": "fcm", "token": "t"}"#;
+    let r = s
+        .http
+        .post(format!("{}/v1/devices", s.base))
+        .bearer_auth(s.token("alice"))
+        .header("content-type", "application/json")
+        .body(json)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(r.headers().get("connection").is_none(), "{:?}", r.headers());
+}
+
+/// The status of a request sent as written, path and query unnormalised (a client library
+/// would resolve `.` and `..` before sending).
+async fn raw_status(base: &str, method: &str, path_and_query: &str) -> String {
+    let head = format!(
+        "{method} {path_and_query} HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        base.trim_start_matches("http://")
+    );
+    let (head, _) = raw_exchange(base, head, 0).await;
+    head.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_signed_url_works_only_as_handed_out() {
+    let s = Server::start().await;
+    let id = created(&s, "alice").await;
+    let urls: Value = s.get_json(&format!("/v1/competitions/{id}/photos")).await;
+    let url = urls[0]["url"].as_str().expect("url").to_string();
+    let path_and_query = url.strip_prefix(&s.base).expect("on this server").to_string();
+    assert_eq!(raw_status(&s.base, "GET", &path_and_query).await, "http/1.1 200 ok");
+    let (head, signature) = path_and_query.split_once("x-signature=").expect("signed");
+    let other = format!("competitions/{id}/");
+    let dotted = |to: &str| path_and_query.replacen(&other, to, 1);
+    for variant in [
+        format!("{head}x-signature={}", signature.to_uppercase()),
+        format!("{head}x-signature=%{:02x}{}", signature.as_bytes()[0], &signature[1..]),
+        format!("{head}x-signature={signature}&x-signature={signature}"),
+        format!("{path_and_query}&x-extra=1"),
+        dotted(&format!("competitions/{id}/./")),
+        dotted(&format!(
+            "competitions/{}/../{id}/",
+            thisthat_core::CompetitionId::new()
+        )),
+        dotted(&format!(
+            "competitions/{}/%2e%2e/{id}/",
+            thisthat_core::CompetitionId::new()
+        )),
+        dotted(&format!(
+            "competitions/{}/%2E%2E/{id}/",
+            thisthat_core::CompetitionId::new()
+        )),
+    ] {
+        assert_ne!(variant, path_and_query);
+        assert_eq!(
+            raw_status(&s.base, "GET", &variant).await,
+            "http/1.1 403 forbidden",
+            "{variant}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_signed_upload_is_bounded_by_the_server_whatever_the_url_says() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .post(format!("{}/v1/uploads", s.base))
+        .bearer_auth(s.token("alice"))
+        .json(
+            &json!({"photos": [{"media_type": "image/png"}, {"media_type": "image/png"}, {"media_type": "image/png"}]}),
+        )
+        .send()
+        .await
+        .expect("send");
+    let ticket: Value = r.json().await.expect("json");
+    let handed_out = ticket["uploads"][0]["url"].as_str().expect("url");
+    let key = handed_out
+        .strip_prefix(&format!("{}/blobs/", s.base))
+        .and_then(|k| k.split('?').next())
+        .expect("a key");
+    // A URL this server's secret signed, stating a limit far over the server's 10 MiB.
+    let generous = s
+        .signer
+        .sign(
+            &thisthat_core::BlobKey::new(key).expect("key"),
+            &thisthat_core::ports::SignedUrlRequest {
+                method: thisthat_core::ports::SignedMethod::Put {
+                    content_type: "image/png".into(),
+                    max_size: 1 << 40,
+                },
+                expires_in: Duration::from_secs(600),
+            },
+            thisthat_core::Clock::now(&*s.clock),
+        )
+        .expect("sign")
+        .url;
+    let over = photos::png_of_size(10 * 1024 * 1024 + 1);
+    let r = s
+        .http
+        .put(&generous)
+        .header("content-type", "image/png")
+        .body(over)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(error_of(r, StatusCode::PAYLOAD_TOO_LARGE).await["code"], "too_large");
+
+    // Declared over the limit: refused before the body is read, and the connection closed.
+    let size = 64 * 1024 * 1024;
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nhost: {}\r\ncontent-type: image/png\r\ncontent-length: {size}\r\n\r\n",
+        generous.strip_prefix(&s.base).expect("on this server"),
+        s.base.trim_start_matches("http://"),
+    );
+    let (head, body) = raw_exchange(&s.base, head, size).await;
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.lines().any(|l| l.trim() == "connection: close"), "{head}");
+    let error: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(error["error"]["code"], "too_large");
+
+    let within = photos::cat_png();
+    let r = s
+        .http
+        .put(&generous)
+        .header("content-type", "image/png")
+        .body(within)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "nothing was stored by the refused uploads"
+    );
 }
 
 #[tokio::test]
