@@ -699,15 +699,21 @@ mod table_wire {
     /// A fake table holding one draft (read with an ETag if `etag`), whose replacement finds it
     /// deleted (404), as when `delete_draft` wins the race.
     async fn table_with_draft(draft: &Competition, etag: bool) -> (WireFake, AzureTableDatabase) {
-        let entity = json!({
+        // The draft as the service answers with minimal metadata (docs/azure.md's layout).
+        let mut entity = json!({
             "PartitionKey": draft.id.to_string(),
             "RowKey": "competition",
-            "Body": serde_json::to_string(draft).expect("json"),
-            "Standing": serde_json::to_string(&draft.standing()).expect("json"),
+            "Owner": draft.owner.as_str(),
             "Status": "draft",
-            "Title": serde_json::to_string(&draft.title).expect("json"),
-            "Outcome": "",
+            "PhotoCount": draft.photos.len(),
+            "VotesToClose": draft.votes_to_close,
+            "CreatedAt@odata.type": "Edm.DateTime",
+            "CreatedAt": "2026-11-28T01:00:00.0000000Z",
+            "Photos": serde_json::to_string(&draft.photos).expect("json"),
         });
+        for (i, count) in draft.tally.counts().iter().enumerate() {
+            entity[format!("Tally{i}")] = json!(count);
+        }
         let listed = Arc::new(AtomicBool::new(false));
         let fake = WireFake::start(move |req| {
             let entity_path = req.path.contains("RowKey=");
