@@ -17,8 +17,8 @@
 //!
 //! A vote is one read of the partition (the competition row and this voter's vote row, in one
 //! query) plus one entity-group transaction in the competition's partition: insert the vote
-//! row, merge the new standing with the read ETag as `If-Match`, and at the threshold insert
-//! the notification in the same batch. [`decide_vote`] decides from that read, so a vote whose
+//! row, merge the new `Status` and `Tally{i}` with the read ETag as `If-Match`, and at the
+//! threshold insert the notification in the same batch. [`decide_vote`] decides from that read, so a vote whose
 //! answer was lost and that is sent again (even after it closed the competition) is answered
 //! with the receipt kept on its vote row, not `Closed`.
 
