@@ -1,6 +1,6 @@
 //! Table Storage on Azurite: the database suite, the request counts `docs/azure.md` gives, vote
-//! answers beyond the suite, a missing table, and the stored layout read back raw (every
-//! property's Edm type).
+//! answers beyond the suite, the feed's filters on the service, a missing table, and the stored
+//! layout read back raw (every property's Edm type).
 
 use super::*;
 
@@ -141,6 +141,52 @@ mod votes {
             2,
             "the old entry is gone; the young one may be an insert under way and stays"
         );
+    }
+}
+
+mod feed {
+    //! The feed's owner and category filters run on the service (`Owner ne` and
+    //! `Category_{name} eq true`), also for a category whose property name is escaped.
+    use super::*;
+    use thisthat_core::{Category, FeedQuery, Status, UserId, ports::Database};
+    use thisthat_testkit::fixtures::competition;
+
+    #[tokio::test]
+    async fn the_service_filters_the_feed_by_owner_and_escaped_categories() {
+        let db = database().await;
+        let mut tabby = competition("alice", Status::Open, 24);
+        tabby.categories = ["tabby cat", "naïve art", "a_b"]
+            .into_iter()
+            .map(|c| Category::new(c).expect("category"))
+            .collect();
+        let mut plain = competition("bob", Status::Open, 24);
+        plain.categories = vec![Category::new("a b").expect("category")];
+        for c in [&tabby, &plain] {
+            db.insert_competition(c).await.expect("insert");
+        }
+        let ids = async |category: Option<&str>, viewer: Option<&str>| {
+            let query = FeedQuery {
+                category: category.map(|c| Category::new(c).expect("category")),
+                viewer: viewer.map(|v| UserId::new(v).expect("user")),
+                ..FeedQuery::new()
+            };
+            let page = db.feed(&query).await.expect("feed");
+            page.competitions.iter().map(|c| c.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(Some("tabby cat"), None).await, vec![tabby.id]);
+        assert_eq!(ids(Some("naïve art"), None).await, vec![tabby.id]);
+        // `a_b` and `a b` are distinct property names.
+        assert_eq!(ids(Some("a_b"), None).await, vec![tabby.id]);
+        assert_eq!(ids(Some("a b"), None).await, vec![plain.id]);
+        assert!(
+            ids(Some("tabby"), None).await.is_empty(),
+            "a whole category, not a part"
+        );
+        assert_eq!(ids(None, Some("alice")).await, vec![plain.id]);
+        assert!(ids(Some("tabby cat"), Some("alice")).await.is_empty());
+        let mut both = vec![plain.id, tabby.id];
+        both.sort_by(|a, b| b.cmp(a));
+        assert_eq!(ids(None, None).await, both, "newest first");
     }
 }
 
