@@ -40,7 +40,7 @@ impl Entity {
         self.props.get(name).and_then(Value::as_str)
     }
 
-    /// An `Edm.Int64`, which the service sends as a string.
+    /// An integer: an `Edm.Int32` (a JSON number) or an `Edm.Int64` (sent as a string).
     pub fn i64(&self, name: &str) -> Option<i64> {
         match self.props.get(name)? {
             Value::String(s) => s.parse().ok(),
@@ -52,12 +52,6 @@ impl Entity {
     pub fn bool(&self, name: &str) -> Option<bool> {
         self.props.get(name).and_then(Value::as_bool)
     }
-}
-
-/// An `Edm.Int64` property: the value as a string plus its type annotation.
-pub(crate) fn put_i64(props: &mut Map<String, Value>, name: &str, value: i64) {
-    props.insert(name.to_owned(), Value::String(value.to_string()));
-    props.insert(format!("{name}@odata.type"), Value::String("Edm.Int64".into()));
 }
 
 /// What a request answered: success, or the one failure status the call expects (a missing

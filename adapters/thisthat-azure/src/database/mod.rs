@@ -5,17 +5,20 @@
 //!
 //! | partition | row | what |
 //! |---|---|---|
-//! | competition id | `competition` | the competition (`Body`), its `Standing` and `Outcome` |
-//! | competition id | `vote_{voter}` | one vote (the row's existence is the "already voted" check) |
-//! | competition id | `notification` | the pending result notification, its lease, whether delivered |
-//! | `feed` | inverted id | an open competition, newest first in key order |
+//! | competition id | `competition` | the competition, a property per field (the photos one JSON document) |
+//! | competition id | `vote_{voter}` | one vote and its receipt (the row's existence is the "already voted" check) |
+//! | competition id | `notification` | the pending result notification, its lease, the devices it reached, whether delivered |
+//! | `feed` | inverted id | an open competition, newest first in key order, with a Boolean per category |
 //! | `outbox` | competition id | a competition whose notification may be pending |
 //! | `user_{user}` | token hash | a registered device |
 //!
+//! Every field is a property of its own in a native Edm type (`codec.rs`); "none" is an
+//! absent property.
+//!
 //! A vote is one read of the partition (the competition row and this voter's vote row, in one
 //! query) plus one entity-group transaction in the competition's partition: insert the vote
-//! row, merge the new standing with the read ETag as `If-Match`, and at the threshold insert
-//! the notification in the same batch. [`decide_vote`] decides from that read, so a vote whose
+//! row, merge the new `Status` and `Tally{i}` with the read ETag as `If-Match`, and at the
+//! threshold insert the notification in the same batch. [`decide_vote`] decides from that read, so a vote whose
 //! answer was lost and that is sent again (even after it closed the competition) is answered
 //! with the receipt kept on its vote row, not `Closed`.
 
@@ -24,22 +27,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use base64::Engine as _;
 use futures::future::join_all;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use thisthat_core::{
-    Competition, CompetitionId, Endpoint, Entity as What, Error, FeedPage, FeedQuery, Notification, Result, Standing,
-    Status, UserId, Vote, VoteReceipt,
+    Competition, CompetitionId, Device, Endpoint, Entity as What, Error, FeedPage, FeedQuery, Notification, Outcome,
+    Platform, Result, Standing, Status, UserId, Vote, VoteReceipt,
     ports::{Database, NotificationClaim},
 };
 use tracing::instrument;
 
 use thisthat_core::{
     Tally,
-    adapter::{Attempt, CountedVote, VoteDecision, contention_policy, decide_vote, hex, race, unix_millis},
+    adapter::{
+        Attempt, CountedVote, VoteDecision, contention_policy, decide_vote, from_unix_millis, hex, race, unix_millis,
+    },
 };
 
 use crate::error::{Refusal, batch_error, corrupt, refusal};
-use crate::table::{BatchOp, Entity, PROVIDER, TableClient, put_i64, quote};
+use crate::table::{BatchOp, Entity, PROVIDER, TableClient, quote};
 
 mod codec;
 mod vote;
@@ -98,7 +103,7 @@ impl AzureTableDatabase {
         let Some(entity) = self.table.get(&competition.to_string(), NOTIFICATION, None).await? else {
             return Err(Error::not_found(What::Notification, competition));
         };
-        if entity.bool("Delivered") == Some(true) {
+        if entity.bool(DELIVERED) == Some(true) {
             return Err(Error::conflict(format!(
                 "the notification of {competition} was already delivered"
             )));
@@ -141,7 +146,7 @@ impl AzureTableDatabase {
 
     /// Claimable notifications (pending, lease run out by `now`), found through the outbox
     /// partition.
-    async fn outbox(&self, now: i64, limit: usize) -> Result<Vec<Entity>> {
+    async fn outbox(&self, now: SystemTime, limit: usize) -> Result<Vec<Entity>> {
         let filter = format!("PartitionKey eq {}", quote(OUTBOX));
         let mut found = Vec::new();
         let mut continuation = None;
@@ -154,11 +159,11 @@ impl AzureTableDatabase {
             let rows = join_all(ids.iter().map(|id| self.table.get(id, NOTIFICATION, None))).await;
             for (id, row) in ids.iter().zip(rows) {
                 match row? {
-                    Some(n) if n.bool("Delivered") == Some(true) => {
+                    Some(n) if n.bool(DELIVERED) == Some(true) => {
                         // Delivered but still listed (completion stopped before the cleanup).
                         let _ = self.table.delete(OUTBOX, id, "*").await;
                     }
-                    Some(n) if n.i64("LeaseUntil").unwrap_or(0) <= now => found.push(n),
+                    Some(n) if lease_until(&n)? <= now => found.push(n),
                     // Leased by another worker.
                     Some(_) => {}
                     // Listed by a closing vote that lost its race: the close is still to come.
@@ -172,18 +177,16 @@ impl AzureTableDatabase {
         }
     }
 
-    /// Replaces the draft read with `etag` by its published form. A draft deleted in between
-    /// is [`Error::NotFound`] (the port's answer for a missing competition); one changed in
-    /// between is [`Error::Conflict`].
-    async fn replace_draft(&self, competition: &Competition, etag: &str) -> Result<()> {
-        let mut props = keys(&competition.id.to_string(), COMPETITION);
-        props.extend(competition_props(competition)?);
+    /// Replaces the draft read with `etag` by `props`, its published form. A draft deleted in
+    /// between is [`Error::NotFound`] (the port's answer for a missing competition); one
+    /// changed in between is [`Error::Conflict`].
+    async fn replace_draft(&self, competition: &Competition, props: &Map<String, Value>, etag: &str) -> Result<()> {
         self.table
             .write(
                 What::Competition,
                 &competition.id.to_string(),
                 COMPETITION,
-                &props,
+                props,
                 false,
                 Some(etag),
             )
@@ -199,11 +202,7 @@ impl AzureTableDatabase {
     }
 
     async fn add_to_feed(&self, c: &Competition) -> Result<()> {
-        let mut props = keys(FEED, &inverted(&c.id));
-        props.insert("Id".into(), Value::String(c.id.to_string()));
-        props.insert("Owner".into(), Value::String(c.owner.as_str().into()));
-        props.insert("Categories".into(), Value::String(to_json(&c.categories)?));
-        match self.table.insert(&props).await {
+        match self.table.insert(&feed_props(c)?).await {
             // Already listed (a retried insert or publish): the first entry stands.
             Ok(()) | Err(Error::Conflict { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -243,8 +242,11 @@ impl Database for AzureTableDatabase {
             )));
         }
         let etag = required_etag(etag, "competition")?;
+        // Encoded first, so a competition the table cannot hold leaves no feed entry.
+        let mut props = keys(&competition.id.to_string(), COMPETITION);
+        props.extend(competition_props(competition)?);
         self.add_to_feed(competition).await?;
-        self.replace_draft(competition, &etag).await
+        self.replace_draft(competition, &props, &etag).await
     }
 
     #[instrument(skip(self), fields(table = self.table.table()))]
@@ -279,6 +281,14 @@ impl Database for AzureTableDatabase {
         if let Some(cursor) = &query.cursor {
             filter.push_str(&format!(" and RowKey gt {}", quote(&inverted(&cursor.last_seen()))));
         }
+        // The entry's owner and categories are fixed at creation, so the service filters on
+        // them before any competition is read; status and tally come from the competition.
+        if let Some(viewer) = &query.viewer {
+            filter.push_str(&format!(" and {OWNER} ne {}", quote(viewer.as_str())));
+        }
+        if let Some(category) = &query.category {
+            filter.push_str(&format!(" and {} eq true", category_property(category)));
+        }
         let mut admitted: Vec<Competition> = Vec::new();
         let mut continuation = None;
         // One more than the page, to know whether another page exists.
@@ -288,20 +298,7 @@ impl Database for AzureTableDatabase {
                 .table
                 .query(&filter, None, Some(100), continuation.as_ref())
                 .await?;
-            // The entry's owner and categories are fixed at creation, so they filter before
-            // any competition is read; status and tally come from the competition itself.
-            let candidates: Vec<CompetitionId> = entries
-                .iter()
-                .filter(|e| query.viewer.as_ref().is_none_or(|v| e.str("Owner") != Some(v.as_str())))
-                .filter(|e| {
-                    query.category.as_ref().is_none_or(|cat| {
-                        e.str("Categories")
-                            .and_then(|raw| serde_json::from_str::<Vec<thisthat_core::Category>>(raw).ok())
-                            .is_some_and(|cats| cats.contains(cat))
-                    })
-                })
-                .filter_map(|e| e.str("Id")?.parse().ok())
-                .collect();
+            let candidates: Vec<CompetitionId> = entries.iter().filter_map(|e| e.str(ID)?.parse().ok()).collect();
             for chunk in candidates.chunks(want) {
                 let read = join_all(chunk.iter().map(|id| self.read(id))).await;
                 for (id, result) in chunk.iter().zip(read) {
@@ -341,7 +338,7 @@ impl Database for AzureTableDatabase {
 
     #[instrument(skip(self, claim), fields(table = self.table.table()))]
     async fn claim_notifications(&self, claim: &NotificationClaim) -> Result<Vec<Notification>> {
-        let now = unix_millis(claim.now);
+        let now = claim.now;
         let candidates: Vec<Entity> = match &claim.competition {
             Some(id) => self
                 .table
@@ -351,27 +348,26 @@ impl Database for AzureTableDatabase {
                 .collect(),
             None => self.outbox(now, claim.limit).await?,
         };
-        // An absurd lease (past the end of time) is the caller's mistake, not a panic.
+        // An absurd lease (past the end of time, or past what Edm.DateTime holds) is the
+        // caller's mistake, not a panic.
         let until = claim
             .now
             .checked_add(claim.lease)
-            .map(unix_millis)
             .ok_or_else(|| Error::invalid("lease", "too long"))?;
+        let mut lease = Map::new();
+        put_time(&mut lease, LEASE_UNTIL, until, "lease")?;
         let mut claimed = Vec::new();
         for entity in candidates {
             if claimed.len() >= claim.limit {
                 break;
             }
-            if entity.bool("Delivered") != Some(false) || entity.i64("LeaseUntil").unwrap_or(0) > now {
+            if entity.bool(DELIVERED) != Some(false) || lease_until(&entity)? > now {
                 continue;
             }
             let (Some(partition), Some(etag)) = (entity.str("PartitionKey"), entity.etag.as_deref()) else {
                 continue;
             };
-            let mut notification: Notification = json_prop(&entity, "Notification")?;
-            notification.delivered_to = delivered_to(&entity);
-            let mut lease = Map::new();
-            put_i64(&mut lease, "LeaseUntil", until);
+            let notification = notification_of(&entity)?;
             // The ETag makes the claim exclusive: of racing workers, one merge succeeds.
             match self
                 .table
@@ -411,8 +407,8 @@ impl Database for AzureTableDatabase {
     #[instrument(skip(self), fields(table = self.table.table()))]
     async fn complete_notification(&self, competition: &CompetitionId, at: SystemTime) -> Result<()> {
         let mut done = Map::new();
-        done.insert("Delivered".into(), Value::Bool(true));
-        put_i64(&mut done, "DeliveredAt", unix_millis(at));
+        done.insert(DELIVERED.into(), Value::Bool(true));
+        put_time(&mut done, DELIVERED_AT, at, "at")?;
         race(PROVIDER, &contention_policy(), || async {
             let entity = self.pending_notification(competition).await?;
             // Without an ETag the merge could not be conditional; `*` would let two
@@ -431,8 +427,7 @@ impl Database for AzureTableDatabase {
     async fn save_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let partition = user_partition(&endpoint.device.user);
         let row = token_row(&endpoint.device.token);
-        let mut props = keys(&partition, &row);
-        props.insert("Endpoint".into(), Value::String(to_json(endpoint)?));
+        let props = endpoint_props(endpoint);
         self.table
             .write(What::Device, &partition, &row, &props, false, None)
             .await
@@ -446,7 +441,7 @@ impl Database for AzureTableDatabase {
         loop {
             let (page, next) = self.table.query(&filter, None, None, continuation.as_ref()).await?;
             for entity in page {
-                out.push(json_prop(&entity, "Endpoint")?);
+                out.push(endpoint_of(&entity)?);
             }
             match next {
                 Some(n) => continuation = Some(n),

@@ -36,7 +36,7 @@ impl AzureTableDatabase {
                 None => break,
             }
         }
-        let standing: Option<Standing> = competition.as_ref().map(|e| json_prop(e, "Standing")).transpose()?;
+        let standing: Option<Standing> = competition.as_ref().map(standing_of).transpose()?;
         let earlier = match (&voted, &competition) {
             (Some(row), Some(c)) => Some(counted_vote(row, c)?),
             // No competition: `decide_vote` answers NotFound before looking at a vote.
@@ -54,25 +54,12 @@ impl AzureTableDatabase {
             return Err(Error::not_found(What::Competition, vote.competition));
         };
         let etag = required_etag(entity.etag.clone(), "competition")?;
-        let mut vote_props = keys(&partition, &vote_key);
-        vote_props.insert("Voter".into(), Value::String(vote.voter.as_str().into()));
-        vote_props.insert("Choice".into(), json!(vote.choice));
-        // The receipt, for a repeat of this vote: the tally after it, one Int32 per photo, and
-        // whether it closed the competition (the outcome itself is on the competition).
-        for (i, count) in receipt.tally.counts().iter().enumerate() {
-            vote_props.insert(format!("Tally{i}"), json!(count));
-        }
-        vote_props.insert("Closed".into(), Value::Bool(receipt.closed.is_some()));
-        let mut update = Map::new();
-        update.insert("Standing".into(), Value::String(to_json(&standing)?));
-        update.insert("Status".into(), Value::String(standing.status.as_str().into()));
-        let mut ops = vec![BatchOp::Insert(vote_props)];
-        if let (Some(outcome), Some(notification)) = (&receipt.closed, notification) {
-            update.insert("Outcome".into(), Value::String(to_json(outcome)?));
-            let mut n = keys(&partition, NOTIFICATION);
-            n.insert("Notification".into(), Value::String(to_json(&*notification)?));
-            n.insert("Delivered".into(), Value::Bool(false));
-            put_i64(&mut n, "LeaseUntil", 0);
+        // The receipt is kept on the vote row, for a repeat of this vote.
+        let mut ops = vec![BatchOp::Insert(vote_props(vote, &receipt)?)];
+        // The new status and tally, and at the close the outcome, in the same merge.
+        let update = standing_props(&standing, receipt.closed.as_ref())?;
+        if let (Some(_), Some(notification)) = (&receipt.closed, notification) {
+            let n = notification_props(&notification)?;
             ops.push(BatchOp::Merge {
                 partition: partition.clone(),
                 row: COMPETITION.into(),
