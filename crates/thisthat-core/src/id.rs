@@ -34,6 +34,17 @@ impl CompetitionId {
         CompetitionId(generator.generate().unwrap_or_else(|_| ulid::Ulid::new()))
     }
 
+    /// The smallest id minted at `time` (to the millisecond): every id minted before `time`
+    /// sorts before it, so it bounds a range query on an id index ("created before").
+    /// Times before the epoch give the smallest id.
+    pub fn first_at(time: std::time::SystemTime) -> Self {
+        let ms = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        // A ULID's time is 48 bits; later times are past what any id holds.
+        CompetitionId(ulid::Ulid::from_parts(ms.min((1 << 48) - 1), 0))
+    }
+
     /// Milliseconds since the Unix epoch at which this id was generated.
     pub fn timestamp_ms(&self) -> u64 {
         self.0.timestamp_ms()
@@ -173,6 +184,20 @@ mod tests {
     fn ids_sort_by_creation() {
         let ids: Vec<_> = (0..1000).map(|_| CompetitionId::new()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn first_at_bounds_the_ids_minted_before_it() {
+        let before = CompetitionId::new();
+        let bound = CompetitionId::first_at(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(before.timestamp_ms() + 1),
+        );
+        assert!(before < bound);
+        assert_eq!(bound.timestamp_ms(), before.timestamp_ms() + 1);
+        assert!(CompetitionId::first_at(std::time::UNIX_EPOCH - std::time::Duration::from_secs(1)) <= before);
+        let far =
+            CompetitionId::first_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(u32::MAX) * 1000));
+        assert!(far > before);
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub enum DeliveryMode {
 
 /// How many notifications one delivery round claims at a time.
 const DELIVERY_BATCH: usize = 10;
+/// Drafts listed and deleted at a time by [`Thisthat::sweep`].
+const DRAFT_BATCH: usize = 100;
 
 /// Photos decoded at once by default: the machine's cores. Decoding is CPU-bound, so more at
 /// once finishes no sooner, and each decode may hold up to [`Rules::max_decode_bytes`]: the
@@ -618,19 +620,18 @@ impl Thisthat {
         .await
     }
 
-    /// Walks the stored blobs and removes what nothing will ever use: blobs of a competition
-    /// that does not exist (a creation that failed and whose clean-up failed too), once older
-    /// than [`Rules::orphan_grace`]; and drafts of the signed-upload flow whose upload URLs
-    /// expired more than that grace ago, with their uploads. A blob's age is its
-    /// competition's id (ids are time-ordered), so a creation still under way is never
-    /// touched.
-    ///
-    /// A draft to which nothing was uploaded has no blob, so this walk does not find it; it
-    /// stays in the database, where it is invisible (not in the feed, takes no votes).
+    /// Removes what nothing will ever use. First the drafts of the signed-upload flow whose
+    /// upload URLs expired more than [`Rules::orphan_grace`] ago, listed by the database
+    /// (also drafts to which nothing was uploaded). Then it walks the stored blobs: those of a
+    /// competition that does not exist (a creation that failed and whose clean-up failed
+    /// too, or an expired draft's uploads), once older than the grace, are deleted. A blob's
+    /// age is its competition's id (ids are time-ordered), so a creation still under way is
+    /// never touched.
     pub async fn sweep(&self) -> Result<SweepReport> {
         async {
             let now = self.clock.now();
             let mut report = SweepReport::default();
+            self.expire_drafts(now, &mut report).await?;
             let mut verdicts: HashMap<CompetitionId, Verdict> = HashMap::new();
             let mut continuation = None;
             loop {
@@ -651,7 +652,7 @@ impl Thisthat {
                     let verdict = match verdicts.get(&id) {
                         Some(v) => *v,
                         None => {
-                            let v = self.verdict(&id, age, &mut report).await?;
+                            let v = self.verdict(&id).await?;
                             verdicts.insert(id, v);
                             v
                         }
@@ -703,22 +704,33 @@ impl Thisthat {
         }
     }
 
-    /// Whether the blobs of competition `id`, `age` old, stay; an expired draft is deleted
-    /// here (its blobs go with the walk).
-    async fn verdict(&self, id: &CompetitionId, age: std::time::Duration, report: &mut SweepReport) -> Result<Verdict> {
-        match self.backend.database.competition(id).await {
-            Err(Error::NotFound { .. }) => Ok(Verdict::Remove),
-            Ok(c) if c.status == Status::Draft && age > self.rules.upload_url_ttl + self.rules.orphan_grace => {
+    /// Deletes the drafts whose upload URLs expired more than the grace before `now`, in
+    /// batches. A draft finished meanwhile is a competition now, and stays.
+    async fn expire_drafts(&self, now: std::time::SystemTime, report: &mut SweepReport) -> Result<()> {
+        let cutoff = now
+            .checked_sub(self.rules.upload_url_ttl + self.rules.orphan_grace)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        // Bounded like `deliver_pending`: a million drafts per pass at most.
+        for _ in 0..1000 {
+            let expired = self.backend.database.expired_drafts(cutoff, DRAFT_BATCH).await?;
+            for id in &expired {
                 match self.backend.database.delete_draft(id).await {
-                    Ok(()) => {
-                        report.drafts_expired += 1;
-                        Ok(Verdict::Remove)
-                    }
-                    // Finished meanwhile: it is a competition now, and its photos stay.
-                    Err(Error::Conflict { .. }) => Ok(Verdict::Keep),
-                    Err(e) => Err(e),
+                    Ok(()) => report.drafts_expired += 1,
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
                 }
             }
+            if expired.len() < DRAFT_BATCH {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the blobs of competition `id` stay: they go when it does not exist.
+    async fn verdict(&self, id: &CompetitionId) -> Result<Verdict> {
+        match self.backend.database.competition(id).await {
+            Err(Error::NotFound { .. }) => Ok(Verdict::Remove),
             Ok(_) => Ok(Verdict::Keep),
             Err(e) => Err(e),
         }

@@ -1065,6 +1065,27 @@ impl Database for SqliteDatabase {
         .await
     }
 
+    async fn expired_drafts(&self, before: SystemTime, limit: usize) -> Result<Vec<CompetitionId>> {
+        let bound = CompetitionId::first_at(before).to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            // The feed's index (status, id) answers this: ids sort by creation time.
+            let mut statement = c
+                .prepare_cached("SELECT id FROM competitions WHERE status = 'draft' AND id < ?1 ORDER BY id LIMIT ?2")
+                .map_err(sqlite_error)?;
+            let ids = statement
+                .query_map(rusqlite::params![bound, limit], |row| row.get::<_, String>(0))
+                .map_err(sqlite_error)?;
+            ids.map(|id| {
+                id.map_err(sqlite_error)?
+                    .parse::<CompetitionId>()
+                    .map_err(|e| Error::backend("sqlite", e))
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
         let id = *id;
         self.read(move |c| read_competition(c, &id)?.ok_or_else(|| Error::not_found(Entity::Competition, id)))

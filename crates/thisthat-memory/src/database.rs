@@ -100,6 +100,20 @@ impl Database for MemoryDatabase {
         }
     }
 
+    async fn expired_drafts(&self, before: SystemTime, limit: usize) -> Result<Vec<CompetitionId>> {
+        let bound = CompetitionId::first_at(before);
+        let mut drafts: Vec<CompetitionId> = self
+            .lock()
+            .competitions
+            .values()
+            .filter(|c| c.status == Status::Draft && c.id < bound)
+            .map(|c| c.id)
+            .collect();
+        drafts.sort();
+        drafts.truncate(limit);
+        Ok(drafts)
+    }
+
     async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
         self.lock()
             .competitions

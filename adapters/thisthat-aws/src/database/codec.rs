@@ -341,8 +341,10 @@ pub(super) fn competition_item(c: &Competition) -> Result<Item> {
     if let Some(title) = &c.title {
         item.insert("title".to_owned(), s(title));
     }
-    if c.status == Status::Open {
-        item.insert("feed".to_owned(), s(Status::Open.as_str()));
+    // The feed index is sparse: open competitions are the feed, drafts are what the sweep
+    // lists; a closed competition leaves it.
+    if matches!(c.status, Status::Open | Status::Draft) {
+        item.insert("feed".to_owned(), s(c.status.as_str()));
     }
     if let Some(outcome) = &c.outcome {
         item.insert("outcome".to_owned(), outcome_value(outcome));

@@ -297,6 +297,45 @@ impl Database for DynamoDatabase {
         }
     }
 
+    async fn expired_drafts(&self, before: SystemTime, limit: usize) -> Result<Vec<CompetitionId>> {
+        async {
+            let bound = CompetitionId::first_at(before);
+            let mut drafts = Vec::new();
+            let mut start = None;
+            while drafts.len() < limit {
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(FEED_INDEX)
+                    .key_condition_expression("#feed = :draft AND #id < :bound")
+                    .expression_attribute_names("#feed", "feed")
+                    .expression_attribute_names("#id", "id")
+                    .expression_attribute_values(":draft", s(Status::Draft.as_str()))
+                    .expression_attribute_values(":bound", s(bound.to_string()))
+                    .limit(i32::try_from(limit - drafts.len()).unwrap_or(i32::MAX))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| error::map(SERVICE, e))?;
+                for item in output.items() {
+                    let id = item
+                        .get("id")
+                        .and_then(|v| v.as_s().ok())
+                        .ok_or_else(|| Error::backend(SERVICE, "a feed index entry without an id"))?;
+                    drafts.push(id.parse()?);
+                }
+                match output.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+            Ok(drafts)
+        }
+        .instrument(self.span("expired_drafts"))
+        .await
+    }
+
     async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
         let item = self
             .get(competition_pk(id))

@@ -11,9 +11,10 @@ use thisthat_core::{Error, Result};
 use super::{DynamoDatabase, SERVICE};
 use crate::error;
 
-/// Index of open competitions, newest first: partition `feed` (present only while open),
-/// sort `id` (a ULID, so time order). Projects only what the feed filters on, so votes, which
-/// change neither, never write to it.
+/// Index of open competitions, newest first, and of drafts, oldest first: partition `feed`
+/// (the status, present only while open or a draft), sort `id` (a ULID, so time order).
+/// Projects only what the feed filters on, so votes, which change neither, never write to it.
+/// The feed reads the `open` partition; the sweep's expired drafts the `draft` one.
 pub(super) const FEED_INDEX: &str = "feed";
 /// Index of undelivered notifications: partition `pending` (present until delivered).
 pub(super) const PENDING_INDEX: &str = "pending";

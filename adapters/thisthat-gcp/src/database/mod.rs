@@ -275,6 +275,41 @@ impl Database for FirestoreDatabase {
         .await
     }
 
+    #[tracing::instrument(name = "firestore.expired_drafts", skip_all)]
+    async fn expired_drafts(&self, before: SystemTime, limit: usize) -> Result<Vec<CompetitionId>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Equality on `status` ordered by name needs only the automatic single-field index.
+        let bound = self.competition_name(&CompetitionId::first_at(before));
+        let docs = self
+            .rpc
+            .run_query(
+                self.collection("competitions"),
+                StructuredQuery {
+                    r#where: all_of(vec![
+                        field_filter(
+                            "status",
+                            structured_query::field_filter::Operator::Equal,
+                            string(Status::Draft.as_str()),
+                        ),
+                        field_filter(
+                            "__name__",
+                            structured_query::field_filter::Operator::LessThan,
+                            Value {
+                                value_type: Some(ValueType::ReferenceValue(bound)),
+                            },
+                        ),
+                    ]),
+                    order_by: vec![order("__name__", structured_query::Direction::Ascending)],
+                    limit: Some(i32::try_from(limit).unwrap_or(i32::MAX)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        docs.iter().map(id_of).collect()
+    }
+
     #[tracing::instrument(name = "firestore.competition", skip_all, fields(competition = %id))]
     async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
         let doc = self

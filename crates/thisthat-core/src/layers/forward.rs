@@ -70,6 +70,11 @@ impl<P: Database + ?Sized, I: Interceptor> Database for Layered<P, I> {
         let op = || self.inner.delete_draft(id);
         self.interceptor.intercept(call("database", "delete_draft"), op).await
     }
+
+    async fn expired_drafts(&self, before: SystemTime, limit: usize) -> Result<Vec<CompetitionId>> {
+        let op = || self.inner.expired_drafts(before, limit);
+        self.interceptor.intercept(call("database", "expired_drafts"), op).await
+    }
     async fn competition(&self, id: &CompetitionId) -> Result<Competition> {
         let op = || self.inner.competition(id);
         self.interceptor.intercept(call("database", "competition"), op).await

@@ -43,6 +43,13 @@ pub trait Database: Send + Sync + std::fmt::Debug {
     /// competition that is no longer a draft is [`Error::Conflict`](crate::Error::Conflict).
     async fn delete_draft(&self, id: &CompetitionId) -> Result<()>;
 
+    /// Up to `limit` drafts created before `before`, oldest first: drafts of the signed-upload
+    /// flow nobody finished, for [`Thisthat::sweep`](crate::Thisthat::sweep) to delete once
+    /// their upload URLs have expired, including drafts to which nothing was ever uploaded.
+    /// A draft's creation time is its [`CompetitionId`]'s (ids are minted at creation), so a
+    /// backend can answer from its id index.
+    async fn expired_drafts(&self, before: SystemTime, limit: usize) -> Result<Vec<CompetitionId>>;
+
     /// Reads a competition. [`Error::NotFound`](crate::Error::NotFound) if missing.
     async fn competition(&self, id: &CompetitionId) -> Result<Competition>;
 

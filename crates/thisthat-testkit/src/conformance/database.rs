@@ -339,6 +339,46 @@ pub async fn drafts_delete(h: &impl DatabaseHarness) {
     assert!(db.competition(&c.id).await.is_ok());
 }
 
+/// Drafts created before a time are listed oldest first, up to a limit; open competitions,
+/// later drafts, deleted and published drafts are not.
+pub async fn expired_drafts_are_listed_oldest_first(h: &impl DatabaseHarness) {
+    let db = h.database();
+    let drafts: Vec<Competition> = (0..4)
+        .map(|i| competition(&format!("owner-{i}"), Status::Draft, 24))
+        .collect();
+    for draft in &drafts {
+        db.insert_competition(draft).await.expect("insert draft");
+    }
+    open(&*db, "owner", 24).await;
+    let later = SystemTime::now() + Duration::from_secs(1);
+    let ids = |cs: &[&Competition]| cs.iter().map(|c| c.id).collect::<Vec<_>>();
+    let all = db.expired_drafts(later, 10).await.expect("list");
+    assert_eq!(
+        all,
+        ids(&drafts.iter().collect::<Vec<_>>()),
+        "every draft, oldest first"
+    );
+    let first_two = db.expired_drafts(later, 2).await.expect("list");
+    assert_eq!(first_two, ids(&[&drafts[0], &drafts[1]]), "the oldest, up to the limit");
+    let bound = std::time::UNIX_EPOCH + Duration::from_millis(drafts[0].id.timestamp_ms());
+    assert!(
+        db.expired_drafts(bound, 10).await.expect("list").is_empty(),
+        "none created before the first"
+    );
+    db.delete_draft(&drafts[1].id).await.expect("delete");
+    let published = Competition {
+        status: Status::Open,
+        ..drafts[2].clone()
+    };
+    db.publish_competition(&published).await.expect("publish");
+    let left = db.expired_drafts(later, 10).await.expect("list");
+    assert_eq!(
+        left,
+        ids(&[&drafts[0], &drafts[3]]),
+        "deleted and published drafts are gone"
+    );
+}
+
 /// The feed holds open competitions only, newest first, and pages through all of them.
 pub async fn feed_is_newest_first_and_paginates(h: &impl DatabaseHarness) {
     let db = h.database();

@@ -419,7 +419,8 @@ pub async fn a_retry_sends_only_to_the_devices_it_missed(h: &impl DomainHarness)
 }
 
 /// The maintenance pass removes blobs no competition refers to and drafts whose upload URLs
-/// expired long ago, once they are older than the grace, and nothing else.
+/// expired long ago (with their uploads, or with none), once they are older than the grace,
+/// and nothing else.
 pub async fn maintenance_sweeps_orphans_and_expired_drafts(h: &impl DomainHarness) {
     use thisthat_core::{BlobKey, ports::PutOptions};
     let w = world(h, DeliveryMode::Inline);
@@ -445,6 +446,12 @@ pub async fn maintenance_sweeps_orphans_and_expired_drafts(h: &impl DomainHarnes
         Err(Error::Unsupported { .. }) if h.signed_urls() == SignedUrls::Unsupported => None,
         Err(e) => panic!("begin upload: {e:?}"),
     };
+    // A draft to which nothing was uploaded: only the database knows it.
+    let bare = match s.begin_upload(&user("owner"), declared()).await {
+        Ok(ticket) => Some(ticket.competition),
+        Err(Error::Unsupported { .. }) if h.signed_urls() == SignedUrls::Unsupported => None,
+        Err(e) => panic!("begin upload: {e:?}"),
+    };
     let stored = |prefix: String| {
         let blobs = blobs.clone();
         async move { blobs.list(&prefix, None).await.expect("list").blobs.len() }
@@ -454,7 +461,8 @@ pub async fn maintenance_sweeps_orphans_and_expired_drafts(h: &impl DomainHarnes
 
     let young = s.maintain().await.expect("maintain");
     assert_eq!(
-        young.sweep.orphans_removed, 0,
+        (young.sweep.orphans_removed, young.sweep.drafts_expired),
+        (0, 0),
         "nothing is older than the grace: {young:?}"
     );
     assert!(
@@ -479,7 +487,13 @@ pub async fn maintenance_sweeps_orphans_and_expired_drafts(h: &impl DomainHarnes
     assert_eq!(s.competition(&kept.id).await.expect("read").id, kept.id);
     match draft {
         Some((id, key)) => {
-            assert_eq!(pass.sweep.drafts_expired, 1, "{pass:?}");
+            assert_eq!(pass.sweep.drafts_expired, 2, "both drafts: {pass:?}");
+            let bare = bare.expect("signed uploads work");
+            let finish = s.finish_upload(&user("owner"), &bare).await;
+            assert!(
+                matches!(finish, Err(Error::NotFound { .. })),
+                "the draft without uploads is gone too: {finish:?}"
+            );
             assert_eq!(
                 pass.sweep.orphans_removed, 2,
                 "the orphan and the draft's upload: {pass:?}"

@@ -260,6 +260,7 @@ macro_rules! database_conformance {
                 racing_voters_close_exactly_once,
                 drafts_publish_once,
                 drafts_delete,
+                expired_drafts_are_listed_oldest_first,
                 feed_is_newest_first_and_paginates,
                 feed_filters_by_category_and_viewer,
                 notifications_are_leased,
