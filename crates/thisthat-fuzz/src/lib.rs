@@ -28,8 +28,11 @@ const SECRET: &[u8] = b"thisthat-fuzz-secret-of-32-bytes";
 /// The boundary the multipart target's bodies are framed with (the corpus uses it).
 pub const BOUNDARY: &str = "thisthat-fuzz";
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, for the corpus replay.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("photo", photo),
     ("multipart", multipart),
     ("authorization", authorization),

@@ -54,6 +54,9 @@ use codec::*;
 const COMPETITION: &str = "competition";
 const NOTIFICATION: &str = "notification";
 const FEED: &str = "feed";
+/// The partition listing drafts by id (oldest first), for the sweep: one entity per draft, its
+/// row key the draft's id. Written before the draft and removed after it, like a feed entry.
+const DRAFTS: &str = "drafts";
 const OUTBOX: &str = "outbox";
 /// The prefix of a notification's per-device delivery properties.
 const DELIVERED_TO: &str = "DeliveredTo_";
@@ -221,6 +224,13 @@ impl Database for AzureTableDatabase {
         if competition.status == Status::Open {
             self.add_to_feed(competition).await?;
         }
+        if competition.status == Status::Draft {
+            match self.table.insert(&keys(DRAFTS, &competition.id.to_string())).await {
+                // A retried insert: the first entry stands.
+                Ok(()) | Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         self.table.insert(&props).await.map_err(|e| match e {
             Error::Conflict { source, .. } => Error::Conflict {
                 reason: format!("competition {} exists", competition.id),
@@ -246,7 +256,9 @@ impl Database for AzureTableDatabase {
         let mut props = keys(&competition.id.to_string(), COMPETITION);
         props.extend(competition_props(competition)?);
         self.add_to_feed(competition).await?;
-        self.replace_draft(competition, &props, &etag).await
+        self.replace_draft(competition, &props, &etag).await?;
+        // Left behind if this fails: `expired_drafts` removes entries of what is no draft.
+        self.table.delete(DRAFTS, &competition.id.to_string(), "*").await
     }
 
     #[instrument(skip(self), fields(table = self.table.table()))]
@@ -258,7 +270,42 @@ impl Database for AzureTableDatabase {
             return Err(Error::conflict(format!("competition {id} is not a draft")));
         }
         let etag = required_etag(etag, "competition")?;
-        self.table.delete(&id.to_string(), COMPETITION, &etag).await
+        self.table.delete(&id.to_string(), COMPETITION, &etag).await?;
+        self.table.delete(DRAFTS, &id.to_string(), "*").await
+    }
+
+    #[instrument(skip(self), fields(table = self.table.table()))]
+    async fn expired_drafts(&self, before: SystemTime, limit: usize) -> Result<Vec<CompetitionId>> {
+        let filter = format!(
+            "PartitionKey eq {} and RowKey lt {}",
+            quote(DRAFTS),
+            quote(&CompetitionId::first_at(before).to_string())
+        );
+        let mut drafts = Vec::new();
+        let mut continuation = None;
+        while drafts.len() < limit {
+            let top = (limit - drafts.len()).min(1000);
+            let (entries, next) = self
+                .table
+                .query(&filter, Some("RowKey"), Some(top), continuation.as_ref())
+                .await?;
+            for entry in entries {
+                let Some(id) = entry.str("RowKey").and_then(|id| id.parse::<CompetitionId>().ok()) else {
+                    continue;
+                };
+                match self.read(&id).await? {
+                    Some((c, _)) if c.status == Status::Draft => drafts.push(id),
+                    // Published or deleted, and its entry left behind by a failure in between
+                    // (entries this old are never a write under way).
+                    _ => self.table.delete(DRAFTS, &id.to_string(), "*").await?,
+                }
+            }
+            match next {
+                Some(next) => continuation = Some(next),
+                None => break,
+            }
+        }
+        Ok(drafts)
     }
 
     #[instrument(skip(self), fields(table = self.table.table()))]
