@@ -207,8 +207,7 @@ async fn maintain_in_background(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let jitter = interval.mul_f64(0.2 * fastrand::f64() - 0.1);
-        let wait = interval.saturating_add(jitter).max(Duration::from_millis(100));
+        let wait = jittered(interval, fastrand::f64());
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.changed() => return,
@@ -222,6 +221,15 @@ async fn maintain_in_background(
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// `interval` moved by up to a tenth either way, `unit` (in `0.0..1.0`) choosing where, and
+/// never under 100 ms. (A negative factor would panic in `Duration::mul_f64`: the jitter is a
+/// factor around 1, not a signed offset.)
+fn jittered(interval: Duration, unit: f64) -> Duration {
+    interval
+        .mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
+        .max(Duration::from_millis(100))
 }
 
 /// `thisthat deliver` (`sweep` false) and `thisthat sweep` (`sweep` true): one pass on the
@@ -347,4 +355,19 @@ fn token(user: &str, data_dir: &std::path::Path, hours: u64) -> AnyResult {
         thisthat_server::issue_hs256(&secret, &user, Duration::from_secs(seconds))?
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_maintenance_wait_stays_within_a_tenth_of_the_interval() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(jittered(minute, 0.0), Duration::from_secs(54));
+        assert_eq!(jittered(minute, 0.5), minute);
+        assert_eq!(jittered(minute, 1.0), Duration::from_secs(66));
+        assert_eq!(jittered(Duration::from_secs(1), 0.0), Duration::from_millis(900));
+        assert_eq!(jittered(Duration::ZERO, 0.3), Duration::from_millis(100));
+    }
 }
