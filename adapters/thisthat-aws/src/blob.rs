@@ -84,7 +84,19 @@ impl S3BlobStore {
     /// Creates the bucket (for tests and first deployments; production buckets are usually
     /// made by infrastructure code). An existing bucket owned by the caller is fine.
     pub async fn create_bucket(&self) -> Result<()> {
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        let mut request = self.client.create_bucket().bucket(&self.bucket);
+        // Outside us-east-1, S3 refuses a creation that does not name the client's region
+        // (IllegalLocationConstraintException). R2's `auto` is not a location: R2 places the
+        // bucket itself when none is named.
+        let region = self.client.config().region().map(|r| r.as_ref().to_owned());
+        if let Some(region) = region.filter(|r| r != "us-east-1" && r != "auto") {
+            request = request.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region.as_str()))
+                    .build(),
+            );
+        }
+        match request.send().await {
             Ok(_) => Ok(()),
             Err(e) if matches!(error::code(&e), Some("BucketAlreadyOwnedByYou")) => Ok(()),
             Err(e) => Err(error::map(SERVICE, e)),

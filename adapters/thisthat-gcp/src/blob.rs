@@ -74,6 +74,16 @@ impl GcsOptions {
             Some(host) => (format!("http://{}", host.trim_end_matches('/')), TokenSource::Anonymous),
             None => (GCS_ENDPOINT.to_string(), TokenSource::adc()?),
         };
+        Ok(GcsOptions::at(bucket, endpoint, tokens))
+    }
+
+    /// The bucket behind `endpoint` (the JSON API's base URL: Cloud Storage's, an emulator's or
+    /// a proxy's), calling it with `tokens`. It signs URLs as [`GcsOptions::from_env`] does:
+    /// with Application Default Credentials on Cloud Storage itself, elsewhere only with the
+    /// key `GOOGLE_APPLICATION_CREDENTIALS` names.
+    pub fn at(bucket: impl Into<String>, endpoint: impl Into<String>, tokens: TokenSource) -> Self {
+        crate::install_crypto_provider();
+        let endpoint = endpoint.into().trim_end_matches('/').to_owned();
         // Signing is optional: a deployment that never hands out URLs needs no signer. On an
         // emulator only a key file signs: without one, ADC falls back to the metadata server,
         // which google-cloud-auth contacts as soon as the signer is built, and an emulator
@@ -87,13 +97,13 @@ impl GcsOptions {
         } else {
             (None, None)
         };
-        Ok(GcsOptions {
+        GcsOptions {
             bucket: bucket.into(),
             endpoint,
             tokens,
             signer,
             signer_error,
-        })
+        }
     }
 
     /// A signer from a service account key (the JSON file's contents), which signs locally.

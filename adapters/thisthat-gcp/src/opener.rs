@@ -17,7 +17,8 @@ use crate::{
 
 /// Opens the Google Cloud adapters from URLs:
 ///
-/// - `gs://{bucket}`: [`GcsBlobStore`] (`STORAGE_EMULATOR_HOST` switches to an emulator);
+/// - `gs://{bucket}`: [`GcsBlobStore`] (`STORAGE_EMULATOR_HOST` switches to an emulator;
+///   `?endpoint=` names another JSON API base URL for this URL alone, and wins over it);
 ///   `?create=true&project={project}` creates the bucket if it does not exist (for emulators
 ///   and development; `project` defaults to `GOOGLE_CLOUD_PROJECT`).
 /// - `firestore://{project}`, `firestore://{project}/{database}`, either with
@@ -27,8 +28,10 @@ use crate::{
 /// - `vision://`, or `vision://?bucket={bucket}` to let Vision read stored photos from that
 ///   bucket: [`VisionClassifier`].
 ///
-/// `fcm:` and `vision:` take `?endpoint=` (an `http://` or `https://` base URL) to talk to
-/// something other than Google, such as a local fake. Credentials are Application Default
+/// `gs:`, `fcm:` and `vision:` take `?endpoint=` (an `http://` or `https://` base URL) to talk
+/// to something other than Google, such as an emulator, a proxy or a local fake.
+/// `firestore:` does not: its gRPC client reaches an emulator through
+/// `FIRESTORE_EMULATOR_HOST` only. Credentials are Application Default
 /// Credentials, except that no token is ever sent to a plain `http://` endpoint: Google's are
 /// all HTTPS, so a plain one is a local fake, and a real token must not travel in the clear.
 #[derive(Debug, Clone, Copy, Default)]
@@ -69,7 +72,7 @@ impl UrlOpener for GcpOpener {
                 "{url}: blob storage opens from gs://bucket URLs"
             )));
         }
-        let params = UrlParams::parse(url, &["create", "project"])?;
+        let params = UrlParams::parse(url, &["create", "project", "endpoint"])?;
         let bucket = host(url, "bucket")?;
         // Every parameter is checked before anything looks for credentials.
         let create_in = match params.flag("create", false)? {
@@ -86,7 +89,14 @@ impl UrlOpener for GcpOpener {
                     })?,
             ),
         };
-        let store = GcsBlobStore::new(GcsOptions::from_env(bucket)?)?;
+        let options = match params.get("endpoint") {
+            Some(_) => {
+                let (endpoint, tokens) = endpoint(&params, crate::blob::GCS_ENDPOINT)?;
+                GcsOptions::at(bucket, endpoint, tokens)
+            }
+            None => GcsOptions::from_env(bucket)?,
+        };
+        let store = GcsBlobStore::new(options)?;
         if let Some(project) = create_in {
             match store.create_bucket(&project).await {
                 Ok(()) | Err(Error::Conflict { .. }) => {}
@@ -152,6 +162,9 @@ mod tests {
             ("blob", "gs://"),
             ("blob", "gs://bucket?x=1"),
             ("blob", "gs://bucket?create=maybe"),
+            ("blob", "gs://bucket?endpoint=ftp://x"),
+            ("blob", "gs://bucket?endpoint=nowhere"),
+            ("database", "firestore://p?endpoint=http://127.0.0.1:1"),
             ("database", "firestore://p?prefix=a&prefix=b"),
             ("notifier", "fcm://p?endpoint=ftp://x"),
             ("classifier", "vision://?nope=1"),

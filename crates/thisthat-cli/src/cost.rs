@@ -27,9 +27,10 @@ pub(crate) enum OnOff {
 /// `thisthat cost`'s flags.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct Args {
-    /// `seed` (the article's month) or a TOML scenario file setting any of its fields.
-    #[arg(long, default_value = "seed")]
-    scenario: String,
+    /// `seed` (the article's month) or a TOML scenario file setting any of its fields
+    /// [default: seed] [file: cost.scenario].
+    #[arg(long)]
+    scenario: Option<String>,
     /// Price a metered run instead: a usage file from `serve --usage-out` or `demo --usage-out`.
     #[arg(long)]
     usage: Option<PathBuf>,
@@ -42,7 +43,8 @@ pub(crate) struct Args {
     /// Whether free allowances are taken off.
     #[arg(long, value_enum, default_value = "on")]
     free_tier: OnOff,
-    /// A directory of newer price tables (`aws.toml`, …), each replacing its provider's.
+    /// A directory of newer price tables (`aws.toml`, …), each replacing its provider's
+    /// [file: cost.prices].
     #[arg(long)]
     prices: Option<PathBuf>,
     /// Output format.
@@ -56,8 +58,8 @@ pub(crate) struct Args {
     top: usize,
 }
 
-pub(crate) fn run(args: &Args) -> AnyResult {
-    let mut scenario = match args.scenario.as_str() {
+pub(crate) fn run(args: &Args, file: &crate::config::CostSection) -> AnyResult {
+    let mut scenario = match args.scenario.as_deref().unwrap_or(&file.scenario) {
         "seed" => Scenario::seed(),
         path => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read scenario {path}: {e}"))?;
@@ -67,7 +69,7 @@ pub(crate) fn run(args: &Args) -> AnyResult {
     if let Some(users) = args.users {
         scenario = scenario.with_users(users)?;
     }
-    let book = match &args.prices {
+    let book = match &crate::config::pick(&args.prices, &file.prices) {
         Some(dir) => PriceBook::with_dir(dir)?,
         None => PriceBook::builtin()?,
     };

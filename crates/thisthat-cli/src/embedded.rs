@@ -8,6 +8,8 @@ use thisthat_core::{Backend, Clock, Registry, SystemClock, Thisthat};
 use thisthat_local::{FileBlobStore, ModelClassifier, OutboxNotifier, SqliteDatabase};
 use thisthat_server::{AppState, Auth, BlobServer};
 
+use crate::config::{Config, ConfigError, pick};
+
 /// The two secrets of a local server, created on first start and kept in the data directory.
 pub struct Secrets {
     /// Signs and verifies the HS256 bearer tokens of local users.
@@ -86,39 +88,120 @@ fn secret(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// Adapters to use instead of the embedded ones, by URL (`sqlite:///…`, `outbox:///…`,
-/// `model:`, `pixels:`, `memory://`, and each cloud adapter's schemes once their crates are in).
+/// `model:`, `pixels:`, `memory://`, and each cloud adapter's schemes once their crates are in),
+/// and the service's settings. Each flag (or its variable) overrides the configuration file's
+/// key named in its help; [`Overrides::resolve`] merges them.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
-    /// Blob storage instead of files under the data directory.
+    /// Blob storage instead of files under the data directory [file: backend.storage].
     #[arg(long, env = "THISTHAT_STORAGE")]
     pub storage: Option<String>,
-    /// Database instead of SQLite in the data directory.
+    /// Database instead of SQLite in the data directory [file: backend.database].
     #[arg(long, env = "THISTHAT_DATABASE")]
     pub database: Option<String>,
-    /// Notifier instead of the outbox file.
+    /// Notifier instead of the outbox file [file: backend.notifier].
     #[arg(long, env = "THISTHAT_NOTIFIER")]
     pub notifier: Option<String>,
-    /// Classifier instead of the image model (`pixels:` labels shape and colours only).
+    /// Classifier instead of the image model (`pixels:` labels shape and colours only)
+    /// [file: backend.classifier].
     #[arg(long, env = "THISTHAT_CLASSIFIER")]
     pub classifier: Option<String>,
     /// The address clients reach this server at, for the photo upload and download URLs it
-    /// signs (default: the listen address). Set it behind a proxy or when listening on 0.0.0.0.
+    /// signs (default: the listen address). Set it behind a proxy or when listening on 0.0.0.0
+    /// [file: server.public_url].
     #[arg(long, env = "THISTHAT_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Verify bearer tokens against this identity provider's JWKS instead of the local
-    /// secret (Cognito, Firebase Auth, Entra ID); needs `--jwt-issuer`.
-    #[arg(long, env = "THISTHAT_JWKS_URL", requires = "jwt_issuer")]
+    /// secret (Cognito, Firebase Auth, Entra ID); needs `--jwt-issuer` [file: auth.jwks_url].
+    #[arg(long, env = "THISTHAT_JWKS_URL")]
     pub jwks_url: Option<String>,
-    /// The `iss` the identity provider's tokens carry.
-    #[arg(long, env = "THISTHAT_JWT_ISSUER", requires = "jwks_url")]
+    /// The `iss` the identity provider's tokens carry [file: auth.issuer].
+    #[arg(long, env = "THISTHAT_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
-    /// The `aud` the identity provider's tokens carry, if any.
-    #[arg(long, env = "THISTHAT_JWT_AUDIENCE", requires = "jwks_url")]
+    /// The `aud` the identity provider's tokens carry, if any [file: auth.audience].
+    #[arg(long, env = "THISTHAT_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
     /// With production auth (`--jwks-url`), serve even though the classifier cannot screen
     /// content (the embedded ones cannot): every photo that decodes is shown to voters.
-    #[arg(long, env = "THISTHAT_ALLOW_UNSCREENED")]
+    /// `--allow-unscreened=false` turns off a file's `true` [file: auth.allow_unscreened].
+    #[arg(
+        long,
+        env = "THISTHAT_ALLOW_UNSCREENED",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub allow_unscreened: Option<bool>,
+    /// When the owner's result push is sent: by the closing vote's request (`inline`), or only
+    /// by the maintenance pass (`deferred`) [default: inline] [file: service.delivery].
+    #[arg(long, env = "THISTHAT_DELIVERY", value_enum)]
+    pub delivery: Option<crate::config::Delivery>,
+}
+
+/// Everything [`Embedded::open`] needs, from flags, variables, the file and the defaults
+/// (`Default`: the embedded backend, local auth, the default rules, as `thisthat demo` runs).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Each port's URL, or `None` for the embedded adapter.
+    pub storage: Option<String>,
+    /// See [`Settings::storage`].
+    pub database: Option<String>,
+    /// See [`Settings::storage`].
+    pub notifier: Option<String>,
+    /// See [`Settings::storage`].
+    pub classifier: Option<String>,
+    /// See [`Overrides::public_url`].
+    pub public_url: Option<String>,
+    /// Production auth, or `None` for the local secret.
+    pub jwks: Option<thisthat_server::JwksConfig>,
+    /// See [`Overrides::allow_unscreened`].
     pub allow_unscreened: bool,
+    /// The service's rules.
+    pub rules: thisthat_core::Rules,
+    /// When result pushes are sent.
+    pub delivery: thisthat_core::DeliveryMode,
+}
+
+impl Overrides {
+    /// These flags over `file`'s settings (`origin` names the file in errors).
+    pub fn resolve(&self, file: &Config, origin: &str) -> Result<Settings, ConfigError> {
+        let jwks_url = pick(&self.jwks_url, &file.auth.jwks_url);
+        let issuer = pick(&self.jwt_issuer, &file.auth.issuer);
+        let audience = pick(&self.jwt_audience, &file.auth.audience);
+        let jwks = match (jwks_url, issuer) {
+            (Some(url), Some(issuer)) => Some(thisthat_server::JwksConfig { url, issuer, audience }),
+            (None, None) if audience.is_none() => None,
+            (None, _) => {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_owned(),
+                    key: "auth.jwks_url".into(),
+                    message: "is missing: auth.issuer or auth.audience (--jwt-issuer, --jwt-audience) only \
+                              make sense with the identity provider's JWKS URL (--jwks-url, THISTHAT_JWKS_URL)"
+                        .into(),
+                });
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_owned(),
+                    key: "auth.issuer".into(),
+                    message: "is missing: with a JWKS URL, set the `iss` its tokens carry (--jwt-issuer, \
+                              THISTHAT_JWT_ISSUER)"
+                        .into(),
+                });
+            }
+        };
+        Ok(Settings {
+            storage: pick(&self.storage, &file.backend.storage),
+            database: pick(&self.database, &file.backend.database),
+            notifier: pick(&self.notifier, &file.backend.notifier),
+            classifier: pick(&self.classifier, &file.backend.classifier),
+            public_url: pick(&self.public_url, &file.server.public_url),
+            jwks,
+            allow_unscreened: self.allow_unscreened.unwrap_or(file.auth.allow_unscreened),
+            rules: file.rules.to_rules(origin)?,
+            delivery: self.delivery.unwrap_or(file.service.delivery).into(),
+        })
+    }
 }
 
 /// Every adapter this build of the command can open by URL: the embedded ones, in memory, and
@@ -144,7 +227,7 @@ impl Embedded {
     pub async fn open(
         data_dir: &Path,
         addr: SocketAddr,
-        overrides: &Overrides,
+        overrides: &Settings,
     ) -> Result<Embedded, Box<dyn std::error::Error + Send + Sync>> {
         let secrets = Secrets::load_or_create(data_dir)?;
         // Each port is an embedded adapter unless an override names another one; an overridden
@@ -196,23 +279,22 @@ impl Embedded {
             classifier,
         };
         // Production auth means a public deployment: it fails closed without screening.
-        if overrides.jwks_url.is_some() {
+        if overrides.jwks.is_some() {
             backend.require_screening(overrides.allow_unscreened)?;
         }
         // The meter innermost: it counts every attempt, as providers bill them.
         let meter = thisthat_core::layers::Meter::new();
         let backend = backend.layer(meter.clone()).with_standard_layers();
-        let service = Thisthat::builder(backend).build()?;
+        let service = Thisthat::builder(backend)
+            .rules(overrides.rules.clone())
+            .delivery(overrides.delivery)
+            .build()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = AppState {
             service,
-            auth: match (&overrides.jwks_url, &overrides.jwt_issuer) {
-                (Some(url), Some(issuer)) => thisthat_server::Auth::jwks(thisthat_server::JwksConfig {
-                    url: url.clone(),
-                    issuer: issuer.clone(),
-                    audience: overrides.jwt_audience.clone(),
-                })?,
-                _ => Auth::hs256(&secrets.jwt),
+            auth: match &overrides.jwks {
+                Some(jwks) => Auth::jwks(jwks.clone())?,
+                None => Auth::hs256(&secrets.jwt),
             },
             blobs: blob_server,
             clock,
@@ -233,5 +315,73 @@ impl Embedded {
     /// The service every request runs on (the maintenance pass runs on it too).
     pub fn service(&self) -> &thisthat_core::Thisthat {
         &self.state.service
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Config {
+        Config::parse(text, "t.toml").expect("parse")
+    }
+
+    #[test]
+    fn a_flag_or_variable_wins_over_the_file_and_the_file_over_the_defaults() {
+        let config = file(
+            "[backend]\nstorage = \"memory://\"\ndatabase = \"sqlite::memory:\"\n\
+             [service]\ndelivery = \"deferred\"\n[auth]\nallow_unscreened = true\n[rules]\nvotes_to_close = 5\n",
+        );
+        let given = Overrides {
+            storage: Some("s3://given".into()),
+            allow_unscreened: Some(false),
+            delivery: Some(crate::config::Delivery::Inline),
+            ..Overrides::default()
+        };
+        let settings = given.resolve(&config, "t.toml").expect("resolve");
+        assert_eq!(settings.storage.as_deref(), Some("s3://given"));
+        assert_eq!(settings.database.as_deref(), Some("sqlite::memory:"), "from the file");
+        assert_eq!(settings.notifier, None, "the embedded default");
+        assert!(!settings.allow_unscreened);
+        assert_eq!(settings.delivery, thisthat_core::DeliveryMode::Inline);
+        assert_eq!(settings.rules.votes_to_close, 5);
+        let settings = Overrides::default().resolve(&config, "t.toml").expect("resolve");
+        assert_eq!(settings.storage.as_deref(), Some("memory://"));
+        assert!(settings.allow_unscreened);
+        assert_eq!(settings.delivery, thisthat_core::DeliveryMode::Deferred);
+        let settings = Overrides::default()
+            .resolve(&Config::default(), "the configuration")
+            .expect("resolve");
+        assert_eq!(settings.storage, None);
+        assert_eq!(settings.delivery, thisthat_core::DeliveryMode::Inline);
+        assert_eq!(settings.rules, thisthat_core::Rules::default());
+    }
+
+    #[test]
+    fn jwks_settings_combine_across_flags_and_file_and_half_of_them_is_refused() {
+        let config = file("[auth]\njwks_url = \"https://idp.example.invalid/jwks.json\"\n");
+        let given = Overrides {
+            jwt_issuer: Some("https://idp.example.invalid/".into()),
+            ..Overrides::default()
+        };
+        let jwks = given.resolve(&config, "t.toml").expect("resolve").jwks.expect("jwks");
+        assert_eq!(jwks.url, "https://idp.example.invalid/jwks.json");
+        assert_eq!(jwks.issuer, "https://idp.example.invalid/");
+        let error = Overrides::default()
+            .resolve(&config, "t.toml")
+            .expect_err("no issuer")
+            .to_string();
+        assert!(
+            error.starts_with("t.toml: auth.issuer is missing") && error.contains("--jwt-issuer"),
+            "{error}"
+        );
+        let error = given
+            .resolve(&Config::default(), "t.toml")
+            .expect_err("no url")
+            .to_string();
+        assert!(
+            error.contains("auth.jwks_url is missing") && error.contains("--jwks-url"),
+            "{error}"
+        );
     }
 }

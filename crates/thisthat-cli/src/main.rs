@@ -8,8 +8,10 @@
 //! thisthat cost                 # the seed month priced on every provider and mix
 //! thisthat deliver              # deliver pending result pushes once (serve does it every minute)
 //! thisthat sweep                # one whole maintenance pass: deliver, then sweep orphans and old drafts
+//! thisthat serve --config thisthat.toml   # settings from a file (flags and variables override it)
 //! ```
 
+mod config;
 mod cost;
 mod demo;
 mod embedded;
@@ -29,6 +31,8 @@ use clap::{Parser, Subcommand};
     about = "This, this or that: photo competitions on any cloud, or none"
 )]
 struct Cli {
+    #[command(flatten)]
+    config: config::ConfigFlag,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,34 +45,34 @@ enum Command {
         /// Azure Container Apps set it, else 127.0.0.1:8080].
         #[arg(long, env = "THISTHAT_ADDR")]
         addr: Option<SocketAddr>,
-        /// Where the database, photos, outbox and secrets live.
-        #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
-        data_dir: PathBuf,
+        /// Where the database, photos, outbox and secrets live [default: thisthat-data].
+        #[arg(long, env = "THISTHAT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         overrides: embedded::Overrides,
         #[command(flatten)]
         metering: metering::Flags,
         /// Seconds between maintenance passes in the background (pending notifications
         /// delivered, orphaned blobs and expired drafts swept), each started up to a tenth
-        /// earlier or later so that several servers spread out; 0 turns it off.
-        #[arg(long, env = "THISTHAT_MAINTENANCE_INTERVAL", default_value_t = 60)]
-        maintenance_interval: u64,
+        /// earlier or later so that several servers spread out; 0 turns it off [default: 60].
+        #[arg(long, env = "THISTHAT_MAINTENANCE_INTERVAL")]
+        maintenance_interval: Option<u64>,
     },
     /// Deliver the result notifications still pending, once, and exit (for cron, Cloud
     /// Scheduler or an Azure timer; `serve` does this in the background).
     Deliver {
-        /// Where the database, photos, outbox and secrets live.
-        #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
-        data_dir: PathBuf,
+        /// Where the database, photos, outbox and secrets live [default: thisthat-data].
+        #[arg(long, env = "THISTHAT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         overrides: embedded::Overrides,
     },
     /// One whole maintenance pass, once, and exit: pending notifications delivered, blobs no
     /// competition refers to and expired drafts removed.
     Sweep {
-        /// Where the database, photos, outbox and secrets live.
-        #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
-        data_dir: PathBuf,
+        /// Where the database, photos, outbox and secrets live [default: thisthat-data].
+        #[arg(long, env = "THISTHAT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         overrides: embedded::Overrides,
     },
@@ -97,9 +101,9 @@ enum Command {
         /// The user id to put in the token's `sub` claim.
         #[arg(long)]
         user: String,
-        /// The server's data directory.
-        #[arg(long, env = "THISTHAT_DATA_DIR", default_value = "thisthat-data")]
-        data_dir: PathBuf,
+        /// The server's data directory [default: thisthat-data].
+        #[arg(long, env = "THISTHAT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         /// How long the token stays valid, in hours.
         #[arg(long, default_value_t = 24)]
         hours: u64,
@@ -130,21 +134,12 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
-        Command::Serve {
-            addr,
-            data_dir,
-            overrides,
-            metering,
-            maintenance_interval,
-        } => serve(addr, data_dir, &overrides, &metering, maintenance_interval).await,
-        Command::Deliver { data_dir, overrides } => maintain_once(&data_dir, &overrides, false).await,
-        Command::Sweep { data_dir, overrides } => maintain_once(&data_dir, &overrides, true).await,
-        Command::Demo { data_dir, usage_out } => demo::run(data_dir, usage_out).await,
-        #[cfg(feature = "lambda")]
-        Command::Lambda => lambda::run().await,
-        Command::Token { user, data_dir, hours } => token(&user, &data_dir, hours),
-        Command::Cost(args) => cost::run(&args),
+    let result = match config::Config::load(cli.config.path.as_deref()) {
+        Err(e) => Err(e.into()),
+        Ok(file) => {
+            let origin = config_origin(cli.config.path.as_deref());
+            run(cli.command, &file, &origin).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -162,6 +157,47 @@ async fn main() -> std::process::ExitCode {
 
 type AnyResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// How errors name where a setting came from: the file, or the built-in defaults.
+fn config_origin(path: Option<&std::path::Path>) -> String {
+    path.map_or_else(|| "the configuration".to_owned(), |p| p.display().to_string())
+}
+
+/// Runs `command` with `file`'s settings under its flags and variables.
+async fn run(command: Command, file: &config::Config, origin: &str) -> AnyResult {
+    let data_dir = |given: Option<PathBuf>| given.unwrap_or_else(|| file.server.data_dir.clone());
+    match command {
+        Command::Serve {
+            addr,
+            data_dir: dir,
+            overrides,
+            metering,
+            maintenance_interval,
+        } => {
+            let settings = overrides.resolve(file, origin)?;
+            let metering = metering.resolve(file);
+            let interval = maintenance_interval.unwrap_or(file.maintenance.interval);
+            serve(addr, file.server.addr, data_dir(dir), &settings, &metering, interval).await
+        }
+        Command::Deliver {
+            data_dir: dir,
+            overrides,
+        } => maintain_once(&data_dir(dir), &overrides.resolve(file, origin)?, false).await,
+        Command::Sweep {
+            data_dir: dir,
+            overrides,
+        } => maintain_once(&data_dir(dir), &overrides.resolve(file, origin)?, true).await,
+        Command::Demo { data_dir, usage_out } => demo::run(data_dir, usage_out).await,
+        #[cfg(feature = "lambda")]
+        Command::Lambda => lambda::run(file, origin).await,
+        Command::Token {
+            user,
+            data_dir: dir,
+            hours,
+        } => token(&user, &data_dir(dir), hours),
+        Command::Cost(args) => cost::run(&args, &file.cost),
+    }
+}
+
 /// Runs [`thisthat_core::Thisthat::maintain`] every `interval` (each wait drawn within a
 /// tenth of it either way, so that servers started together spread out) until `stopped`
 /// turns true. A failed pass is logged; the next one retries.
@@ -171,8 +207,7 @@ async fn maintain_in_background(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let jitter = interval.mul_f64(0.2 * fastrand::f64() - 0.1);
-        let wait = interval.saturating_add(jitter).max(Duration::from_millis(100));
+        let wait = jittered(interval, fastrand::f64());
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.changed() => return,
@@ -188,12 +223,21 @@ async fn maintain_in_background(
     }
 }
 
+/// `interval` moved by up to a tenth either way, `unit` (in `0.0..1.0`) choosing where, and
+/// never under 100 ms. (A negative factor would panic in `Duration::mul_f64`: the jitter is a
+/// factor around 1, not a signed offset.)
+fn jittered(interval: Duration, unit: f64) -> Duration {
+    interval
+        .mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
+        .max(Duration::from_millis(100))
+}
+
 /// `thisthat deliver` (`sweep` false) and `thisthat sweep` (`sweep` true): one pass on the
 /// configured backend, its report printed.
-async fn maintain_once(data_dir: &std::path::Path, overrides: &embedded::Overrides, sweep: bool) -> AnyResult {
+async fn maintain_once(data_dir: &std::path::Path, settings: &embedded::Settings, sweep: bool) -> AnyResult {
     // Signed URLs are not handed out by a one-shot pass; the address is never listened on.
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let local = embedded::Embedded::open(data_dir, addr, overrides).await?;
+    let local = embedded::Embedded::open(data_dir, addr, settings).await?;
     let service = local.service();
     if sweep {
         let report = service.maintain().await?;
@@ -218,13 +262,14 @@ async fn maintain_once(data_dir: &std::path::Path, overrides: &embedded::Overrid
 
 async fn serve(
     addr: Option<SocketAddr>,
+    file_addr: Option<SocketAddr>,
     data_dir: PathBuf,
-    overrides: &embedded::Overrides,
+    settings: &embedded::Settings,
     metering: &metering::Flags,
     maintenance_interval: u64,
 ) -> AnyResult {
     let port = std::env::var_os("PORT").map(|port| port.to_string_lossy().into_owned());
-    let addr = listen::address(addr, port.as_deref())?;
+    let addr = listen::address(addr, port.as_deref(), file_addr)?;
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -242,7 +287,7 @@ async fn serve(
         Some(listener) => listener.local_addr()?,
         None => addr,
     };
-    let local = embedded::Embedded::open(&data_dir, public, overrides).await?;
+    let local = embedded::Embedded::open(&data_dir, public, settings).await?;
     let listener = match early {
         Some(listener) => listener,
         None => bind(addr).await?,
@@ -310,4 +355,19 @@ fn token(user: &str, data_dir: &std::path::Path, hours: u64) -> AnyResult {
         thisthat_server::issue_hs256(&secret, &user, Duration::from_secs(seconds))?
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_maintenance_wait_stays_within_a_tenth_of_the_interval() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(jittered(minute, 0.0), Duration::from_secs(54));
+        assert_eq!(jittered(minute, 0.5), minute);
+        assert_eq!(jittered(minute, 1.0), Duration::from_secs(66));
+        assert_eq!(jittered(Duration::from_secs(1), 0.0), Duration::from_millis(900));
+        assert_eq!(jittered(Duration::ZERO, 0.3), Duration::from_millis(100));
+    }
 }

@@ -18,12 +18,23 @@ use crate::AnyResult;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Flags {
     /// Serve the port counters as Prometheus text at `GET /metrics` on this separate address
-    /// (off by default).
+    /// (off by default) [file: metrics.addr].
     #[arg(long, env = "THISTHAT_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    /// Write the meter's usage snapshot (JSON, for `thisthat cost --usage`) here on shutdown.
-    #[arg(long)]
+    /// Write the meter's usage snapshot (JSON, for `thisthat cost --usage`) here on shutdown
+    /// [file: metrics.usage_out].
+    #[arg(long, env = "THISTHAT_USAGE_OUT")]
     pub usage_out: Option<PathBuf>,
+}
+
+impl Flags {
+    /// These flags over the configuration file's `[metrics]`.
+    pub fn resolve(self, file: &crate::config::Config) -> Flags {
+        Flags {
+            metrics_addr: self.metrics_addr.or(file.metrics.addr),
+            usage_out: self.usage_out.or_else(|| file.metrics.usage_out.clone()),
+        }
+    }
 }
 
 /// The meter's counts as Prometheus metrics, read at every scrape.

@@ -409,6 +409,52 @@ mod opener {
         url::form_urlencoded::byte_serialize(url.as_bytes()).collect()
     }
 
+    /// `gs://bucket?endpoint=` sends that store, and only it, to the endpoint the URL names,
+    /// whatever `STORAGE_EMULATOR_HOST` says: a store opened on the emulator's address works,
+    /// and one opened on an address where nothing listens fails as unavailable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gs_url_with_an_endpoint_uses_it() {
+        let emulator = required("THISTHAT_GCS_URL");
+        let registry = Registry::new().with(GcpOpener);
+        let bucket = format!("t-{}", unique());
+        let blobs = registry
+            .blob_store(&format!(
+                "gs://{bucket}?create=true&project={PROJECT}&endpoint={}",
+                query_value(&emulator)
+            ))
+            .await
+            .expect("gs:// on the endpoint its URL names");
+        let key = thisthat_core::BlobKey::new("competitions/x/0.png").expect("key");
+        blobs
+            .put(
+                &key,
+                Bytes::from_static(b"png"),
+                &thisthat_core::ports::PutOptions::create("image/png"),
+            )
+            .await
+            .expect("put");
+        assert_eq!(
+            blobs.get(&key, &Default::default()).await.expect("get").body,
+            Bytes::from_static(b"png")
+        );
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let nowhere = registry
+            .blob_store(&format!(
+                "gs://{bucket}?endpoint={}",
+                query_value(&format!("http://{closed}"))
+            ))
+            .await
+            .expect("opening checks nothing remote");
+        let read = nowhere.head(&key).await;
+        assert!(
+            matches!(read, Err(thisthat_core::Error::Unavailable { .. })),
+            "{read:?}"
+        );
+    }
+
     /// Every scheme opens through a registry; plain-HTTP endpoints get no token.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_opener_opens_every_scheme() {
