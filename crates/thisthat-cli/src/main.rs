@@ -204,6 +204,7 @@ async fn run(command: Command, file: &config::Config, origin: &str) -> AnyResult
 async fn maintain_in_background(
     service: thisthat_core::Thisthat,
     interval: Duration,
+    counters: metering::MaintenanceCounters,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -214,6 +215,7 @@ async fn maintain_in_background(
         }
         tokio::select! {
             result = service.maintain() => {
+                counters.record(result.as_ref());
                 if let Err(e) = result {
                     tracing::warn!(error = %e, code = e.code(), "maintenance pass failed; the next one retries");
                 }
@@ -304,8 +306,9 @@ async fn serve(
     if let Some(outbox) = &local.outbox {
         println!("  pushes go to: {}", outbox.outbox_path().display());
     }
+    let counters = metering::MaintenanceCounters::default();
     if let Some(metrics) = metering.metrics_addr {
-        let bound = metering::serve_metrics(metrics, local.meter.clone()).await?;
+        let bound = metering::serve_metrics(metrics, local.meter.clone(), counters.clone()).await?;
         println!("  metrics at:   http://{bound}/metrics");
     }
     let shutdown = async {
@@ -330,6 +333,7 @@ async fn serve(
         tokio::spawn(maintain_in_background(
             local.service().clone(),
             Duration::from_secs(maintenance_interval),
+            counters.clone(),
             stopped,
         ))
     });

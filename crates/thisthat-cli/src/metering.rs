@@ -1,7 +1,11 @@
 //! What `serve` and `demo` expose of the meter on every port: Prometheus text on a separate
 //! listener, and the [`Usage`] snapshot written on shutdown for `thisthat cost --usage`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 use axum::response::IntoResponse as _;
 use prometheus_client::{
@@ -10,7 +14,10 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter},
     registry::Registry,
 };
-use thisthat_core::layers::{Meter, Usage};
+use thisthat_core::{
+    MaintenanceReport,
+    layers::{Meter, Usage},
+};
 
 use crate::AnyResult;
 
@@ -96,17 +103,84 @@ impl Collector for PortCounters {
     }
 }
 
-/// The Prometheus text of the meter's counts.
-pub fn render(meter: &Meter) -> Result<String, std::fmt::Error> {
+/// What the background maintenance passes of `serve` did, summed since it started: served
+/// on `/metrics` beside the port counters.
+#[derive(Debug, Clone, Default)]
+pub struct MaintenanceCounters(Arc<Mutex<MaintenanceTotals>>);
+
+#[derive(Debug, Default)]
+struct MaintenanceTotals {
+    passes_ok: u64,
+    passes_failed: u64,
+    report: MaintenanceReport,
+}
+
+impl MaintenanceCounters {
+    /// Counts one pass: what it did, or that it failed.
+    pub fn record(&self, pass: Result<&MaintenanceReport, &thisthat_core::Error>) {
+        let mut totals = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match pass {
+            Ok(report) => {
+                totals.passes_ok += 1;
+                let sum = &mut totals.report;
+                sum.delivery.delivered += report.delivery.delivered;
+                sum.delivery.failed += report.delivery.failed;
+                sum.delivery.devices_removed += report.delivery.devices_removed;
+                sum.sweep.blobs_seen += report.sweep.blobs_seen;
+                sum.sweep.orphans_removed += report.sweep.orphans_removed;
+                sum.sweep.drafts_expired += report.sweep.drafts_expired;
+            }
+            Err(_) => totals.passes_failed += 1,
+        }
+    }
+}
+
+impl Collector for MaintenanceCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let totals = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut passes = encoder.encode_descriptor(
+            "thisthat_maintenance_passes",
+            "Background maintenance passes, by outcome (ok, or failed: the next one retries).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, n) in [("ok", totals.passes_ok), ("failed", totals.passes_failed)] {
+            ConstCounter::new(n).encode(passes.encode_family(&[("outcome", outcome)])?)?;
+        }
+        let mut items = encoder.encode_descriptor(
+            "thisthat_maintenance_items",
+            "What the maintenance passes did: notifications delivered or left pending, gone devices removed, blobs seen, orphaned blobs removed, expired drafts deleted.",
+            None,
+            MetricType::Counter,
+        )?;
+        let r = &totals.report;
+        for (what, n) in [
+            ("delivered", r.delivery.delivered),
+            ("left_pending", r.delivery.failed),
+            ("devices_removed", r.delivery.devices_removed),
+            ("blobs_seen", r.sweep.blobs_seen),
+            ("orphans_removed", r.sweep.orphans_removed),
+            ("drafts_expired", r.sweep.drafts_expired),
+        ] {
+            let n = u64::try_from(n).unwrap_or(u64::MAX);
+            ConstCounter::new(n).encode(items.encode_family(&[("what", what)])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The Prometheus text of the meter's counts and of the maintenance passes.
+pub fn render(meter: &Meter, maintenance: &MaintenanceCounters) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(PortCounters(meter.clone())));
+    registry.register_collector(Box::new(maintenance.clone()));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(text)
 }
 
 /// Starts the `/metrics` listener on `addr`; it runs until the process ends.
-pub async fn serve_metrics(addr: SocketAddr, meter: Meter) -> AnyResult<SocketAddr> {
+pub async fn serve_metrics(addr: SocketAddr, meter: Meter, maintenance: MaintenanceCounters) -> AnyResult<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
@@ -114,9 +188,9 @@ pub async fn serve_metrics(addr: SocketAddr, meter: Meter) -> AnyResult<SocketAd
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let meter = meter.clone();
+            let (meter, maintenance) = (meter.clone(), maintenance.clone());
             async move {
-                match render(&meter) {
+                match render(&meter, &maintenance) {
                     Ok(text) => (
                         [(
                             axum::http::header::CONTENT_TYPE,
@@ -155,8 +229,34 @@ mod tests {
 
     #[test]
     fn an_empty_meter_renders_valid_exposition() {
-        let text = render(&Meter::new()).expect("render");
+        let text = render(&Meter::new(), &MaintenanceCounters::default()).expect("render");
         assert!(text.contains("# TYPE thisthat_port_calls counter"), "{text}");
+        assert!(
+            text.contains(r#"thisthat_maintenance_passes_total{outcome="ok"} 0"#),
+            "{text}"
+        );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn maintenance_passes_are_summed() {
+        let counters = MaintenanceCounters::default();
+        let mut report = MaintenanceReport::default();
+        report.delivery.delivered = 2;
+        report.sweep.orphans_removed = 3;
+        report.sweep.drafts_expired = 1;
+        counters.record(Ok(&report));
+        counters.record(Ok(&report));
+        counters.record(Err(&thisthat_core::Error::unavailable("test", "down")));
+        let text = render(&Meter::new(), &counters).expect("render");
+        for line in [
+            r#"thisthat_maintenance_passes_total{outcome="ok"} 2"#,
+            r#"thisthat_maintenance_passes_total{outcome="failed"} 1"#,
+            r#"thisthat_maintenance_items_total{what="delivered"} 4"#,
+            r#"thisthat_maintenance_items_total{what="orphans_removed"} 6"#,
+            r#"thisthat_maintenance_items_total{what="drafts_expired"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -169,6 +169,7 @@ fn serve_meters_every_port_call_on_metrics_and_in_the_usage_file() {
         ])
         .arg("--usage-out")
         .arg(&usage)
+        .args(["--maintenance-interval", "1"])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .stdout(std::process::Stdio::null())
@@ -187,7 +188,15 @@ fn serve_meters_every_port_call_on_metrics_and_in_the_usage_file() {
     let feed = feed.expect("the server came up");
     assert!(feed.starts_with("HTTP/1.1 200"), "{feed}");
     assert!(get(port, "/v1/feed").is_some());
-    let text = get(metrics, "/metrics").expect("metrics answer");
+    // Bounded: the first background pass starts after about a second.
+    let mut text = String::new();
+    for _ in 0..600 {
+        text = get(metrics, "/metrics").expect("metrics answer");
+        if !text.contains(r#"thisthat_maintenance_passes_total{outcome="ok"} 0"#) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // SIGTERM to the server this test started, by its pid: it shuts down and writes the usage.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -208,6 +217,15 @@ fn serve_meters_every_port_call_on_metrics_and_in_the_usage_file() {
     assert!(text.contains("application/openmetrics-text"), "{text}");
     assert!(
         text.contains(r#"thisthat_port_calls_total{port="database",operation="feed",outcome="ok"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"thisthat_maintenance_passes_total{outcome="ok"} "#)
+            && !text.contains(r#"thisthat_maintenance_passes_total{outcome="ok"} 0"#),
+        "the background maintenance passes are counted: {text}"
+    );
+    assert!(
+        text.contains(r#"thisthat_maintenance_items_total{what="drafts_expired"} 0"#),
         "{text}"
     );
     assert!(exited, "the server stops on SIGTERM");
