@@ -173,13 +173,14 @@ enum Ballot {
     TooLate,
 }
 
-/// The soak: [`COMPETITIONS`] competitions with [`VOTERS`] racing voters each, and a few
-/// competitions made through signed uploads, finished or left as drafts, with 20% of the calls
-/// of every port operation failed, answered and lost, or delayed (a seeded [`Chaos`]; replay a
-/// run with `THISTHAT_CHAOS_SEED`), the shipped retry layer above it, and clients that retry
-/// an unavailable call as a phone does. Every [`CRASH_EVERY`] calls an instance dies with its
-/// calls in flight and a new one takes its place; one of them dies between a close and its
-/// delivery. Maintenance passes (under chaos too) then recover. Checked against what is stored at the end:
+/// The soak: 50 competitions with 30 racing voters each, and a few competitions made through
+/// signed uploads, finished or left as drafts, with 20% of the calls of every port operation
+/// failed, answered and lost, or delayed (a seeded [`Chaos`]; replay a run with
+/// `THISTHAT_CHAOS_SEED`), the shipped retry layer above it, and clients that retry an
+/// unavailable call as a phone does. After every 41st call an instance dies with its calls in
+/// flight and a new one takes its place; one of them dies between a close and its delivery.
+/// Maintenance passes (under chaos too) then recover. Checked against what is stored at the
+/// end:
 ///
 /// - every accepted receipt's vote is stored exactly once (casting it again returns the same
 ///   receipt, another choice is refused (checked for one voter per competition), the tally
