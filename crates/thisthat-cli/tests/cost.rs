@@ -41,7 +41,7 @@ fn the_table_names_the_cheapest_mix_and_what_it_saves() {
     }
     assert!(stdout.contains("Amazon Rekognition Image"), "line items are shown");
     assert!(
-        stdout.contains("refused: azure `table.transaction`"),
+        stdout.contains("refused: azure `vision.transaction`"),
         "missing prices are named"
     );
 }

@@ -478,8 +478,9 @@ pub fn quantities(c: &Counts, mix: &Mix) -> Vec<Quantity> {
         Provider::Gcp => add(Provider::Gcp, "fcm.send", c.pushes),
         _ => {
             add(Provider::Azure, "notificationhubs.push", c.pushes);
-            // The Free tier holds 500 devices; more need a paid namespace.
-            if c.registrations * s.retention_months.max(1) as f64 > 500.0 {
+            // The Free tier holds 500 devices and 1 million pushes a month; more of either
+            // need a paid namespace (Basic, which includes 10 million pushes).
+            if c.registrations * s.retention_months.max(1) as f64 > 500.0 || c.pushes > 1_000_000.0 {
                 add(Provider::Azure, "notificationhubs.basic_namespace", 1.0);
             }
         }

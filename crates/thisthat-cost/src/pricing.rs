@@ -212,7 +212,7 @@ mod tests {
         assert!(singles[1].monthly_usd.is_some(), "gcp: {:?}", singles[1].refused);
         assert!(singles[2].monthly_usd.is_none());
         assert!(
-            singles[2].refused.iter().any(|r| r.contains("table.transaction")),
+            singles[2].refused.iter().any(|r| r.contains("vision.transaction")),
             "{:?}",
             singles[2].refused
         );
