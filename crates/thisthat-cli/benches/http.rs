@@ -4,6 +4,8 @@
 //!   first created competition (which waits for the image model);
 //! - HTTP votes/s, next to a hello-world route (`/healthz`) of the same stack at the same
 //!   concurrency;
+//! - the same votes against a peer: the endpoint a team would write by hand with axum and
+//!   rusqlite (`http/peer.rs`, this bench binary run again with `THISTHAT_BENCH_PEER` set);
 //! - peak memory (VmHWM) of the server under 1,000 concurrent voters.
 //!
 //! `cargo bench -p thisthat-cli --bench http` (release build; Linux, for /proc). Requests are
@@ -18,7 +20,12 @@ use std::{
 use futures::{StreamExt, stream};
 use thisthat_core::UserId;
 
+#[path = "http/peer.rs"]
+mod peer;
+
 const CONCURRENCY: usize = 32;
+/// Competitions the vote runs fill, 24 votes each.
+const VOTE_COMPETITIONS: usize = 400;
 
 struct Server {
     child: Child,
@@ -166,6 +173,60 @@ async fn create_competitions(http: &reqwest::Client, server: &Server, n: usize) 
         .await
 }
 
+/// Casts 24 votes on each of `competitions` at `base` (voter `v` on every competition, in
+/// rounds, so closes are spread over the run), `CONCURRENCY` at a time, each with a token for
+/// its voter; votes/s and every vote's latency, sorted.
+async fn vote_run(
+    http: &reqwest::Client,
+    base: &str,
+    competitions: &[String],
+    token: impl Fn(&str) -> String,
+) -> (f64, Vec<Duration>) {
+    let votes: Vec<_> = (0..24)
+        .flat_map(|v| competitions.iter().map(move |c| (c.clone(), v)))
+        .collect();
+    let vote_n = votes.len();
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = stream::iter(votes)
+        .map(|(c, v)| {
+            let r = http
+                .post(format!("{base}/v1/competitions/{c}/votes"))
+                .bearer_auth(token(&format!("voter{v}")))
+                .json(&serde_json::json!({"choice": v % 3}));
+            async move {
+                let sent = Instant::now();
+                let status = r.send().await.expect("vote").status();
+                assert!(status.is_success(), "a vote answered {status}");
+                sent.elapsed()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    latencies.sort();
+    (vote_n as f64 / started.elapsed().as_secs_f64(), latencies)
+}
+
+/// Starts the peer (`http/peer.rs`) with `VOTE_COMPETITIONS` competitions; the process and
+/// its base URL once it accepts connections.
+async fn start_peer(dir: &std::path::Path, secret: &[u8]) -> (Child, String) {
+    let port = free_port();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let child = Command::new(std::env::current_exe().expect("this bench's path"))
+        .env("THISTHAT_BENCH_PEER", format!("127.0.0.1:{port}"))
+        .env("THISTHAT_BENCH_PEER_DIR", dir)
+        .env("THISTHAT_BENCH_PEER_SECRET", hex)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the peer");
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the peer did not start");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
 fn vm_hwm_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -178,6 +239,14 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 fn main() {
     if let Ok(addr) = std::env::var("THISTHAT_BENCH_HELLO") {
         return serve_hello(&addr);
+    }
+    if let Ok(addr) = std::env::var("THISTHAT_BENCH_PEER") {
+        let dir = std::env::var_os("THISTHAT_BENCH_PEER_DIR").expect("THISTHAT_BENCH_PEER_DIR");
+        let hex = std::env::var("THISTHAT_BENCH_PEER_SECRET").expect("THISTHAT_BENCH_PEER_SECRET");
+        let secret: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("a hex secret"))
+            .collect();
+        return peer::serve(&addr, std::path::Path::new(&dir), &secret, VOTE_COMPETITIONS);
     }
     if !std::env::args().any(|a| a == "--bench") {
         println!("run with `cargo bench -p thisthat-cli --bench http`");
@@ -242,33 +311,29 @@ fn main() {
             .await;
         let hello = hello_n as f64 / started.elapsed().as_secs_f64();
 
-        let competitions = create_competitions(&http, &server, 400).await;
-        let votes: Vec<_> = (0..24).flat_map(|v| competitions.iter().map(move |c| (c.clone(), v))).collect();
-        let vote_n = votes.len();
-        let started = Instant::now();
-        let mut latencies: Vec<Duration> = stream::iter(votes)
-            .map(|(c, v)| {
-                let r = http
-                    .post(format!("{}/v1/competitions/{c}/votes", server.base))
-                    .bearer_auth(token(&server, &format!("voter{v}")))
-                    .json(&serde_json::json!({"choice": v % 3}));
-                async move {
-                    let sent = Instant::now();
-                    assert!(r.send().await.expect("vote").status().is_success());
-                    sent.elapsed()
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        let votes_rate = vote_n as f64 / started.elapsed().as_secs_f64();
-        latencies.sort();
+        let competitions = create_competitions(&http, &server, VOTE_COMPETITIONS).await;
+        let (votes_rate, latencies) = vote_run(&http, &server.base, &competitions, |voter| token(&server, voter)).await;
+        let vote_n = latencies.len();
         let (p50, p99) = (latencies[vote_n / 2], latencies[vote_n * 99 / 100]);
         println!(
             "HTTP on loopback, {CONCURRENCY} concurrent clients: GET /healthz {hello:.0} req/s | POST votes {votes_rate:.0} votes/s ({vote_n} votes, every 24th closes a competition and writes the outbox) = {:.0}% of hello world",
             100.0 * votes_rate / hello
         );
         println!("vote latency at {CONCURRENCY} clients: p50 {p50:?}, p99 {p99:?}");
+
+        // The same votes on the hand-written peer, with the same secret and clients.
+        let peer_dir = server.dir.join("peer");
+        let (mut peer_child, peer_base) = start_peer(&peer_dir, &server.secret).await;
+        let peer_competitions: Vec<String> = (0..VOTE_COMPETITIONS).map(peer::competition).collect();
+        let (peer_rate, peer_latencies) =
+            vote_run(&http, &peer_base, &peer_competitions, |voter| token(&server, voter)).await;
+        let _ = peer_child.kill();
+        let _ = peer_child.wait();
+        let (peer_p50, peer_p99) = (peer_latencies[vote_n / 2], peer_latencies[vote_n * 99 / 100]);
+        println!(
+            "the peer (axum + rusqlite by hand), same clients: POST votes {peer_rate:.0} votes/s, p50 {peer_p50:?}, p99 {peer_p99:?}; thisthat = {:.2}x the peer",
+            votes_rate / peer_rate
+        );
         drop(server);
 
         let (server, _) = start(&http).await;
@@ -305,6 +370,10 @@ fn main() {
                 "votes_ratio": (votes_rate / hello * 1000.0).round() / 1000.0,
                 "votes_p50_ms": (ms(p50) * 100.0).round() / 100.0,
                 "votes_p99_ms": (ms(p99) * 100.0).round() / 100.0,
+                "peer_votes_per_s": peer_rate.round(),
+                "peer_ratio": (votes_rate / peer_rate * 1000.0).round() / 1000.0,
+                "peer_votes_p50_ms": (ms(peer_p50) * 100.0).round() / 100.0,
+                "peer_votes_p99_ms": (ms(peer_p99) * 100.0).round() / 100.0,
                 "startup_ms": (ms(startup) * 10.0).round() / 10.0,
                 "hello_startup_ms": (ms(hello_startup) * 10.0).round() / 10.0,
                 "restart_ms": (ms(restart) * 10.0).round() / 10.0,
