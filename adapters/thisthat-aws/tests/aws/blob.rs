@@ -9,7 +9,7 @@ use thisthat_core::{
     BlobKey, Error,
     ports::{BlobStore, GetOptions, SignedMethod, SignedUrlRequest},
 };
-use thisthat_testkit::{BlobHarness, SignedUrls, conformance::http_request, photos};
+use thisthat_testkit::{BlobHarness, ServedHeaders, SignedUrls, conformance::http_request, photos};
 
 use crate::support::{moto_config, s3_client, unique};
 
@@ -25,6 +25,9 @@ impl BlobHarness for S3Case {
     fn signed_urls(&self) -> SignedUrls {
         // moto checks no SigV4 signature or expiry (see docs/aws.md).
         SignedUrls::Unenforced
+    }
+    fn served_headers(&self) -> ServedHeaders {
+        ServedHeaders::Honoured
     }
 }
 
@@ -70,6 +73,7 @@ fn put(expires_in: Duration) -> SignedUrlRequest {
             max_size: 1024 * 1024,
         },
         expires_in,
+        served_as: None,
     }
 }
 
@@ -112,6 +116,7 @@ async fn signed_urls_sign_what_they_must() {
             &SignedUrlRequest {
                 method: SignedMethod::Get,
                 expires_in: Duration::from_secs(60),
+                served_as: None,
             },
         )
         .await

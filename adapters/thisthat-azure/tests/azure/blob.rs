@@ -51,6 +51,7 @@ mod credentials {
                     &SignedUrlRequest {
                         method: SignedMethod::Get,
                         expires_in: std::time::Duration::from_secs(60),
+                        served_as: None,
                     },
                 )
                 .await
@@ -82,6 +83,7 @@ mod credentials {
                 &SignedUrlRequest {
                     method: SignedMethod::Get,
                     expires_in: std::time::Duration::MAX,
+                    served_as: None,
                 },
             )
             .await;
@@ -102,6 +104,7 @@ mod credentials {
                         max_size: 1024,
                     },
                     expires_in: std::time::Duration::from_secs(60),
+                    served_as: None,
                 },
             )
             .await

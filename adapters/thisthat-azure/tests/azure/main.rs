@@ -18,7 +18,7 @@ use thisthat_azure::{
     StorageAuth, TableClient,
 };
 use thisthat_core::{Backend, CompetitionId, Endpoint, PushMessage, Result};
-use thisthat_testkit::{BlobHarness, DomainHarness, NotifierHarness, SignedUrls};
+use thisthat_testkit::{BlobHarness, DomainHarness, NotifierHarness, ServedHeaders, SignedUrls};
 
 mod blob;
 mod classifier;
@@ -67,6 +67,9 @@ impl BlobHarness for Blobs {
 
     fn signed_urls(&self) -> SignedUrls {
         SignedUrls::Enforced
+    }
+    fn served_headers(&self) -> ServedHeaders {
+        ServedHeaders::Honoured
     }
 }
 

@@ -19,7 +19,7 @@ use thisthat_core::{
 };
 use thisthat_gcp::{FcmNotifier, FirestoreDatabase, GcsBlobStore, GcsOptions, TokenSource, VisionClassifier};
 use thisthat_testkit::{
-    BlobHarness, DomainHarness, NotifierHarness, SignedUrls,
+    BlobHarness, DomainHarness, NotifierHarness, ServedHeaders, SignedUrls,
     wire::{RecordedRequest, Reply, WireFake},
 };
 
@@ -340,6 +340,9 @@ impl BlobHarness for Gcs {
         // fake-gcs-server serves signed URLs without checking their signatures;
         // `v4_signed_urls_carry_a_verifiable_signature` checks them instead.
         SignedUrls::Unenforced
+    }
+    fn served_headers(&self) -> ServedHeaders {
+        ServedHeaders::Honoured
     }
 }
 

@@ -113,6 +113,7 @@ async fn v4_signed_urls_carry_a_verifiable_signature() {
                     max_size: 1234,
                 },
                 expires_in: Duration::from_secs(300),
+                served_as: None,
             },
         )
         .await
@@ -142,6 +143,7 @@ async fn v4_signed_urls_carry_a_verifiable_signature() {
             &SignedUrlRequest {
                 method: SignedMethod::Get,
                 expires_in: Duration::from_secs(30 * 24 * 3600),
+                served_as: None,
             },
         )
         .await
@@ -574,6 +576,7 @@ async fn missing_buckets_are_configuration_errors() {
             &SignedUrlRequest {
                 method: SignedMethod::Get,
                 expires_in: Duration::from_secs(60),
+                served_as: None,
             },
         )
         .await;
