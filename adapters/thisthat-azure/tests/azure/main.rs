@@ -69,6 +69,7 @@ impl BlobHarness for Blobs {
         SignedUrls::Enforced
     }
     fn served_headers(&self) -> ServedHeaders {
+        // Azurite answers a SAS's `rsct` and `rscd` (and checks them as part of its signature).
         ServedHeaders::Honoured
     }
 }
