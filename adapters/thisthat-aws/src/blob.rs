@@ -301,11 +301,15 @@ impl BlobStore for S3BlobStore {
             .map_err(|e| Error::invalid("expires_in", e.to_string()))?;
         let expires_at = SystemTime::now() + request.expires_in;
         let presigned = match &request.method {
+            // `response-content-type` and `response-content-disposition` are query
+            // parameters under the signature: S3 answers them instead of the stored headers.
             SignedMethod::Get => self
                 .client
                 .get_object()
                 .bucket(&self.bucket)
                 .key(self.object_key(key))
+                .set_response_content_type(request.served_as.as_ref().map(|s| s.content_type.clone()))
+                .set_response_content_disposition(request.served_as.as_ref().map(|s| s.content_disposition.clone()))
                 .presigned(config)
                 .await
                 .map_err(|e| error::map(SERVICE, e))?,

@@ -9,7 +9,7 @@ use azure_core::{credentials::TokenCredential, time::OffsetDateTime};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use thisthat_core::{Error, Result};
+use thisthat_core::{Error, Result, ports::ServedAs};
 
 /// The SAS version thisthat signs with: its string-to-sign (with the encryption-scope line) is
 /// stable and every service version since accepts it.
@@ -88,23 +88,32 @@ impl AccountKey {
         ])
     }
 
-    /// A service SAS (query string) for one blob. `sig` is last, where a tampered URL is
-    /// easiest to spot.
-    pub(crate) fn blob_sas(&self, container: &str, blob: &str, permissions: &str, expiry: SystemTime) -> String {
+    /// A service SAS (query string) for one blob. With `served_as`, the download is answered
+    /// with that `Content-Type` (`rsct`) and `Content-Disposition` (`rscd`), both signed.
+    /// `sig` is last, where a tampered URL is easiest to spot.
+    pub(crate) fn blob_sas(
+        &self,
+        container: &str,
+        blob: &str,
+        permissions: &str,
+        expiry: SystemTime,
+        served_as: Option<&ServedAs>,
+    ) -> String {
         let se = sas_time(expiry);
         let resource = format!("/blob/{}/{container}/{blob}", self.account);
-        // Fields: permissions, start, expiry, canonicalised resource, identifier, IP,
-        // protocol, version, resource, snapshot time, encryption scope, rscc, rscd, rsce,
-        // rscl, rsct.
-        let to_sign = format!("{permissions}\n\n{se}\n{resource}\n\n\n\n{SAS_VERSION}\nb\n\n\n\n\n\n\n");
+        let (rscd, rsct) = served_as.map_or(("", ""), |s| (s.content_disposition.as_str(), s.content_type.as_str()));
+        // Fields (Create a service SAS, version 2020-12-06 and later): permissions, start,
+        // expiry, canonicalised resource, identifier, IP, protocol, version, resource,
+        // snapshot time, encryption scope, rscc, rscd, rsce, rscl, rsct; the values as sent,
+        // before URL encoding.
+        let to_sign = format!("{permissions}\n\n{se}\n{resource}\n\n\n\n{SAS_VERSION}\nb\n\n\n\n{rscd}\n\n\n{rsct}");
         let sig = self.sign(&to_sign);
-        query(&[
-            ("sv", SAS_VERSION),
-            ("sr", "b"),
-            ("sp", permissions),
-            ("se", &se),
-            ("sig", &sig),
-        ])
+        let mut pairs = vec![("sv", SAS_VERSION), ("sr", "b"), ("sp", permissions), ("se", &se)];
+        if served_as.is_some() {
+            pairs.extend([("rscd", rscd), ("rsct", rsct)]);
+        }
+        pairs.push(("sig", &sig));
+        query(&pairs)
     }
 
     /// The `Authorization` header of a Table request under Shared Key Lite: HMAC over the

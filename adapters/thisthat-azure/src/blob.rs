@@ -26,7 +26,8 @@ use futures::StreamExt;
 use thisthat_core::{
     BlobKey, Entity, Error, Result,
     ports::{
-        Blob, BlobMeta, BlobStore, GetOptions, ListPage, PutMode, PutOptions, SignedMethod, SignedUrl, SignedUrlRequest,
+        Blob, BlobMeta, BlobStore, GetOptions, ListPage, PutMode, PutOptions, ServedAs, SignedMethod, SignedUrl,
+        SignedUrlRequest,
     },
 };
 use tracing::instrument;
@@ -194,9 +195,15 @@ impl AzureBlobStore {
         self.container.blob_client(key.as_str()).url().clone()
     }
 
-    async fn sas_query(&self, key: &BlobKey, permissions: &str, expiry: SystemTime) -> Result<String> {
+    async fn sas_query(
+        &self,
+        key: &BlobKey,
+        permissions: &str,
+        expiry: SystemTime,
+        served_as: Option<&ServedAs>,
+    ) -> Result<String> {
         match &self.auth {
-            StorageAuth::Key(k) => Ok(k.blob_sas(&self.name, key.as_str(), permissions, expiry)),
+            StorageAuth::Key(k) => Ok(k.blob_sas(&self.name, key.as_str(), permissions, expiry, served_as)),
             StorageAuth::Token(_) => {
                 // User-delegation SAS: a key issued to this identity for at most the URL's
                 // lifetime, then the SAS signed with it (the azure_storage_sas crate).
@@ -223,6 +230,12 @@ impl AzureBlobStore {
                     builder.read()
                 } else {
                     builder.create()
+                };
+                let builder = match served_as {
+                    Some(served) => builder
+                        .content_type(served.content_type.clone())
+                        .content_disposition(served.content_disposition.clone()),
+                    None => builder,
                 };
                 Ok(builder.build())
             }
@@ -458,8 +471,8 @@ impl BlobStore for AzureBlobStore {
             .checked_add(Duration::from_secs(now.as_secs()))
             .and_then(|t| t.checked_add(Duration::from_secs(request.expires_in.as_secs())))
             .ok_or_else(|| Error::invalid("expires_in", "too long"))?;
-        let (method, permissions, headers) = match &request.method {
-            SignedMethod::Get => ("GET", "r", Vec::new()),
+        let (method, permissions, headers, served_as) = match &request.method {
+            SignedMethod::Get => ("GET", "r", Vec::new(), request.served_as.as_ref()),
             // `c` (create) without `w`: the SAS itself refuses to overwrite an existing blob,
             // and If-None-Match makes the same explicit. A SAS cannot bind the content type or
             // the size; finish_upload checks both.
@@ -471,6 +484,7 @@ impl BlobStore for AzureBlobStore {
                     ("content-type".to_owned(), content_type.clone()),
                     ("if-none-match".to_owned(), "*".to_owned()),
                 ],
+                None,
             ),
             _ => {
                 return Err(Error::Unsupported {
@@ -480,7 +494,7 @@ impl BlobStore for AzureBlobStore {
             }
         };
         let mut url = self.blob_url(key);
-        url.set_query(Some(&self.sas_query(key, permissions, expires_at).await?));
+        url.set_query(Some(&self.sas_query(key, permissions, expires_at, served_as).await?));
         Ok(SignedUrl {
             url: url.to_string(),
             method: method.into(),

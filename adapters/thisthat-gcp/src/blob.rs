@@ -521,6 +521,15 @@ impl BlobStore for GcsBlobStore {
                 });
             }
         };
+        // Query parameters under the signature, so a holder of the URL cannot change how the
+        // download is served.
+        let query: Vec<(&str, String)> = match (&request.method, &request.served_as) {
+            (SignedMethod::Get, Some(served)) => vec![
+                ("response-content-disposition", served.content_disposition.clone()),
+                ("response-content-type", served.content_type.clone()),
+            ],
+            _ => Vec::new(),
+        };
         let email = signer.client_email().await.map_err(signing_error)?;
         let now = SystemTime::now();
         let parts = V4Request {
@@ -529,6 +538,7 @@ impl BlobStore for GcsBlobStore {
             bucket: &self.options.bucket,
             object: key.as_str(),
             headers: &headers,
+            query: &query,
             email: &email,
             now,
             expires_in: request.expires_in,
@@ -578,6 +588,8 @@ struct V4Request<'a> {
     bucket: &'a str,
     object: &'a str,
     headers: &'a [(String, String)],
+    /// Query parameters signed beside the `X-Goog-*` ones (`response-content-type`, …).
+    query: &'a [(&'a str, String)],
     email: &'a str,
     now: SystemTime,
     expires_in: Duration,
@@ -622,13 +634,15 @@ impl V4Request<'_> {
         let signed_headers = headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
         let canonical_headers: String = headers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
 
-        let mut query = [
+        let mut query = vec![
             ("X-Goog-Algorithm", "GOOG4-RSA-SHA256".to_string()),
             ("X-Goog-Credential", format!("{}/{scope}", self.email)),
             ("X-Goog-Date", datetime.clone()),
             ("X-Goog-Expires", expires.to_string()),
             ("X-Goog-SignedHeaders", signed_headers.clone()),
         ];
+        query.extend(self.query.iter().cloned());
+        // The canonical query is sorted by (encoded) name; every name here encodes to itself.
         query.sort();
         let canonical_query = query
             .iter()
@@ -726,6 +740,7 @@ mod tests {
         let request = SignedUrlRequest {
             method: SignedMethod::Get,
             expires_in: Duration::from_secs(60),
+            served_as: None,
         };
         let key = BlobKey::new("a/b").expect("key");
         match store.signed_url(&key, &request).await {

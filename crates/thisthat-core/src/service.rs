@@ -13,7 +13,7 @@ use crate::{
     decode::{self, CheckedPhoto, DecodeLimits},
     media::{self, ImageInfo},
     ports::{
-        Delivery, GetOptions, NotificationClaim, PhotoInput, PutMode, PutOptions, SignedMethod, SignedUrl,
+        Delivery, GetOptions, NotificationClaim, PhotoInput, PutMode, PutOptions, ServedAs, SignedMethod, SignedUrl,
         SignedUrlRequest,
     },
 };
@@ -317,6 +317,7 @@ impl Thisthat {
                         max_size: self.rules.max_photo_bytes,
                     },
                     expires_in: self.rules.upload_url_ttl,
+                    served_as: None,
                 };
                 async move { self.backend.blobs.signed_url(&key, &request).await }
             }))
@@ -526,8 +527,12 @@ impl Thisthat {
     /// photos.
     pub async fn photo_urls(&self, id: &CompetitionId) -> Result<Vec<SignedUrl>> {
         let competition = self.competition(id).await?;
-        self.download_urls(competition.photos.iter().map(Photo::voter_key))
-            .await
+        // The variant's own format: a PNG original may be shown as a JPEG variant.
+        let shown = competition.photos.iter().map(|p| match &p.display {
+            Some(variant) => (&variant.key, variant.media_type),
+            None => (&p.key, p.media_type),
+        });
+        self.download_urls(shown).await
     }
 
     /// Signed, time-limited download URLs for the originals of `owner`'s competition, in order,
@@ -545,15 +550,20 @@ impl Thisthat {
                 format!("{} (originals are not kept: Rules::keep_originals is off)", photo.key),
             ));
         }
-        self.download_urls(competition.photos.iter().map(|p| &p.key)).await
+        self.download_urls(competition.photos.iter().map(|p| (&p.key, p.media_type)))
+            .await
     }
 
-    async fn download_urls(&self, keys: impl Iterator<Item = &BlobKey>) -> Result<Vec<SignedUrl>> {
-        let request = SignedUrlRequest {
-            method: SignedMethod::Get,
-            expires_in: self.rules.download_url_ttl,
-        };
-        try_join_all(keys.map(|key| self.backend.blobs.signed_url(key, &request))).await
+    /// One signed GET per photo, each served as [`ServedAs::photo`]: inline, under its image
+    /// type and its key's file name, even where the store would otherwise answer what the
+    /// upload declared.
+    async fn download_urls(&self, photos: impl Iterator<Item = (&BlobKey, MediaType)>) -> Result<Vec<SignedUrl>> {
+        try_join_all(photos.map(|(key, media_type)| {
+            let request =
+                SignedUrlRequest::get(self.rules.download_url_ttl).served_as(ServedAs::photo(key, media_type));
+            async move { self.backend.blobs.signed_url(key, &request).await }
+        }))
+        .await
     }
 
     /// Registers a device to receive the user's notifications.

@@ -12,19 +12,19 @@ use url::Url;
 
 use crate::{
     BlobKey, Error, Result,
-    ports::{BlobStore, GetOptions, PutMode, PutOptions, SignedMethod, SignedUrl, SignedUrlRequest},
+    ports::{BlobStore, GetOptions, PutMode, PutOptions, ServedAs, SignedMethod, SignedUrl, SignedUrlRequest},
 };
 
 /// Signs and verifies URLs of the form `{base}{key}?x-method=…&x-expires=…&…&x-signature=…`.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use thisthat_core::{signing::UrlSigner, ports::{SignedMethod, SignedUrlRequest}, BlobKey};
+/// use thisthat_core::{signing::UrlSigner, ports::SignedUrlRequest, BlobKey};
 ///
 /// let signer = UrlSigner::new(b"a secret of at least 32 bytes!!!".to_vec(), "http://127.0.0.1:8080/blobs/")?;
 /// let key = BlobKey::new("competitions/x/0.png")?;
 /// let now = SystemTime::now();
-/// let url = signer.sign(&key, &SignedUrlRequest { method: SignedMethod::Get, expires_in: Duration::from_secs(60) }, now)?;
+/// let url = signer.sign(&key, &SignedUrlRequest::get(Duration::from_secs(60)), now)?;
 /// let grant = signer.verify("GET", &url.url, now)?;
 /// assert_eq!(grant.key, key);
 /// assert!(signer.verify("GET", &url.url, now + Duration::from_secs(61)).is_err());
@@ -269,8 +269,27 @@ pub async fn serve(
         store.put(&grant.key, body, &options).await?;
         Ok(Bytes::new())
     } else {
-        Ok(store.get(&grant.key, &GetOptions::default()).await?.body)
+        Ok(served(store, &grant.key).await?.1)
     }
+}
+
+/// What a server in front of `store` answers a signed GET to one of `signer`'s URLs with: the
+/// blob, and how to serve it ([`ServedAs::blob`] of its stored content type). The URL is
+/// checked as [`serve`] checks it. A `served_as` asked for when the URL was signed is not
+/// part of these URLs: the decision is made here, from what is stored, every time.
+pub async fn download(
+    store: &dyn BlobStore,
+    signer: &UrlSigner,
+    now: SystemTime,
+    url: &str,
+) -> Result<(ServedAs, Bytes)> {
+    let grant = signer.verify("GET", url, now)?;
+    served(store, &grant.key).await
+}
+
+async fn served(store: &dyn BlobStore, key: &BlobKey) -> Result<(ServedAs, Bytes)> {
+    let blob = store.get(key, &GetOptions::default()).await?;
+    Ok((ServedAs::blob(key, blob.meta.content_type.as_deref()), blob.body))
 }
 
 fn unix_seconds(t: SystemTime) -> u64 {
@@ -321,6 +340,7 @@ mod tests {
                 max_size: max,
             },
             expires_in: Duration::from_secs(60),
+            served_as: None,
         }
     }
 
@@ -388,6 +408,7 @@ mod tests {
         let get = SignedUrlRequest {
             method: SignedMethod::Get,
             expires_in: Duration::from_secs(60),
+            served_as: None,
         };
         let url = s.sign(&key, &get, now).unwrap().url;
         for (from, to) in [

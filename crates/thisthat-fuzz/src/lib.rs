@@ -193,6 +193,7 @@ pub fn signed_url(data: &[u8]) {
                 _ => SignedMethod::Get,
             },
             expires_in: Duration::from_secs(60),
+            served_as: None,
         };
         assert!(signer.sign(&grant.key, &request, now).is_ok());
     }
@@ -202,6 +203,7 @@ pub fn signed_url(data: &[u8]) {
     let get = SignedUrlRequest {
         method: SignedMethod::Get,
         expires_in: Duration::from_secs(60),
+        served_as: None,
     };
     let url = signer.sign(&key, &get, now).expect("a valid key signs");
     let grant = signer.verify("GET", &url.url, now).expect("a signed URL verifies");

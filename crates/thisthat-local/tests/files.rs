@@ -10,7 +10,7 @@ use thisthat_core::{
     ports::{BlobStore, SignedUrl},
 };
 use thisthat_local::FileBlobStore;
-use thisthat_testkit::{BlobHarness, DirectResponse, SignedUrls, conformance::serve_in_process};
+use thisthat_testkit::{BlobHarness, DirectResponse, ServedHeaders, SignedUrls, conformance::serve_in_process};
 
 /// A store in a fresh temporary directory, removed when the case ends.
 struct Files {
@@ -42,6 +42,9 @@ impl BlobHarness for Files {
     }
     fn signed_urls(&self) -> SignedUrls {
         SignedUrls::Enforced
+    }
+    fn served_headers(&self) -> ServedHeaders {
+        ServedHeaders::Honoured
     }
     async fn direct(&self, url: &SignedUrl, body: Option<Bytes>) -> Result<DirectResponse> {
         Ok(serve_in_process(

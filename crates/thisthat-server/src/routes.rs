@@ -13,7 +13,7 @@ use axum::{
 use serde_json::Value;
 use thisthat_core::{
     BeginUpload, Category, Competition, CompetitionId, Cursor, DeclaredPhoto, Device, FeedQuery, MediaType,
-    NewCompetition, Platform, VoteReceipt,
+    NewCompetition, Platform, VoteReceipt, ports::ServedAs,
 };
 
 use crate::{
@@ -218,28 +218,19 @@ pub(crate) async fn blob_get(
     let server = blob_server(&state)?;
     let url = signed_url(server, &uri);
     let now = state.clock.now();
-    let grant = server.signer.verify("GET", &url, now)?;
-    let meta = server.store.head(&grant.key).await?;
-    let body = thisthat_core::signing::serve(&*server.store, &server.signer, now, "GET", &url, None, None).await?;
-    Ok((photo_headers(&grant.key, meta.content_type), body))
+    let (served, body) = thisthat_core::signing::download(&*server.store, &server.signer, now, &url).await?;
+    Ok((photo_headers(served), body))
 }
 
 /// The headers every blob is served with. Browsers must never guess another type (`nosniff`:
 /// a PNG that is also HTML stays an image) nor render what is not one of the accepted image
-/// types: anything else is sent as an attachment of unknown type. The file name is the key's
-/// last segment, which [`thisthat_core::BlobKey`] restricts to characters safe in a quoted
-/// header value.
-fn photo_headers(key: &thisthat_core::BlobKey, content_type: Option<String>) -> [(&'static str, String); 5] {
-    let name = key.as_str().rsplit('/').next().unwrap_or("photo");
-    let image = content_type.filter(|t| MediaType::from_mime(t).is_ok());
-    let disposition = if image.is_some() { "inline" } else { "attachment" };
+/// types: the content type and disposition are [`ServedAs::blob`]'s decision, the one cloud
+/// stores are asked for on their signed URLs.
+fn photo_headers(served: ServedAs) -> [(&'static str, String); 5] {
     [
-        (
-            "content-type",
-            image.unwrap_or_else(|| "application/octet-stream".into()),
-        ),
+        ("content-type", served.content_type),
         ("x-content-type-options", "nosniff".into()),
-        ("content-disposition", format!("{disposition}; filename=\"{name}\"")),
+        ("content-disposition", served.content_disposition),
         // Opened on its own, the blob may run nothing and load nothing.
         ("content-security-policy", "default-src 'none'; sandbox".into()),
         ("cache-control", "private, max-age=300".into()),
@@ -295,17 +286,17 @@ pub(crate) async fn blob_put(
 
 #[cfg(test)]
 mod tests {
-    use thisthat_core::BlobKey;
+    use thisthat_core::{BlobKey, ports::ServedAs};
 
     #[test]
     fn photos_are_served_inline_and_anything_else_as_an_attachment() {
         let key = BlobKey::new("competitions/01JD4ZQ8VJ5YH0J3W6PX2E9K7M/0.display.jpg").expect("key");
-        let headers = super::photo_headers(&key, Some("image/jpeg".into()));
+        let headers = super::photo_headers(ServedAs::blob(&key, Some("image/jpeg")));
         assert_eq!(headers[0].1, "image/jpeg");
         assert_eq!(headers[1].1, "nosniff");
         assert_eq!(headers[2].1, "inline; filename=\"0.display.jpg\"");
-        for other in [Some("text/html".to_string()), None] {
-            let headers = super::photo_headers(&key, other);
+        for other in [Some("text/html"), None] {
+            let headers = super::photo_headers(ServedAs::blob(&key, other));
             assert_eq!(headers[0].1, "application/octet-stream");
             assert_eq!(headers[2].1, "attachment; filename=\"0.display.jpg\"");
         }

@@ -572,6 +572,7 @@ async fn a_signed_upload_is_bounded_by_the_server_whatever_the_url_says() {
                     max_size: 1 << 40,
                 },
                 expires_in: Duration::from_secs(600),
+                served_as: None,
             },
             thisthat_core::Clock::now(&*s.clock),
         )

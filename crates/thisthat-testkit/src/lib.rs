@@ -23,5 +23,6 @@ pub mod photos;
 pub mod wire;
 
 pub use conformance::{
-    BlobHarness, ClassifierHarness, DatabaseHarness, DirectResponse, DomainHarness, NotifierHarness, SignedUrls,
+    BlobHarness, ClassifierHarness, DatabaseHarness, DirectResponse, DomainHarness, NotifierHarness, ServedHeaders,
+    SignedUrls,
 };

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use thisthat_aws::S3BlobStore;
 use thisthat_core::{
     BlobKey, Error,
-    ports::{BlobStore, GetOptions, SignedMethod, SignedUrlRequest},
+    ports::{BlobStore, GetOptions, ServedAs, SignedMethod, SignedUrlRequest},
 };
-use thisthat_testkit::{BlobHarness, SignedUrls, conformance::http_request, photos};
+use thisthat_testkit::{BlobHarness, ServedHeaders, SignedUrls, conformance::http_request, photos};
 
 use crate::support::{moto_config, s3_client, unique};
 
@@ -25,6 +25,10 @@ impl BlobHarness for S3Case {
     fn signed_urls(&self) -> SignedUrls {
         // moto checks no SigV4 signature or expiry (see docs/aws.md).
         SignedUrls::Unenforced
+    }
+    fn served_headers(&self) -> ServedHeaders {
+        // moto answers `response-content-type` and `response-content-disposition`.
+        ServedHeaders::Honoured
     }
 }
 
@@ -70,6 +74,7 @@ fn put(expires_in: Duration) -> SignedUrlRequest {
             max_size: 1024 * 1024,
         },
         expires_in,
+        served_as: None,
     }
 }
 
@@ -106,18 +111,23 @@ async fn signed_urls_sign_what_they_must() {
     assert!(headers.contains(&("content-type", "image/png")), "{headers:?}");
     assert!(headers.contains(&("if-none-match", "*")), "{headers:?}");
 
+    // How the download is served travels in the query, which SigV4 signs whole (moto answers
+    // these parameters; the blob suite checks the headers it sends back).
+    let served_as = ServedAs::photo(&key, thisthat_core::MediaType::Png);
     let download = store
         .signed_url(
             &key,
-            &SignedUrlRequest {
-                method: SignedMethod::Get,
-                expires_in: Duration::from_secs(60),
-            },
+            &SignedUrlRequest::get(Duration::from_secs(60)).served_as(served_as),
         )
         .await
         .expect("signed GET");
     let pairs = query(&download.url);
     assert_eq!(param(&pairs, "X-Amz-Expires"), "60");
+    assert_eq!(param(&pairs, "response-content-type"), "image/png");
+    assert_eq!(
+        param(&pairs, "response-content-disposition"),
+        "inline; filename=\"0.png\""
+    );
     assert_eq!(param(&pairs, "X-Amz-SignedHeaders"), "host");
 }
 

@@ -73,6 +73,9 @@ impl thisthat_testkit::BlobHarness for S3CompatibleCase {
         // moto checks no SigV4 signature or expiry (see docs/aws.md).
         thisthat_testkit::SignedUrls::Unenforced
     }
+    fn served_headers(&self) -> thisthat_testkit::ServedHeaders {
+        thisthat_testkit::ServedHeaders::Honoured
+    }
 }
 
 /// `s3://bucket/prefix?endpoint={moto}&region=…&path_style=true`, on a base configuration that
@@ -118,6 +121,7 @@ async fn an_s3_url_with_a_custom_endpoint_signs_for_it_path_style() {
             &thisthat_core::ports::SignedUrlRequest {
                 method: thisthat_core::ports::SignedMethod::Get,
                 expires_in: std::time::Duration::from_secs(60),
+                served_as: None,
             },
         )
         .await

@@ -51,6 +51,7 @@ mod credentials {
                     &SignedUrlRequest {
                         method: SignedMethod::Get,
                         expires_in: std::time::Duration::from_secs(60),
+                        served_as: None,
                     },
                 )
                 .await
@@ -82,10 +83,56 @@ mod credentials {
                 &SignedUrlRequest {
                     method: SignedMethod::Get,
                     expires_in: std::time::Duration::MAX,
+                    served_as: None,
                 },
             )
             .await;
         assert!(matches!(r, Err(Error::InvalidInput { .. })), "{r:?}");
+    }
+
+    /// `rsct` and `rscd` are in the SAS with the values asked for, Azurite answers them, and
+    /// since Azurite checks the signature, a URL whose `rscd` was changed is refused: they are
+    /// signed, in the string-to-sign's order.
+    #[tokio::test]
+    async fn a_signed_download_says_how_it_is_served_and_that_is_signed() {
+        use thisthat_core::ports::{ServedAs, SignedUrlRequest};
+        let store = blob_store().await;
+        let key = BlobKey::new(format!("k/{}/page.html", CompetitionId::new())).expect("key");
+        let body = Bytes::from_static(b"<html><script>alert(1)</script></html>");
+        store
+            .put(
+                &key,
+                body.clone(),
+                &thisthat_core::ports::PutOptions::create("text/html"),
+            )
+            .await
+            .expect("put");
+        let served_as = ServedAs::blob(&key, Some("text/html"));
+        let request = SignedUrlRequest::get(std::time::Duration::from_secs(60)).served_as(served_as.clone());
+        let signed = store.signed_url(&key, &request).await.expect("signed");
+        let url: url::Url = signed.url.parse().expect("url");
+        let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        assert_eq!(param("rsct").as_deref(), Some("application/octet-stream"));
+        assert_eq!(param("rscd").as_deref(), Some("attachment; filename=\"page.html\""));
+
+        let response = thisthat_testkit::conformance::http_request(&signed, None)
+            .await
+            .expect("request");
+        assert!(response.is_success(), "{response:?}");
+        assert_eq!(response.body, body);
+        assert_eq!(response.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(
+            response.header("content-disposition"),
+            Some(served_as.content_disposition.as_str())
+        );
+
+        let mut forged = signed.clone();
+        forged.url = forged.url.replace("rscd=attachment", "rscd=inline");
+        assert_ne!(forged.url, signed.url);
+        let refused = thisthat_testkit::conformance::http_request(&forged, None)
+            .await
+            .expect("request");
+        assert_eq!(refused.status, 403, "a changed rscd was accepted: {refused:?}");
     }
 
     #[tokio::test]
@@ -102,6 +149,7 @@ mod credentials {
                         max_size: 1024,
                     },
                     expires_in: std::time::Duration::from_secs(60),
+                    served_as: None,
                 },
             )
             .await

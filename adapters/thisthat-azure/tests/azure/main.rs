@@ -18,7 +18,7 @@ use thisthat_azure::{
     StorageAuth, TableClient,
 };
 use thisthat_core::{Backend, CompetitionId, Endpoint, PushMessage, Result};
-use thisthat_testkit::{BlobHarness, DomainHarness, NotifierHarness, SignedUrls};
+use thisthat_testkit::{BlobHarness, DomainHarness, NotifierHarness, ServedHeaders, SignedUrls};
 
 mod blob;
 mod classifier;
@@ -67,6 +67,10 @@ impl BlobHarness for Blobs {
 
     fn signed_urls(&self) -> SignedUrls {
         SignedUrls::Enforced
+    }
+    fn served_headers(&self) -> ServedHeaders {
+        // Azurite answers a SAS's `rsct` and `rscd` (and checks them as part of its signature).
+        ServedHeaders::Honoured
     }
 }
 

@@ -19,7 +19,7 @@ use thisthat_core::{
 };
 use thisthat_gcp::{FcmNotifier, FirestoreDatabase, GcsBlobStore, GcsOptions, TokenSource, VisionClassifier};
 use thisthat_testkit::{
-    BlobHarness, DomainHarness, NotifierHarness, SignedUrls,
+    BlobHarness, DomainHarness, NotifierHarness, ServedHeaders, SignedUrls,
     wire::{RecordedRequest, Reply, WireFake},
 };
 
@@ -340,6 +340,11 @@ impl BlobHarness for Gcs {
         // fake-gcs-server serves signed URLs without checking their signatures;
         // `v4_signed_urls_carry_a_verifiable_signature` checks them instead.
         SignedUrls::Unenforced
+    }
+    fn served_headers(&self) -> ServedHeaders {
+        // fake-gcs-server answers the stored headers whatever `response-content-*` asks
+        // (docs/gcp.md); `v4_signed_urls_sign_how_downloads_are_served` checks the URL instead.
+        ServedHeaders::Ignored
     }
 }
 

@@ -7,7 +7,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 use thisthat_core::{
     BlobKey, Error,
-    ports::{Delivery, GetOptions, PhotoInput, PutMode, PutOptions, SignedMethod, SignedUrlRequest},
+    ports::{Delivery, GetOptions, PhotoInput, PutMode, PutOptions, ServedAs, SignedMethod, SignedUrlRequest},
 };
 use thisthat_testkit::fixtures::device;
 
@@ -113,6 +113,7 @@ async fn v4_signed_urls_carry_a_verifiable_signature() {
                     max_size: 1234,
                 },
                 expires_in: Duration::from_secs(300),
+                served_as: None,
             },
         )
         .await
@@ -142,6 +143,7 @@ async fn v4_signed_urls_carry_a_verifiable_signature() {
             &SignedUrlRequest {
                 method: SignedMethod::Get,
                 expires_in: Duration::from_secs(30 * 24 * 3600),
+                served_as: None,
             },
         )
         .await
@@ -157,6 +159,49 @@ async fn v4_signed_urls_carry_a_verifiable_signature() {
     let mut forged = put.clone();
     forged.url = forged.url.replace("X-Goog-Expires=300", "X-Goog-Expires=301");
     assert!(std::panic::catch_unwind(|| verify_v4(&forged)).is_err());
+}
+
+/// fake-gcs-server ignores `response-content-type` and `response-content-disposition`, so the
+/// URL is checked instead: both are in its query with the values asked for, inside the V4
+/// signature (recomputed over every query parameter; changing the disposition breaks it), and
+/// the emulator still downloads the blob through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v4_signed_urls_sign_how_downloads_are_served() {
+    let store = gcs().await;
+    let key = BlobKey::new("competitions/01JD4ZQ8VJ5YH0J3W6PX2E9K7M/0.display.jpg").expect("key");
+    let body = thisthat_testkit::photos::rocket_jpeg();
+    store
+        .put(&key, body.clone(), &PutOptions::create("text/html"))
+        .await
+        .expect("put");
+    let served_as = ServedAs::blob(&key, Some("text/html"));
+    let request = SignedUrlRequest::get(Duration::from_secs(300)).served_as(served_as.clone());
+    let url = store.signed_url(&key, &request).await.expect("signed GET");
+    let query = verify_v4(&url);
+    let get = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(get("response-content-type"), Some("application/octet-stream"));
+    assert_eq!(
+        get("response-content-disposition"),
+        Some("attachment; filename=\"0.display.jpg\"")
+    );
+    assert_eq!(
+        get("response-content-disposition"),
+        Some(served_as.content_disposition.as_str())
+    );
+
+    let mut forged = url.clone();
+    forged.url = forged.url.replace("attachment", "inline");
+    assert_ne!(forged.url, url.url);
+    assert!(
+        std::panic::catch_unwind(|| verify_v4(&forged)).is_err(),
+        "the disposition is signed"
+    );
+
+    let response = thisthat_testkit::conformance::http_request(&url, None)
+        .await
+        .expect("request");
+    assert!(response.is_success(), "status {}", response.status);
+    assert_eq!(response.body, body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,6 +619,7 @@ async fn missing_buckets_are_configuration_errors() {
             &SignedUrlRequest {
                 method: SignedMethod::Get,
                 expires_in: Duration::from_secs(60),
+                served_as: None,
             },
         )
         .await;

@@ -6,7 +6,7 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{BlobKey, Result};
+use crate::{BlobKey, MediaType, Result};
 
 /// Whether a put may replace an existing blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,6 +97,58 @@ pub enum SignedMethod {
     },
 }
 
+/// The `Content-Type` and `Content-Disposition` a download is served with: how a browser
+/// that opens the URL on its own treats the bytes.
+///
+/// [`ServedAs::blob`] is the one decision, made for every blob thisthat hands out: the
+/// embedded server applies it to the stored content type, and the service asks cloud stores
+/// for it on every signed GET URL ([`SignedUrlRequest::served_as`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedAs {
+    /// The `Content-Type` of the response.
+    pub content_type: String,
+    /// The `Content-Disposition` of the response.
+    pub content_disposition: String,
+}
+
+impl ServedAs {
+    /// How the blob under `key`, stored with `content_type`, is served. An accepted image
+    /// type is shown inline under that type; anything else (another type, or none) is an
+    /// attachment of unknown type, so a browser never renders it. The file name is the key's
+    /// last segment, which [`BlobKey`] restricts to characters safe in a quoted header value.
+    ///
+    /// ```
+    /// use thisthat_core::{BlobKey, ports::ServedAs};
+    ///
+    /// let key = BlobKey::new("competitions/x/0.display.jpg")?;
+    /// let photo = ServedAs::blob(&key, Some("image/jpeg"));
+    /// assert_eq!(photo.content_disposition, "inline; filename=\"0.display.jpg\"");
+    /// let page = ServedAs::blob(&key, Some("text/html"));
+    /// assert_eq!(page.content_type, "application/octet-stream");
+    /// assert_eq!(page.content_disposition, "attachment; filename=\"0.display.jpg\"");
+    /// # Ok::<(), thisthat_core::Error>(())
+    /// ```
+    pub fn blob(key: &BlobKey, content_type: Option<&str>) -> Self {
+        let name = key.as_str().rsplit('/').next().unwrap_or("photo");
+        match content_type.filter(|t| MediaType::from_mime(t).is_ok()) {
+            Some(image) => ServedAs {
+                content_type: image.to_string(),
+                content_disposition: format!("inline; filename=\"{name}\""),
+            },
+            None => ServedAs {
+                content_type: "application/octet-stream".into(),
+                content_disposition: format!("attachment; filename=\"{name}\""),
+            },
+        }
+    }
+
+    /// How a photo stored under `key` in `media_type` is served (what [`ServedAs::blob`]
+    /// decides for its stored content type).
+    pub fn photo(key: &BlobKey, media_type: MediaType) -> Self {
+        ServedAs::blob(key, Some(media_type.mime()))
+    }
+}
+
 /// A request for a signed URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedUrlRequest {
@@ -104,6 +156,31 @@ pub struct SignedUrlRequest {
     pub method: SignedMethod,
     /// How long the URL stays valid.
     pub expires_in: Duration,
+    /// For a download: the `Content-Type` and `Content-Disposition` the response carries,
+    /// signed into the URL where the provider allows it (S3 `response-content-*`, Cloud
+    /// Storage `response-content-*`, Azure SAS `rsct`/`rscd`). `None` serves the blob with
+    /// what the store holds. Stores that thisthat serves itself (memory, files) ignore it:
+    /// their server applies [`ServedAs::blob`] to the stored content type, the decision the
+    /// service asks for. Ignored for uploads.
+    pub served_as: Option<ServedAs>,
+}
+
+impl SignedUrlRequest {
+    /// A download URL valid for `expires_in`, served with the store's own headers.
+    pub fn get(expires_in: Duration) -> Self {
+        SignedUrlRequest {
+            method: SignedMethod::Get,
+            expires_in,
+            served_as: None,
+        }
+    }
+
+    /// The same request, its download served as `served_as`.
+    #[must_use]
+    pub fn served_as(mut self, served_as: ServedAs) -> Self {
+        self.served_as = Some(served_as);
+        self
+    }
 }
 
 /// A time-limited URL that lets a client download or upload one blob without credentials.

@@ -10,7 +10,8 @@ mod database;
 mod notifier;
 
 pub use blob::{
-    Blob, BlobMeta, BlobStore, GetOptions, ListPage, PutMode, PutOptions, SignedMethod, SignedUrl, SignedUrlRequest,
+    Blob, BlobMeta, BlobStore, GetOptions, ListPage, PutMode, PutOptions, ServedAs, SignedMethod, SignedUrl,
+    SignedUrlRequest,
 };
 pub use classifier::{Classifier, PhotoInput};
 pub use database::{Database, NotificationClaim};

@@ -6,10 +6,10 @@ use bytes::Bytes;
 use futures::future::join_all;
 use thisthat_core::{
     BlobKey, CompetitionId, Error,
-    ports::{GetOptions, PutMode, PutOptions, SignedMethod, SignedUrlRequest},
+    ports::{GetOptions, PutMode, PutOptions, ServedAs, SignedMethod, SignedUrlRequest},
 };
 
-use super::{BlobHarness, SignedUrls};
+use super::{BlobHarness, ServedHeaders, SignedUrls};
 
 /// A key under a prefix of its own, so cases sharing a bucket never collide.
 fn key(name: &str) -> BlobKey {
@@ -297,6 +297,7 @@ fn get_url() -> SignedUrlRequest {
     SignedUrlRequest {
         method: SignedMethod::Get,
         expires_in: Duration::from_secs(300),
+        served_as: None,
     }
 }
 
@@ -307,6 +308,7 @@ fn put_url(max_size: u64) -> SignedUrlRequest {
             max_size,
         },
         expires_in: Duration::from_secs(300),
+        served_as: None,
     }
 }
 
@@ -332,6 +334,57 @@ pub async fn signed_get_serves_the_blob(h: &impl BlobHarness) {
     let response = h.direct(&signed, None).await.expect("request");
     assert!(response.is_success(), "status {}: {:?}", response.status, response.body);
     assert_eq!(response.body, body);
+}
+
+/// A signed GET asked to serve its blob as [`ServedAs::blob`] decides is answered with that
+/// `Content-Type` and `Content-Disposition`: a photo inline under its image type, and a blob
+/// stored as HTML as an attachment of unknown type (not the `text/html` it was stored with),
+/// both under the key's file name. Where the emulator ignores the headers the URL must still
+/// download the blob: they are part of what is signed, not something that breaks it.
+pub async fn signed_get_sets_the_served_headers(h: &impl BlobHarness) {
+    let store = h.store();
+    let photo = key("served.png");
+    let page = key("served.html");
+    let html = Bytes::from_static(b"<html><script>alert(1)</script></html>");
+    store
+        .put(&photo, crate::photos::cat_png(), &png())
+        .await
+        .expect("put photo");
+    let as_html = PutOptions {
+        content_type: Some("text/html".into()),
+        mode: PutMode::Overwrite,
+    };
+    store.put(&page, html.clone(), &as_html).await.expect("put page");
+    for (k, stored, body) in [
+        (&photo, "image/png", crate::photos::cat_png()),
+        (&page, "text/html", html),
+    ] {
+        let served_as = ServedAs::blob(k, Some(stored));
+        let request = SignedUrlRequest::get(Duration::from_secs(300)).served_as(served_as.clone());
+        let signed = store.signed_url(k, &request).await;
+        if h.signed_urls() == SignedUrls::Unsupported {
+            assert!(matches!(signed, Err(Error::Unsupported { .. })), "{signed:?}");
+            return;
+        }
+        let signed = signed.expect("signed url");
+        let response = h.direct(&signed, None).await.expect("request");
+        assert!(response.is_success(), "status {}: {:?}", response.status, response.body);
+        assert_eq!(response.body, body, "{k}");
+        if h.served_headers() == ServedHeaders::Honoured {
+            assert_eq!(
+                response.header("content-type"),
+                Some(served_as.content_type.as_str()),
+                "{k}: {:?}",
+                response.headers
+            );
+            assert_eq!(
+                response.header("content-disposition"),
+                Some(served_as.content_disposition.as_str()),
+                "{k}: {:?}",
+                response.headers
+            );
+        }
+    }
 }
 
 /// A signed PUT URL uploads a blob with no credentials; the store then holds it.

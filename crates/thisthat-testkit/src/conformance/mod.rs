@@ -39,12 +39,22 @@ pub struct DirectResponse {
     pub status: u16,
     /// Response body.
     pub body: Bytes,
+    /// Response headers, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl DirectResponse {
     /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// The first value of the header `name` (any case), if the response had it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -62,13 +72,24 @@ pub async fn http_request(url: &SignedUrl, body: Option<Bytes>) -> Result<Direct
     }
     let response = request.send().await.map_err(|e| Error::unavailable("http", e))?;
     let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let body = response.bytes().await.map_err(|e| Error::unavailable("http", e))?;
-    Ok(DirectResponse { status, body })
+    Ok(DirectResponse { status, body, headers })
 }
 
-/// Serves a signed URL in-process with [`thisthat_core::signing::serve`], answering the
-/// status an HTTP server in front of the store would: for stores that thisthat serves itself
-/// (memory, files) when no HTTP server runs.
+/// Serves a signed URL in-process with [`thisthat_core::signing::serve`] (and a GET with
+/// [`thisthat_core::signing::download`], whose content type and disposition it answers, as
+/// the embedded server does), answering the status an HTTP server in front of the store
+/// would: for stores that thisthat serves itself (memory, files) when no HTTP server runs.
 pub async fn serve_in_process(
     store: &dyn BlobStore,
     signer: &thisthat_core::signing::UrlSigner,
@@ -81,11 +102,31 @@ pub async fn serve_in_process(
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| v.as_str());
-    match thisthat_core::signing::serve(store, signer, now, &url.method, &url.url, content_type, body).await {
-        Ok(body) => DirectResponse { status: 200, body },
+    let served = if url.method.eq_ignore_ascii_case("GET") {
+        thisthat_core::signing::download(store, signer, now, &url.url)
+            .await
+            .map(|(served, body)| {
+                let headers = vec![
+                    ("content-type".to_owned(), served.content_type),
+                    ("content-disposition".to_owned(), served.content_disposition),
+                ];
+                (body, headers)
+            })
+    } else {
+        thisthat_core::signing::serve(store, signer, now, &url.method, &url.url, content_type, body)
+            .await
+            .map(|body| (body, Vec::new()))
+    };
+    match served {
+        Ok((body, headers)) => DirectResponse {
+            status: 200,
+            body,
+            headers,
+        },
         Err(e) => DirectResponse {
             status: e.http_status(),
             body: Bytes::from(e.to_string()),
+            headers: Vec::new(),
         },
     }
 }
@@ -102,6 +143,20 @@ pub enum SignedUrls {
     Enforced,
 }
 
+/// Whether a signed GET is answered with the content type and disposition it was signed
+/// with ([`thisthat_core::ports::SignedUrlRequest::served_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedHeaders {
+    /// It is: by the store itself (S3, Cloud Storage and Azure, from the URL's parameters) or
+    /// by thisthat's own server, which decides them from the stored type with
+    /// [`thisthat_core::ports::ServedAs::blob`], the decision the suite asks for.
+    Honoured,
+    /// The backend under test (an emulator) answers what is stored instead: the suite checks
+    /// that the URL still downloads the blob, and the adapter's own tests check that the URL
+    /// carries the headers as signed parameters.
+    Ignored,
+}
+
 /// What the blob-store suite needs from an adapter under test.
 #[async_trait]
 pub trait BlobHarness: Send + Sync {
@@ -110,6 +165,9 @@ pub trait BlobHarness: Send + Sync {
 
     /// How far signed URLs go on this backend.
     fn signed_urls(&self) -> SignedUrls;
+
+    /// Whether signed GETs answer the content type and disposition they were signed with.
+    fn served_headers(&self) -> ServedHeaders;
 
     /// Sends a request to a signed URL as a client would. The default is a real HTTP request;
     /// stores that serve URLs in-process override it.
@@ -228,6 +286,7 @@ macro_rules! blob_store_conformance {
                 empty_and_large_blobs_roundtrip,
                 list_pages_through_a_prefix,
                 signed_get_serves_the_blob,
+                signed_get_sets_the_served_headers,
                 signed_put_uploads,
                 forged_signed_urls_are_refused,
             ]

@@ -35,6 +35,9 @@ impl crate::BlobHarness for MemoryHarness {
     fn signed_urls(&self) -> crate::SignedUrls {
         crate::SignedUrls::Enforced
     }
+    fn served_headers(&self) -> crate::ServedHeaders {
+        crate::ServedHeaders::Honoured
+    }
     async fn direct(
         &self,
         url: &thisthat_core::ports::SignedUrl,
