@@ -8,6 +8,7 @@ use aws_sdk_rekognition::{
 };
 use thisthat_core::{
     Classification, Error, Label, MediaType, Result,
+    layers::bill,
     media::sniff,
     ports::{Classifier, PhotoInput},
 };
@@ -16,6 +17,8 @@ use tracing::Instrument;
 use crate::error;
 
 const SERVICE: &str = "rekognition";
+/// Rekognition bills each image an API analysed (its price key), reported on each answer.
+const IMAGE: &str = "rekognition.image";
 
 /// The largest photo Rekognition takes as bytes in the request (5 MB); larger ones must be read
 /// from S3, which takes up to 15 MB.
@@ -153,6 +156,8 @@ impl Classifier for RekognitionClassifier {
                 .send()
                 .await
                 .map_err(|e| image_error(error::code(&e), size).unwrap_or_else(|| error::map(SERVICE, e)))?;
+            // Rekognition bills each image an API analysed: one for labels, one for the screen.
+            bill(IMAGE, 1.0);
             let mut labels: Vec<Label> = labels
                 .labels()
                 .iter()
@@ -168,6 +173,7 @@ impl Classifier for RekognitionClassifier {
                     .send()
                     .await
                     .map_err(|e| image_error(error::code(&e), size).unwrap_or_else(|| error::map(SERVICE, e)))?;
+                bill(IMAGE, 1.0);
                 Some(
                     found
                         .moderation_labels()

@@ -7,6 +7,7 @@ use aws_sdk_sns::{
 };
 use thisthat_core::{
     Device, Endpoint, Error, Platform, PushMessage, Result,
+    layers::bill,
     ports::{Delivery, Notifier},
 };
 use tracing::Instrument;
@@ -14,6 +15,8 @@ use tracing::Instrument;
 use crate::error;
 
 const SERVICE: &str = "sns";
+/// SNS bills every API request (its price key): each is reported when sent, answered or not.
+const REQUEST: &str = "sns.request";
 
 /// The SNS platform applications (one per push service) that devices are registered under.
 /// Each is the ARN SNS gave the application when it was created with the APNs certificate or
@@ -122,6 +125,7 @@ impl SnsNotifier {
 
     /// The endpoint's attributes, or `None` if it no longer exists.
     async fn attributes(&self, arn: &str) -> Result<Option<std::collections::HashMap<String, String>>> {
+        bill(REQUEST, 1.0);
         match self.client.get_endpoint_attributes().endpoint_arn(arn).send().await {
             Ok(output) => Ok(Some(output.attributes.unwrap_or_default())),
             Err(e)
@@ -153,6 +157,7 @@ impl SnsNotifier {
     }
 
     async fn enable(&self, arn: &str, device: &Device) -> Result<()> {
+        bill(REQUEST, 1.0);
         self.client
             .set_endpoint_attributes()
             .endpoint_arn(arn)
@@ -190,6 +195,7 @@ impl Notifier for SnsNotifier {
     async fn register(&self, device: &Device) -> Result<Endpoint> {
         let application = self.applications.arn(device.platform)?;
         async {
+            bill(REQUEST, 1.0);
             let created = self
                 .client
                 .create_platform_endpoint()
@@ -254,6 +260,7 @@ impl Notifier for SnsNotifier {
             return Ok(());
         }
         // DeleteEndpoint is idempotent: a missing endpoint answers success.
+        bill(REQUEST, 1.0);
         self.client
             .delete_endpoint()
             .endpoint_arn(&endpoint.address)
@@ -275,6 +282,7 @@ impl Notifier for SnsNotifier {
             }
             Some(true) => {}
         }
+        bill(REQUEST, 1.0);
         let sent = self
             .client
             .publish()
@@ -285,7 +293,11 @@ impl Notifier for SnsNotifier {
             .instrument(tracing::debug_span!("sns", operation = "publish", competition = %message.competition))
             .await;
         match sent {
-            Ok(_) => Ok(Delivery::Accepted),
+            Ok(_) => {
+                // SNS bills the delivery to the push service on top of the request.
+                bill("sns.push", 1.0);
+                Ok(Delivery::Accepted)
+            }
             Err(e) => match e.as_service_error() {
                 Some(PublishError::EndpointDisabledException(_)) | Some(PublishError::NotFoundException(_)) => {
                     // The device is gone for good; drop its endpoint so it does not linger.

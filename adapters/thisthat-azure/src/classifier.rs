@@ -9,11 +9,16 @@ use azure_core::credentials::TokenCredential;
 use serde::Deserialize;
 use thisthat_core::{
     Classification, Error, Label, MediaType, Result,
+    layers::bill,
     media::sniff,
     ports::{Classifier, PhotoInput},
 };
 use tracing::instrument;
 use url::Url;
+
+/// AI Vision bills each analysis call (its price key, the Computer Vision "transaction"): the
+/// tags and the adult screen are a call each, reported when answered.
+const TRANSACTION: &str = "vision.transaction";
 
 const PROVIDER: &str = "azure-ai-vision";
 
@@ -159,6 +164,7 @@ impl AiVisionClassifier {
             )
             .await?;
         let result: AnalyzeResult = thisthat_http::send_for_json(PROVIDER, request, refused_photo).await?;
+        bill(TRANSACTION, 1.0);
         let mut labels = Vec::new();
         for tag in result.tags_result.map(|t| t.values).unwrap_or_default() {
             // A name the domain cannot hold (empty, control characters) is dropped, not fatal.
@@ -174,6 +180,7 @@ impl AiVisionClassifier {
         let bytes = for_v32(bytes, format).await?;
         let request = self.post("vision/v3.2/analyze?visualFeatures=Adult", bytes).await?;
         let result: V32Result = thisthat_http::send_for_json(PROVIDER, request, refused_photo).await?;
+        bill(TRANSACTION, 1.0);
         let adult = result.adult.ok_or_else(|| Error::Backend {
             provider: PROVIDER,
             message: "the Adult analysis was missing from the answer".into(),

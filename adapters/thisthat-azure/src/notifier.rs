@@ -337,6 +337,8 @@ impl Notifier for NotificationHubsNotifier {
             })
         })
         .await?;
+        // Notification Hubs bills pushes beyond its tier's allowance: one per send accepted.
+        thisthat_core::layers::bill("notificationhubs.push", 1.0);
         Ok(Delivery::Accepted)
     }
 }

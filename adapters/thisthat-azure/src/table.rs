@@ -172,6 +172,9 @@ impl TableClient {
 
     async fn permit(&self) -> Result<SemaphorePermit<'_>> {
         self.sent.fetch_add(1, Ordering::Relaxed);
+        // Azure bills Table storage by REST request, an entity-group `$batch` being one, and
+        // every request takes one permit: reported as sent (docs/azure.md, "What it bills").
+        thisthat_core::layers::bill("table.transaction", 1.0);
         // The semaphore is never closed, so this cannot fail in practice.
         self.in_flight.acquire().await.map_err(|e| Error::backend(PROVIDER, e))
     }

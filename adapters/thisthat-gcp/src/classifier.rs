@@ -194,6 +194,9 @@ impl Classifier for VisionClassifier {
         if let Some(status) = image.error {
             return Err(image_error(status));
         }
+        // Vision bills each feature run on an image, under the price table's keys.
+        thisthat_core::layers::bill("vision.label", 1.0);
+        thisthat_core::layers::bill("vision.safe_search", 1.0);
         let labels = image
             .label_annotations
             .into_iter()

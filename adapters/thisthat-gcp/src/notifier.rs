@@ -209,7 +209,11 @@ impl Notifier for FcmNotifier {
         })
         .await;
         match sent {
-            Ok(_) => Ok(Delivery::Accepted),
+            Ok(_) => {
+                // FCM charges nothing per message; reported so the model's count is checked.
+                thisthat_core::layers::bill("fcm.send", 1.0);
+                Ok(Delivery::Accepted)
+            }
             Err(_) if gone => Ok(Delivery::Gone),
             Err(e) => Err(e),
         }

@@ -7,48 +7,34 @@
 use std::sync::Arc;
 
 use thisthat_core::{Backend, CompetitionId};
-use thisthat_cost::{Scenario, drive, model::port_operations};
+use thisthat_cost::drive;
 use thisthat_local::{FileBlobStore, OutboxNotifier, PixelClassifier, SqliteDatabase};
 use thisthat_testkit::memory::MemoryBackend;
 
-async fn metered_equals_modelled(backend: Backend, scenario: &Scenario) {
-    let usage = drive::run(backend, scenario).await.expect("the scenario plays");
-    assert_eq!(usage.call_counts(), port_operations(scenario));
-    // Refused votes are counted as refused, not lost.
-    let votes = usage.operation("database", "cast_vote").expect("votes");
-    let capacity = scenario.competitions * scenario.votes_to_close;
-    let requested = scenario.sessions * scenario.votes_per_session;
-    assert_eq!(votes.outcomes.get("ok").copied().unwrap_or(0), requested.min(capacity));
-    assert_eq!(
-        votes.outcomes.get("closed").copied().unwrap_or(0),
-        requested.saturating_sub(capacity)
+async fn metered_equals_modelled(backend: Backend, scenario: &thisthat_cost::Scenario) {
+    let run = drive::metered_equals_modelled(backend, scenario)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        run.usage
+            .ports
+            .values()
+            .flat_map(|ops| ops.values())
+            .all(|o| o.billed.is_empty()),
+        "the embedded adapters bill nothing"
     );
-    let puts = usage.operation("blob", "put").expect("puts");
-    assert!(puts.bytes_in > 0, "upload bytes are metered");
-}
-
-fn scenarios() -> Vec<Scenario> {
-    let mut open = drive::small_scenario();
-    open.name = "one left open".into();
-    open.sessions = 3; // 30 votes: one competition closes, the other gets 6
-    let mut bigger_threshold = drive::small_scenario();
-    bigger_threshold.votes_to_close = 5;
-    bigger_threshold.competitions = 3;
-    bigger_threshold.devices_per_owner = 0;
-    bigger_threshold.feed_pages_per_session = 2;
-    vec![drive::small_scenario(), open, bigger_threshold]
 }
 
 #[tokio::test]
 async fn on_the_memory_backend() {
-    for scenario in scenarios() {
+    for scenario in drive::scenarios() {
         metered_equals_modelled(MemoryBackend::new().backend(), &scenario).await;
     }
 }
 
 #[tokio::test]
 async fn on_sqlite_and_files() {
-    for scenario in scenarios() {
+    for scenario in drive::scenarios() {
         let dir = std::env::temp_dir().join(format!("thisthat-cost-{}", CompetitionId::new()));
         let backend = Backend {
             blobs: Arc::new(

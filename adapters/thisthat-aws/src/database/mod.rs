@@ -26,13 +26,17 @@ use aws_sdk_dynamodb::{
         put_item::PutItemError,
         update_item::{UpdateItemError, builders::UpdateItemFluentBuilder},
     },
-    types::{AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure},
+    types::{
+        AttributeValue, ConsumedCapacity, KeysAndAttributes, ReturnConsumedCapacity, ReturnValue,
+        ReturnValuesOnConditionCheckFailure,
+    },
 };
 use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkError};
 use thisthat_core::{
     Competition, CompetitionId, Endpoint, Entity, Error, FeedPage, FeedQuery, Notification, Result, Status, UserId,
     Vote, VoteReceipt,
     adapter::unix_millis,
+    layers::bill,
     ports::{Database, NotificationClaim},
 };
 use tracing::Instrument;
@@ -95,6 +99,7 @@ impl DynamoDatabase {
             .table_name(&self.table)
             .key("pk", s(competition_pk(id)))
             .key("sk", s(COMPETITION_SK))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
     }
 
     async fn get(&self, pk: String) -> Result<Option<Item>> {
@@ -105,9 +110,11 @@ impl DynamoDatabase {
             .key("pk", s(pk))
             .key("sk", s(COMPETITION_SK))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| error::map(SERVICE, e))?;
+        billed(Capacity::Read, output.consumed_capacity());
         Ok(output.item)
     }
 
@@ -127,6 +134,7 @@ impl DynamoDatabase {
             .await;
         match conditional(result)? {
             Ok(output) => {
+                billed(Capacity::Write, output.consumed_capacity());
                 let item = output.attributes.unwrap_or_default();
                 Ok(Some(notification_from(&item)?))
             }
@@ -187,9 +195,13 @@ impl DynamoDatabase {
                     .client
                     .batch_get_item()
                     .request_items(&self.table, keys)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| error::map(SERVICE, e))?;
+                for consumed in output.consumed_capacity() {
+                    billed(Capacity::Read, Some(consumed));
+                }
                 for item in output
                     .responses
                     .and_then(|mut r| r.remove(&self.table))
@@ -205,6 +217,34 @@ impl DynamoDatabase {
         }
         Ok(ids.iter().filter_map(|id| found.remove(&competition_pk(id))).collect())
     }
+}
+
+/// Whether a request reads or writes, for a `ConsumedCapacity` that gives only its total.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Capacity {
+    Read,
+    Write,
+}
+
+/// Reports what DynamoDB said one request consumed (every request asks for
+/// `ReturnConsumedCapacity::Total`): read and write units under the price keys
+/// `dynamodb.read_unit` and `dynamodb.write_unit`. On demand, a request unit bills what a
+/// capacity unit measures. A total without its read/write split (GetItem, Query, PutItem… give
+/// only `CapacityUnits`) is the request's own kind.
+///
+/// A conditional write DynamoDB refused is billed too, but its error carries no
+/// `ConsumedCapacity`: the adapter cannot know it, and reports nothing for it (docs/aws.md).
+pub(super) fn billed(kind: Capacity, consumed: Option<&ConsumedCapacity>) {
+    let Some(consumed) = consumed else { return };
+    let (read, write) = match (consumed.read_capacity_units, consumed.write_capacity_units) {
+        (None, None) => match kind {
+            Capacity::Read => (consumed.capacity_units, None),
+            Capacity::Write => (None, consumed.capacity_units),
+        },
+        split => split,
+    };
+    bill("dynamodb.read_unit", read.unwrap_or(0.0));
+    bill("dynamodb.write_unit", write.unwrap_or(0.0));
 }
 
 /// A conditional update's answer: `Ok(Ok(output))` if it was applied, `Ok(Err(item))` if its
@@ -232,11 +272,15 @@ impl Database for DynamoDatabase {
             .table_name(&self.table)
             .set_item(Some(competition_item(competition)?))
             .condition_expression("attribute_not_exists(pk)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .instrument(self.span("insert_competition"))
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(output) => {
+                billed(Capacity::Write, output.consumed_capacity());
+                Ok(())
+            }
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(_)) => Err(Error::conflict(format!(
                     "competition {} already exists",
@@ -258,11 +302,15 @@ impl Database for DynamoDatabase {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":draft", s(Status::Draft.as_str()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .instrument(self.span("publish_competition"))
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(output) => {
+                billed(Capacity::Write, output.consumed_capacity());
+                Ok(())
+            }
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(refused)) => Err(match refused.item {
                     Some(_) => Error::conflict("the competition is no longer a draft"),
@@ -283,11 +331,15 @@ impl Database for DynamoDatabase {
             .condition_expression("attribute_not_exists(pk) OR #status = :draft")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":draft", s(Status::Draft.as_str()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .instrument(self.span("delete_draft"))
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(output) => {
+                billed(Capacity::Write, output.consumed_capacity());
+                Ok(())
+            }
             Err(e) => match e.as_service_error() {
                 Some(DeleteItemError::ConditionalCheckFailedException(_)) => {
                     Err(Error::conflict("only drafts can be deleted"))
@@ -315,9 +367,11 @@ impl Database for DynamoDatabase {
                     .expression_attribute_values(":bound", s(bound.to_string()))
                     .limit(i32::try_from(limit - drafts.len()).unwrap_or(i32::MAX))
                     .set_exclusive_start_key(start.take())
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| error::map(SERVICE, e))?;
+                billed(Capacity::Read, output.consumed_capacity());
                 for item in output.items() {
                     let id = item
                         .get("id")
@@ -362,7 +416,8 @@ impl Database for DynamoDatabase {
                 .expression_attribute_names("#feed", "feed")
                 .expression_attribute_values(":open", s(Status::Open.as_str()))
                 .scan_index_forward(false)
-                .limit(i32::try_from(query.limit * 2).unwrap_or(200));
+                .limit(i32::try_from(query.limit * 2).unwrap_or(200))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
             if let Some(viewer) = &query.viewer {
                 filters.push("#owner <> :viewer");
                 request = request
@@ -395,6 +450,7 @@ impl Database for DynamoDatabase {
                     .send()
                     .await
                     .map_err(|e| error::map(SERVICE, e))?;
+                billed(Capacity::Read, output.consumed_capacity());
                 let ids = output
                     .items()
                     .iter()
@@ -440,9 +496,11 @@ impl Database for DynamoDatabase {
                     .expression_attribute_names("#pending", "pending")
                     .expression_attribute_values(":pending", s(PENDING))
                     .set_exclusive_start_key(start)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| error::map(SERVICE, e))?;
+                billed(Capacity::Read, output.consumed_capacity());
                 for item in output.items() {
                     if claimed.len() >= claim.limit {
                         return Ok(claimed);
@@ -491,7 +549,10 @@ impl Database for DynamoDatabase {
             .instrument(self.span("record_deliveries"))
             .await;
         match conditional(result)? {
-            Ok(_) => Ok(()),
+            Ok(output) => {
+                billed(Capacity::Write, output.consumed_capacity());
+                Ok(())
+            }
             Err(item) => Err(not_pending(item.as_ref(), competition)),
         }
     }
@@ -510,20 +571,26 @@ impl Database for DynamoDatabase {
             .instrument(self.span("complete_notification"))
             .await;
         match conditional(result)? {
-            Ok(_) => Ok(()),
+            Ok(output) => {
+                billed(Capacity::Write, output.consumed_capacity());
+                Ok(())
+            }
             Err(item) => Err(not_pending(item.as_ref(), competition)),
         }
     }
 
     async fn save_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
-        self.client
+        let output = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(endpoint_item(endpoint)?))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .instrument(self.span("save_endpoint"))
             .await
             .map_err(|e| error::map(SERVICE, e))?;
+        billed(Capacity::Write, output.consumed_capacity());
         Ok(())
     }
 
@@ -541,9 +608,11 @@ impl Database for DynamoDatabase {
                     .expression_attribute_values(":device", s("device#"))
                     .consistent_read(true)
                     .set_exclusive_start_key(start)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| error::map(SERVICE, e))?;
+                billed(Capacity::Read, output.consumed_capacity());
                 for item in output.items() {
                     endpoints.push(endpoint_from(item)?);
                 }
@@ -558,15 +627,18 @@ impl Database for DynamoDatabase {
     }
 
     async fn delete_endpoint(&self, user: &UserId, token: &str) -> Result<()> {
-        self.client
+        let output = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(user_pk(user)))
             .key("sk", s(device_sk(token)))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .instrument(self.span("delete_endpoint"))
             .await
             .map_err(|e| error::map(SERVICE, e))?;
+        billed(Capacity::Write, output.consumed_capacity());
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use thisthat_core::{
 };
 
 use super::{
-    DynamoDatabase, Item, SERVICE,
+    Capacity, DynamoDatabase, Item, SERVICE, billed,
     codec::{PENDING, ballot, competition_pk, earlier_vote, n, outcome_attribute, s, standing_from, tally},
     conditional,
 };
@@ -67,6 +67,7 @@ impl DynamoDatabase {
             .await;
         match conditional(result)? {
             Ok(output) => {
+                billed(Capacity::Write, output.consumed_capacity());
                 let item = output.attributes.unwrap_or_default();
                 Ok(Ok(VoteReceipt {
                     tally: tally(&item)?,
@@ -121,7 +122,7 @@ impl DynamoDatabase {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        Ok(conditional(result)?.map(|_| ()))
+        Ok(conditional(result)?.map(|output| billed(Capacity::Write, output.consumed_capacity())))
     }
 
     /// One attempt at a vote (see [`race`]): the blind count, or, when it was refused, the one

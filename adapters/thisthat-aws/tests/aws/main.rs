@@ -12,6 +12,7 @@ mod classifier;
 mod database;
 mod domain;
 mod fakes;
+mod meter;
 mod notifier;
 mod opener;
 mod round_trips;

@@ -25,6 +25,7 @@ mod classifier;
 mod database;
 mod domain;
 mod fakes;
+mod meter;
 mod notifier;
 mod wire;
 

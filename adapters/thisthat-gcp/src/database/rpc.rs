@@ -20,12 +20,19 @@ use firestore::gcloud_sdk::{
     prost_types::Timestamp,
 };
 use futures::StreamExt as _;
-use thisthat_core::Result;
+use thisthat_core::{Result, layers::bill};
 use tonic::Code;
 
 use crate::error::{corrupt, firestore_status};
 
 type Client = FirestoreClient<firestore::gcloud_sdk::GoogleAuthMiddleware>;
+
+/// The units Firestore bills (the price table's keys), reported by the RPCs that cause them:
+/// documents read, written and deleted. Index entries read beyond the documents (none for the
+/// single-field and equality queries used here) are left to the model.
+const READ: &str = "firestore.read";
+const WRITE: &str = "firestore.write";
+const DELETE: &str = "firestore.delete";
 
 /// The longest one raw Firestore call (a whole `BatchGetDocuments`, `Commit` or `RunQuery`,
 /// streamed reply included) may take. The `firestore` crate's request timeout covers only the
@@ -90,6 +97,8 @@ impl Rpc {
             Ok(())
         })
         .await?;
+        // Firestore bills a read for every document looked up, found or not.
+        bill(READ, names.len() as f64);
         Ok(names.iter().map(|n| found.remove(n)).collect())
     }
 
@@ -105,14 +114,21 @@ impl Rpc {
 
     /// Applies `writes` atomically: all of them, or (a precondition failing) none.
     pub(crate) async fn commit(&self, writes: Vec<Write>) -> std::result::Result<(), tonic::Status> {
+        let deletes = writes
+            .iter()
+            .filter(|w| matches!(w.operation, Some(write::Operation::Delete(_))))
+            .count();
+        let others = writes.len() - deletes;
         let request = CommitRequest {
             database: self.database(),
             writes,
             ..Default::default()
         };
-        timed(CALL_TIMEOUT, "Commit", self.grpc().commit(request))
-            .await
-            .map(|_| ())
+        timed(CALL_TIMEOUT, "Commit", self.grpc().commit(request)).await?;
+        // A commit refused (a precondition failed) writes nothing and is not reported.
+        bill(WRITE, others as f64);
+        bill(DELETE, deletes as f64);
+        Ok(())
     }
 
     /// Runs `query` over `collection` (the full, prefixed collection id).
@@ -129,7 +145,7 @@ impl Rpc {
             query_type: Some(run_query_request::QueryType::StructuredQuery(query)),
             ..Default::default()
         };
-        timed(CALL_TIMEOUT, "RunQuery", async {
+        let docs = timed(CALL_TIMEOUT, "RunQuery", async {
             let mut stream = self.grpc().run_query(request).await?.into_inner();
             let mut docs = Vec::new();
             while let Some(response) = stream.next().await {
@@ -140,7 +156,10 @@ impl Rpc {
             Ok(docs)
         })
         .await
-        .map_err(firestore_status)
+        .map_err(firestore_status)?;
+        // A read per document returned, and at least one per query even when none match.
+        bill(READ, docs.len().max(1) as f64);
+        Ok(docs)
     }
 }
 

@@ -395,6 +395,7 @@ mod blob;
 mod classifier;
 mod database;
 mod domain;
+mod meter;
 mod notifier;
 mod wire;
 
