@@ -569,4 +569,9 @@ impl Database for DynamoDatabase {
             .map_err(|e| error::map(SERVICE, e))?;
         Ok(())
     }
+
+    /// Exposes the adapter and its DynamoDB client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }

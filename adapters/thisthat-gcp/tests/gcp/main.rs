@@ -390,6 +390,7 @@ mod blob;
 mod classifier;
 mod database;
 mod domain;
+mod native;
 mod notifier;
 mod wire;
 
