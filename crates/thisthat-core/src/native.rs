@@ -103,9 +103,11 @@ mod tests {
     #[derive(Debug, PartialEq)]
     struct Client(&'static str);
 
+    /// A notifier that exposes itself and its client, or nothing at all.
     #[derive(Debug)]
     struct Push {
         client: Client,
+        exposes: bool,
     }
 
     #[async_trait]
@@ -120,25 +122,19 @@ mod tests {
             Ok(Delivery::Accepted)
         }
         fn as_native(&self, ty: TypeId) -> Option<&dyn Any> {
-            offer(ty, &[self, &self.client])
+            if self.exposes {
+                offer(ty, &[self, &self.client])
+            } else {
+                None
+            }
         }
     }
 
-    /// An adapter that overrides nothing.
-    #[derive(Debug)]
-    struct Plain;
-
-    #[async_trait]
-    impl Notifier for Plain {
-        async fn register(&self, device: &Device) -> Result<Endpoint> {
-            Err(crate::Error::config(format!("register {device:?}")))
-        }
-        async fn unregister(&self, _endpoint: &Endpoint) -> Result<()> {
-            Ok(())
-        }
-        async fn send(&self, _endpoint: &Endpoint, _message: &PushMessage) -> Result<Delivery> {
-            Ok(Delivery::Accepted)
-        }
+    fn push(exposes: bool) -> Arc<dyn Notifier> {
+        Arc::new(Push {
+            client: Client("sdk"),
+            exposes,
+        })
     }
 
     fn layered(inner: Arc<dyn Notifier>) -> Arc<dyn Notifier> {
@@ -151,24 +147,23 @@ mod tests {
 
     #[test]
     fn the_client_and_the_adapter_are_reached_through_layers() {
-        let port = layered(Arc::new(Push { client: Client("sdk") }));
+        let port = layered(push(true));
         assert_eq!(port.native::<Client>(), Some(&Client("sdk")));
         assert_eq!(port.native::<Push>().map(|p| p.client.0), Some("sdk"));
     }
 
     #[test]
     fn a_type_not_exposed_is_none() {
-        let port = layered(Arc::new(Push { client: Client("sdk") }));
+        let port = layered(push(true));
         assert!(port.native::<String>().is_none());
-        assert!(port.native::<Plain>().is_none());
         // The layers themselves are not what the hatch reaches.
         assert!(port.native::<Layered<dyn Notifier, Trace>>().is_none());
     }
 
     #[test]
     fn an_adapter_that_exposes_nothing_answers_none() {
-        let port = layered(Arc::new(Plain));
-        assert!(port.native::<Plain>().is_none());
+        let port = layered(push(false));
+        assert!(port.native::<Push>().is_none());
         assert!(port.native::<Client>().is_none());
     }
 

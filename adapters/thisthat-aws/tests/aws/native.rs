@@ -1,34 +1,18 @@
 //! The escape hatch (`thisthat_core::native`): from the erased, layered ports a deployment
 //! opens by URL, through to the AWS SDK clients, each making one call of its own on moto.
 
-use thisthat_aws::{AwsOpener, DynamoDatabase, S3BlobStore, SnsNotifier, sdk};
-use thisthat_core::{BackendConfig, Registry, layers::Meter};
+use thisthat_aws::{DynamoDatabase, S3BlobStore, SnsNotifier, sdk};
+use thisthat_core::layers::Meter;
 
-use crate::support::{moto_config, unique};
+use crate::support::unique;
 
 /// Opened by URL and layered as the `thisthat` binaries do (`Meter` innermost, then `Trace`
 /// and `Retry`), every port still reaches its adapter and SDK client, and each client works.
 #[tokio::test]
 async fn the_sdk_clients_are_reached_through_the_layers() {
-    let registry = Registry::new().with(AwsOpener::with_config(moto_config().await));
-    let application = crate::notifier::notifier()
-        .await
-        .applications()
-        .fcm
-        .clone()
-        .expect("fcm");
     let name = unique("native");
-    let backend = registry
-        .open(&BackendConfig {
-            storage: format!("s3://{name}/photos?create=true"),
-            database: format!("dynamodb://{name}?create=true"),
-            notifier: format!("sns://?fcm={application}"),
-            classifier: "rekognition://?screen=false".into(),
-        })
-        .await
-        .expect("open")
-        .layer(Meter::new())
-        .with_standard_layers();
+    let (_, backend, application) = crate::opener::open_from_urls(&name).await;
+    let backend = backend.layer(Meter::new()).with_standard_layers();
 
     // DynamoDB: the adapter names its table; its client describes it.
     let dynamo: &DynamoDatabase = backend.database.native().expect("the DynamoDB adapter");
