@@ -340,4 +340,9 @@ impl BlobStore for S3BlobStore {
             expires_at,
         })
     }
+
+    /// Exposes the adapter and its S3 client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }

@@ -197,4 +197,9 @@ impl Classifier for RekognitionClassifier {
     fn screens_content(&self) -> bool {
         self.screen
     }
+
+    /// Exposes the adapter and its Rekognition client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }

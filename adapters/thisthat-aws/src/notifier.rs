@@ -310,6 +310,11 @@ impl Notifier for SnsNotifier {
             },
         }
     }
+
+    /// Exposes the adapter and its SNS client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }
 
 #[cfg(test)]

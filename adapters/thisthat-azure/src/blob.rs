@@ -502,6 +502,11 @@ impl BlobStore for AzureBlobStore {
             expires_at,
         })
     }
+
+    /// Exposes the adapter and its container client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }
 
 #[cfg(test)]

@@ -256,4 +256,9 @@ impl Classifier for AiVisionClassifier {
     fn screens_content(&self) -> bool {
         !matches!(self.screening, Screening::None)
     }
+
+    /// Exposes the adapter and its HTTP client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }

@@ -341,6 +341,11 @@ impl Notifier for NotificationHubsNotifier {
         thisthat_core::layers::bill("notificationhubs.push", 1.0);
         Ok(Delivery::Accepted)
     }
+
+    /// Exposes the adapter and its HTTP client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }
 
 #[cfg(test)]

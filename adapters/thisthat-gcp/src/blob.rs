@@ -556,6 +556,11 @@ impl BlobStore for GcsBlobStore {
             expires_at: parts.expires_at,
         })
     }
+
+    /// Exposes the adapter and its HTTP client and options (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client(), self.options()])
+    }
 }
 
 /// An error and its sources, one line, for a reason kept as text.

@@ -227,4 +227,9 @@ impl Classifier for VisionClassifier {
     fn screens_content(&self) -> bool {
         true
     }
+
+    /// Exposes the adapter and its HTTP client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }

@@ -218,6 +218,11 @@ impl Notifier for FcmNotifier {
             Err(e) => Err(e),
         }
     }
+
+    /// Exposes the adapter and its HTTP client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }
 
 #[cfg(test)]

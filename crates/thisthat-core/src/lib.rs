@@ -18,6 +18,7 @@ pub mod key;
 pub mod layers;
 pub mod media;
 pub mod model;
+pub mod native;
 pub mod page;
 pub mod ports;
 pub mod registry;

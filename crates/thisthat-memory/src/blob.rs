@@ -160,4 +160,9 @@ impl BlobStore for MemoryBlobStore {
     async fn signed_url(&self, key: &BlobKey, request: &SignedUrlRequest) -> Result<SignedUrl> {
         self.signer.sign(key, request, self.clock.now())
     }
+
+    /// Exposes the adapter itself, for its inspection methods.
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self])
+    }
 }

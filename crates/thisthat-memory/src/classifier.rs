@@ -89,4 +89,9 @@ impl Classifier for MemoryClassifier {
     fn screens_content(&self) -> bool {
         true
     }
+
+    /// Exposes the adapter itself, for its inspection methods.
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self])
+    }
 }

@@ -250,4 +250,9 @@ impl Database for MemoryDatabase {
         self.lock().endpoints.remove(&(user.clone(), token.to_string()));
         Ok(())
     }
+
+    /// Exposes the adapter itself, for its inspection methods.
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self])
+    }
 }

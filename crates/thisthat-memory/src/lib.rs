@@ -17,6 +17,34 @@
 //! assert_eq!(c.photos.len(), 3);
 //! # Ok(()) }
 //! ```
+//!
+//! Each adapter exposes itself through the ports' escape hatch
+//! ([`thisthat_core::native`]), so code that holds only the erased, layered [`Backend`] can
+//! still reach an adapter's inspection methods:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> thisthat_core::Result<()> {
+//! use thisthat_core::{BackendConfig, Registry, layers::Meter};
+//! use thisthat_memory::{MemoryDatabase, MemoryNotifier, MemoryOpener};
+//!
+//! let memory = "memory://".to_owned();
+//! let config = BackendConfig {
+//!     storage: memory.clone(), database: memory.clone(), notifier: memory.clone(), classifier: memory,
+//! };
+//! // Opened by URL and layered as the `thisthat` binaries do.
+//! let backend = Registry::new()
+//!     .with(MemoryOpener)
+//!     .open(&config)
+//!     .await?
+//!     .layer(Meter::new())
+//!     .with_standard_layers();
+//!
+//! let memory: &MemoryDatabase = backend.database.native().expect("a memory database");
+//! assert_eq!(memory.vote_count(), 0);
+//! // Asking for another type, or another port's adapter, answers None.
+//! assert!(backend.database.native::<MemoryNotifier>().is_none());
+//! # Ok(()) }
+//! ```
 
 mod blob;
 mod classifier;

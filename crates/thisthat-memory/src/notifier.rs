@@ -78,4 +78,9 @@ impl Notifier for MemoryNotifier {
         state.sent.push((endpoint.clone(), message.clone()));
         Ok(Delivery::Accepted)
     }
+
+    /// Exposes the adapter itself, for its inspection methods.
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self])
+    }
 }

@@ -641,4 +641,9 @@ impl Database for DynamoDatabase {
         billed(Capacity::Write, output.consumed_capacity());
         Ok(())
     }
+
+    /// Exposes the adapter and its DynamoDB client (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }

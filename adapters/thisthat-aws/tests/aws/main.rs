@@ -5,7 +5,8 @@
 //!
 //! One module per port (`blob`, `database`, `notifier`, `classifier`), the whole domain
 //! (`domain`), the fakes for what moto lacks (`fakes`), and what is AWS's own: request counts
-//! through a proxy (`round_trips`), opening from URLs (`opener`) and reaching moto (`support`).
+//! through a proxy (`round_trips`), opening from URLs (`opener`), the SDK clients behind the
+//! ports (`native`) and reaching moto (`support`).
 
 mod blob;
 mod classifier;
@@ -13,6 +14,7 @@ mod database;
 mod domain;
 mod fakes;
 mod meter;
+mod native;
 mod notifier;
 mod opener;
 mod round_trips;

@@ -5,10 +5,10 @@ use thisthat_core::{BackendConfig, Error, Registry};
 
 use crate::support::{moto_config, unique};
 
-/// All four open from URLs alone (the bucket and table created by `?create=true`), and a
-/// misspelt or unknown parameter is refused, not ignored.
-#[tokio::test]
-async fn every_scheme_opens_and_typos_are_refused() {
+/// A registry of the AWS opener on moto, and the four adapters opened from URLs alone (the
+/// bucket and table named `name`, created by `?create=true`), with the FCM platform
+/// application the notifier's URL names.
+pub async fn open_from_urls(name: &str) -> (Registry, thisthat_core::Backend, String) {
     let registry = Registry::new().with(AwsOpener::with_config(moto_config().await));
     let application = crate::notifier::notifier()
         .await
@@ -16,7 +16,6 @@ async fn every_scheme_opens_and_typos_are_refused() {
         .fcm
         .clone()
         .expect("fcm");
-    let name = unique("opener");
     let backend = registry
         .open(&BackendConfig {
             storage: format!("s3://{name}/photos?create=true"),
@@ -26,6 +25,15 @@ async fn every_scheme_opens_and_typos_are_refused() {
         })
         .await
         .expect("open");
+    (registry, backend, application)
+}
+
+/// All four open from URLs alone (the bucket and table created by `?create=true`), and a
+/// misspelt or unknown parameter is refused, not ignored.
+#[tokio::test]
+async fn every_scheme_opens_and_typos_are_refused() {
+    let name = unique("opener");
+    let (registry, backend, _) = open_from_urls(&name).await;
     assert!(!backend.classifier.screens_content());
     assert!(
         backend

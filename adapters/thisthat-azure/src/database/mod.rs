@@ -501,6 +501,11 @@ impl Database for AzureTableDatabase {
     async fn delete_endpoint(&self, user: &UserId, token: &str) -> Result<()> {
         self.table.delete(&user_partition(user), &token_row(token), "*").await
     }
+
+    /// Exposes the adapter and its `TableClient` (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //!
 //! This file holds the shared setup only: the Azurite addresses, fresh containers and tables,
 //! and the harnesses. The cases are in `blob.rs`, `database.rs`, `notifier.rs`,
-//! `classifier.rs`, `domain.rs` and `wire.rs`. Without Azurite's variables every case that
-//! needs it fails (never skips) and says so.
+//! `classifier.rs`, `domain.rs`, `native.rs` and `wire.rs`. Without Azurite's variables every
+//! case that needs it fails (never skips) and says so.
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ mod database;
 mod domain;
 mod fakes;
 mod meter;
+mod native;
 mod notifier;
 mod wire;
 

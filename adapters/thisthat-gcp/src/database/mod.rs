@@ -560,4 +560,9 @@ impl Database for FirestoreDatabase {
         let write = delete(self.endpoint_name(user, token), None);
         self.rpc.commit(vec![write]).await.map_err(firestore_status)
     }
+
+    /// Exposes the adapter and its `FirestoreDb` (see `docs/architecture.md`).
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self, self.client()])
+    }
 }

@@ -396,6 +396,7 @@ mod classifier;
 mod database;
 mod domain;
 mod meter;
+mod native;
 mod notifier;
 mod wire;
 

@@ -1,6 +1,9 @@
 //! The one place each port's calls are forwarded through an interceptor.
 
-use std::time::SystemTime;
+use std::{
+    any::{Any, TypeId},
+    time::SystemTime,
+};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -49,6 +52,9 @@ impl<P: BlobStore + ?Sized, I: Interceptor> BlobStore for Layered<P, I> {
     async fn signed_url(&self, key: &BlobKey, request: &SignedUrlRequest) -> Result<SignedUrl> {
         let op = || self.inner.signed_url(key, request);
         self.interceptor.intercept(call("blob", "signed_url"), op).await
+    }
+    fn as_native(&self, ty: TypeId) -> Option<&dyn Any> {
+        self.inner.as_native(ty)
     }
 }
 
@@ -119,6 +125,9 @@ impl<P: Database + ?Sized, I: Interceptor> Database for Layered<P, I> {
             .intercept(call("database", "delete_endpoint"), op)
             .await
     }
+    fn as_native(&self, ty: TypeId) -> Option<&dyn Any> {
+        self.inner.as_native(ty)
+    }
 }
 
 #[async_trait]
@@ -135,6 +144,9 @@ impl<P: Notifier + ?Sized, I: Interceptor> Notifier for Layered<P, I> {
         let op = || self.inner.send(endpoint, message);
         self.interceptor.intercept(call("notifier", "send"), op).await
     }
+    fn as_native(&self, ty: TypeId) -> Option<&dyn Any> {
+        self.inner.as_native(ty)
+    }
 }
 
 #[async_trait]
@@ -148,5 +160,8 @@ impl<P: Classifier + ?Sized, I: Interceptor> Classifier for Layered<P, I> {
     }
     fn screens_content(&self) -> bool {
         self.inner.screens_content()
+    }
+    fn as_native(&self, ty: TypeId) -> Option<&dyn Any> {
+        self.inner.as_native(ty)
     }
 }

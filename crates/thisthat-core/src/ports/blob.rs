@@ -223,4 +223,18 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// A signed URL for direct download or upload. Backends with no way to serve one answer
     /// [`Error::Unsupported`](crate::Error::Unsupported).
     async fn signed_url(&self, key: &BlobKey, request: &SignedUrlRequest) -> Result<SignedUrl>;
+
+    /// The adapter itself or its native client, if it exposes one of type `ty`: the escape
+    /// hatch of the [`native`](crate::native) module, Go CDK's `As`. Callers use the typed
+    /// `native::<T>()` on `dyn BlobStore`; adapters override this with
+    /// [`offer`](crate::native::offer), and wrappers forward it to the port they wrap. The
+    /// default exposes nothing.
+    #[expect(
+        clippy::needless_lifetimes,
+        reason = "mockall cannot mock a lifetime elided inside `Option`"
+    )]
+    fn as_native<'a>(&'a self, ty: std::any::TypeId) -> Option<&'a dyn std::any::Any> {
+        let _ = ty;
+        None
+    }
 }

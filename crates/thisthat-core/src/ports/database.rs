@@ -94,4 +94,18 @@ pub trait Database: Send + Sync + std::fmt::Debug {
 
     /// Forgets a device. Forgetting a missing one succeeds.
     async fn delete_endpoint(&self, user: &UserId, token: &str) -> Result<()>;
+
+    /// The adapter itself or its native client, if it exposes one of type `ty`: the escape
+    /// hatch of the [`native`](crate::native) module, Go CDK's `As`. Callers use the typed
+    /// `native::<T>()` on `dyn Database`; adapters override this with
+    /// [`offer`](crate::native::offer), and wrappers forward it to the port they wrap. The
+    /// default exposes nothing.
+    #[expect(
+        clippy::needless_lifetimes,
+        reason = "mockall cannot mock a lifetime elided inside `Option`"
+    )]
+    fn as_native<'a>(&'a self, ty: std::any::TypeId) -> Option<&'a dyn std::any::Any> {
+        let _ = ty;
+        None
+    }
 }

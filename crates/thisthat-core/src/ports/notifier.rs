@@ -28,4 +28,18 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     /// Sends one message to one device. Passes the message's idempotency key to providers that
     /// dedupe on one.
     async fn send(&self, endpoint: &Endpoint, message: &PushMessage) -> Result<Delivery>;
+
+    /// The adapter itself or its native client, if it exposes one of type `ty`: the escape
+    /// hatch of the [`native`](crate::native) module, Go CDK's `As`. Callers use the typed
+    /// `native::<T>()` on `dyn Notifier`; adapters override this with
+    /// [`offer`](crate::native::offer), and wrappers forward it to the port they wrap. The
+    /// default exposes nothing.
+    #[expect(
+        clippy::needless_lifetimes,
+        reason = "mockall cannot mock a lifetime elided inside `Option`"
+    )]
+    fn as_native<'a>(&'a self, ty: std::any::TypeId) -> Option<&'a dyn std::any::Any> {
+        let _ = ty;
+        None
+    }
 }
