@@ -282,15 +282,24 @@ impl Thisthat {
                 return Err(e);
             }
 
+            let mut insert_in_doubt = false;
             let result = async {
                 let photos = self.classify(&accepted, self.rules.keep_originals).await?;
                 let competition = self.new_competition(id, owner.clone(), title, Status::Open, photos);
                 let insert = self.backend.database.insert_competition(&competition).await;
-                self.landed(insert, &competition).await?;
-                Ok(competition)
+                match self.landed(insert, &competition).await {
+                    Ok(()) => Ok(competition),
+                    Err(Unlanded { error, in_doubt }) => {
+                        insert_in_doubt = in_doubt;
+                        Err(error)
+                    }
+                }
             }
             .await;
-            if result.is_err() {
+            // Photos of an insert that may have landed stay: the sweep removes them after the
+            // orphan grace if it did not, and discarding them could leave a stored competition
+            // without its photos.
+            if result.is_err() && !insert_in_doubt {
                 self.discard(&keys).await;
             }
             result
@@ -340,7 +349,7 @@ impl Thisthat {
                 .collect();
             let draft = self.new_competition(id, owner.clone(), title, Status::Draft, placeholders);
             let insert = self.backend.database.insert_competition(&draft).await;
-            self.landed(insert, &draft).await?;
+            self.landed(insert, &draft).await.map_err(|u| u.error)?;
             Ok(UploadTicket {
                 competition: id,
                 uploads,
@@ -453,7 +462,7 @@ impl Thisthat {
                     ..competition
                 };
                 let publish = self.backend.database.publish_competition(&competition).await;
-                self.landed(publish, &competition).await?;
+                self.landed(publish, &competition).await.map_err(|u| u.error)?;
                 Ok(competition)
             }
             .await;
@@ -687,15 +696,24 @@ impl Thisthat {
     /// `Conflict` met by a retry of a write that did land (its reply was lost), counts as
     /// written when the stored competition is exactly `written`. Otherwise a lost reply would
     /// fail a creation that succeeded, and the photos it stored would be discarded under it.
-    async fn landed(&self, outcome: Result<()>, written: &Competition) -> Result<()> {
+    /// When the read-back itself fails the outcome stays unknown: the caller gets the read's
+    /// `Unavailable` (worth retrying), never a `Conflict` it would take as final.
+    async fn landed(&self, outcome: Result<()>, written: &Competition) -> std::result::Result<(), Unlanded> {
         match outcome {
             Err(e @ (Error::Conflict { .. } | Error::Unavailable { .. })) => {
                 match self.backend.database.competition(&written.id).await {
                     Ok(stored) if stored == *written => Ok(()),
-                    _ => Err(e),
+                    Err(unclear @ (Error::Unavailable { .. } | Error::Busy { .. })) => Err(Unlanded {
+                        error: unclear,
+                        in_doubt: true,
+                    }),
+                    _ => Err(Unlanded {
+                        error: e,
+                        in_doubt: false,
+                    }),
                 }
             }
-            other => other,
+            other => other.map_err(|error| Unlanded { error, in_doubt: false }),
         }
     }
 
@@ -708,6 +726,8 @@ impl Thisthat {
             Ok(_) => Ok(()),
             Err(conflict @ Error::Conflict { .. }) => match self.backend.blobs.get(key, &GetOptions::default()).await {
                 Ok(stored) if stored.body == *bytes => Ok(()),
+                // Whose bytes they are is unknown: worth retrying, not a final `Conflict`.
+                Err(unclear @ (Error::Unavailable { .. } | Error::Busy { .. })) => Err(unclear),
                 _ => Err(conflict),
             },
             Err(e) => Err(e),
@@ -1078,4 +1098,11 @@ pub fn categories(photos: &[Photo], threshold: f32) -> Vec<Category> {
     .into_iter()
     .map(|l| l.name)
     .collect()
+}
+
+/// A write `Thisthat::landed` could not count as written: the error for the caller, and
+/// whether the write may have landed all the same (its read-back failed).
+struct Unlanded {
+    error: Error,
+    in_doubt: bool,
 }

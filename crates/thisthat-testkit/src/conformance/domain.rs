@@ -1123,6 +1123,48 @@ pub async fn a_photo_put_whose_answer_was_lost_still_creates(h: &impl DomainHarn
     }
 }
 
+/// A creation write whose answer was lost, sent again by the retry layer into its own first
+/// attempt (`Conflict`), and whose read-back then fails too, cannot know whether it landed: the
+/// creation answers `Unavailable` (a client retries), never a `Conflict` it would take as
+/// final. For a photo put and for the competition's insert. Found by the soak under load.
+pub async fn a_lost_write_whose_read_back_fails_is_unavailable(h: &impl DomainHarness) {
+    let retry = thisthat_core::layers::Retry::new(thisthat_core::layers::RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+    });
+    for (port, write, read) in [
+        ("blob", "put", "get"),
+        ("database", "insert_competition", "competition"),
+    ] {
+        let lost = crate::faults::LoseReply::new(port, write, 1);
+        let reads = FailNext::new(port, read, 3);
+        let w = world_on(
+            h.backend()
+                .layer(lost.clone())
+                .layer(reads.clone())
+                .layer(retry.clone()),
+            DeliveryMode::Inline,
+        );
+        let outcome = w
+            .service
+            .create_competition(
+                &user("owner"),
+                NewCompetition {
+                    title: None,
+                    photos: photos::three(),
+                },
+            )
+            .await;
+        assert!(
+            matches!(outcome, Err(Error::Unavailable { .. })),
+            "{port}.{write} lost, its read-back failing: {outcome:?}"
+        );
+        assert_eq!(lost.remaining(), 0, "a {write} was made and its answer lost");
+        assert_eq!(reads.remaining(), 0, "every read-back attempt failed");
+    }
+}
+
 /// The signed-upload flow's writes whose answers were lost (the draft's insert, then its
 /// publication), sent again by the retry layer, meet their own first attempts: beginning and
 /// finishing still succeed. Found by the soak.

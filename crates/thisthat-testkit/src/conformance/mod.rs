@@ -405,6 +405,7 @@ macro_rules! domain_conformance {
                 an_unclear_push_failure_is_retried_with_the_same_key,
                 a_vote_whose_answer_was_lost_counts_once,
                 a_photo_put_whose_answer_was_lost_still_creates,
+                a_lost_write_whose_read_back_fails_is_unavailable,
                 upload_writes_whose_answers_were_lost_still_succeed,
                 a_retry_sends_only_to_the_devices_it_missed,
                 maintenance_sweeps_orphans_and_expired_drafts,
