@@ -2,8 +2,7 @@
 
 use assert_cmd::Command;
 
-/// How long a test waits for a `thisthat serve` it started to answer.
-const STARTUP: std::time::Duration = std::time::Duration::from_secs(90);
+mod common;
 
 #[test]
 fn demo_plays_the_whole_story_on_the_embedded_backend() {
@@ -152,15 +151,11 @@ fn serve_with_production_auth_refuses_to_run_unscreened() {
 #[test]
 fn serve_answers_requests_on_a_mix_of_adapters() {
     let dir = std::env::temp_dir().join(format!("thisthat-cli-mix-{}", std::process::id()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
+    let log = std::env::temp_dir().join(format!("thisthat-cli-mix-{}.log", std::process::id()));
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"));
+    command
         .args([
             "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
             "--database",
             "sqlite::memory:",
             "--notifier",
@@ -168,42 +163,24 @@ fn serve_answers_requests_on_a_mix_of_adapters() {
             "--data-dir",
         ])
         .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(
-            std::fs::File::create(std::env::temp_dir().join(format!("thisthat-cli-mix-{}.log", std::process::id())))
-                .expect("log file"),
-        )
-        .spawn()
-        .expect("spawn");
-    let mut answered = None;
-    // The server loads the embedded image model before it listens: seconds in a debug build,
-    // more on a loaded machine (10 s was too short at a load average of 7 on 2 cores).
-    let deadline = std::time::Instant::now() + STARTUP;
-    while std::time::Instant::now() < deadline {
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            stream
-                .write_all(b"GET /v1/feed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .expect("write");
-            let mut response = String::new();
-            match stream.read_to_string(&mut response) {
-                Ok(_) => {
-                    answered = Some(response);
-                    break;
-                }
-                Err(e) => {
-                    let log = std::env::temp_dir().join(format!("thisthat-cli-mix-{}.log", std::process::id()));
-                    panic!(
-                        "reading the response failed ({e}); the server said:\n{}",
-                        std::fs::read_to_string(log).unwrap_or_default()
-                    );
-                }
-            }
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let serving = common::Serving::start(command, || std::fs::read_to_string(&log).unwrap_or_default());
+    let answered = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(serving.addr).expect("connect");
+        stream
+            .write_all(b"GET /v1/feed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut response = String::new();
+        match stream.read_to_string(&mut response) {
+            Ok(_) => Some(response),
+            Err(e) => panic!(
+                "reading the response failed ({e}); the server said:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    };
+    drop(serving);
     let opened_anyway = (dir.join("thisthat.db").exists(), dir.join("outbox").exists());
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
@@ -227,13 +204,10 @@ async fn serve_runs_on_aws_services_by_configuration() {
     });
     let id = format!("cli-{}", std::process::id());
     let dir = std::env::temp_dir().join(format!("thisthat-cli-{id}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
     let log = std::env::temp_dir().join(format!("thisthat-cli-{id}.log"));
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"));
+    command
+        .arg("serve")
         .args(["--storage", &format!("s3://{id}/app?create=true")])
         .args(["--database", &format!("dynamodb://{id}?create=true")])
         .args(["--notifier", "memory://"])
@@ -245,12 +219,10 @@ async fn serve_runs_on_aws_services_by_configuration() {
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env_remove("AWS_PROFILE")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn");
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let serving = common::Serving::start(command, || std::fs::read_to_string(&log).unwrap_or_default());
     let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = serving.base();
     let client = reqwest::Client::new();
     let mut up = false;
     for _ in 0..300 {
@@ -325,8 +297,7 @@ async fn serve_runs_on_aws_services_by_configuration() {
         assert_ne!(photo, thisthat_testkit::photos::cat_png());
     };
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(serving);
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -627,13 +598,9 @@ fn no_arguments_outside_lambda_print_usage() {
 #[test]
 fn serve_listens_on_port_from_the_environment() {
     let dir = std::env::temp_dir().join(format!("thisthat-cli-port-{}", std::process::id()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
     let log = std::env::temp_dir().join(format!("thisthat-cli-port-{}.log", std::process::id()));
-    let out = std::env::temp_dir().join(format!("thisthat-cli-port-{}.out", std::process::id()));
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"));
+    command
         .args([
             "serve",
             "--database",
@@ -643,38 +610,32 @@ fn serve_listens_on_port_from_the_environment() {
             "--data-dir",
         ])
         .arg(&dir)
-        .env("PORT", port.to_string())
+        // Port 0: any free port, picked by the server itself (a port picked here could be
+        // taken by another test before the server binds it). The interface is PORT's.
+        .env("PORT", "0")
         .env_remove("THISTHAT_ADDR")
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn");
-    let mut answered = None;
-    // The server loads the embedded image model before it listens: seconds in a debug build,
-    // more on a loaded machine (10 s was too short at a load average of 7 on 2 cores).
-    let deadline = std::time::Instant::now() + STARTUP;
-    while std::time::Instant::now() < deadline {
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .expect("write");
-            let mut response = String::new();
-            answered = Some(stream.read_to_string(&mut response).map(|_| response));
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let said = std::fs::read_to_string(&out).unwrap_or_default();
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let serving = common::Serving::start_as_given(command, || std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        serving.addr.ip().is_unspecified(),
+        "PORT listens on every interface: {}",
+        serving.addr
+    );
+    let port = serving.addr.port();
+    let response = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).map(|_| response)
+    };
+    drop(serving);
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
-    let response = answered
-        .unwrap_or_else(|| panic!("nothing listened on PORT {port}:\n{said}\n{logged}"))
-        .expect("read");
+    let response = response.unwrap_or_else(|e| panic!("read: {e}; the server said:\n{logged}"));
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(said.contains(&format!("http://0.0.0.0:{port}")), "{said}");
 
     let refused = Command::cargo_bin("thisthat")
         .expect("binary")

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
-/// How long a test waits for a `thisthat serve` it started to answer.
-const STARTUP: std::time::Duration = std::time::Duration::from_secs(90);
+mod common;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("thisthat-config-{name}-{}", std::process::id()));
@@ -120,52 +119,32 @@ fn an_unknown_key_or_a_bad_value_stops_the_command_naming_the_key() {
 #[test]
 fn serve_runs_with_the_example_file() {
     let dir = scratch("example");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
     let log = dir.join("serve.log");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"));
+    command
         .arg("serve")
         .arg("--config")
         .arg(example())
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--classifier", "pixels:"])
+        .args(["--classifier", "pixels:"])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .env_remove("PORT")
         .env_remove("THISTHAT_ADDR")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn");
-    let mut answered = None;
-    let deadline = std::time::Instant::now() + STARTUP;
-    while std::time::Instant::now() < deadline && answered.is_none() {
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            let mut response = String::new();
-            answered = Some(
-                stream
-                    .write_all(b"GET /v1/feed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .and_then(|()| stream.read_to_string(&mut response))
-                    .map(|_| response),
-            );
-        } else if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "serve exited with {status}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        } else {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let serving = common::Serving::start(command, || std::fs::read_to_string(&log).unwrap_or_default());
+    let response = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(serving.addr).expect("connect");
+        let mut response = String::new();
+        stream
+            .write_all(b"GET /v1/feed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .and_then(|()| stream.read_to_string(&mut response))
+            .map(|_| response)
+    };
+    drop(serving);
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
-    let response = answered
-        .unwrap_or_else(|| panic!("serve did not answer within {STARTUP:?}:\n{logged}"))
-        .expect("read");
+    let response = response.unwrap_or_else(|e| panic!("read: {e}; the server said:\n{logged}"));
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"competitions\":[]"), "{response}");
 }

@@ -2,6 +2,8 @@
 
 use assert_cmd::Command;
 
+mod common;
+
 fn cost(args: &[&str]) -> std::process::Output {
     Command::cargo_bin("thisthat")
         .expect("binary")
@@ -133,13 +135,6 @@ fn bad_input_is_refused_naming_the_field() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 fn get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -155,10 +150,10 @@ fn get(port: u16, path: &str) -> Option<String> {
 fn serve_meters_every_port_call_on_metrics_and_in_the_usage_file() {
     let dir = scratch("serve");
     let usage = dir.join("usage.json");
-    let (port, metrics) = (free_port(), free_port());
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"));
+    command
+        .arg("serve")
+        .args(["--metrics-addr", "127.0.0.1:0"])
         .args([
             "--database",
             "sqlite::memory:",
@@ -172,19 +167,16 @@ fn serve_meters_every_port_call_on_metrics_and_in_the_usage_file() {
         .args(["--maintenance-interval", "1"])
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    // Bounded: the server has 60 s to come up (the shared 2-core machine can be slow).
-    let mut feed = None;
-    for _ in 0..1200 {
-        feed = get(port, "/v1/feed");
-        if feed.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+        .stderr(std::process::Stdio::null());
+    let mut serving = common::Serving::start(command, String::new);
+    let port = serving.addr.port();
+    let metrics_line = serving.line_starting("metrics at:", String::new);
+    let metrics: u16 = metrics_line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches("/metrics").parse().ok())
+        .unwrap_or_else(|| panic!("no metrics port in {metrics_line:?}"));
+    let feed = get(port, "/v1/feed");
     let feed = feed.expect("the server came up");
     assert!(feed.starts_with("HTTP/1.1 200"), "{feed}");
     assert!(get(port, "/v1/feed").is_some());
@@ -199,20 +191,17 @@ fn serve_meters_every_port_call_on_metrics_and_in_the_usage_file() {
     }
     // SIGTERM to the server this test started, by its pid: it shuts down and writes the usage.
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &serving.child.id().to_string()])
         .status();
     let mut exited = false;
     for _ in 0..200 {
-        if child.try_wait().expect("wait").is_some() {
+        if serving.child.try_wait().expect("wait").is_some() {
             exited = true;
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    if !exited {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(serving);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("application/openmetrics-text"), "{text}");
     assert!(

@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 use assert_cmd::Command;
 
 /// Every bounded wait in this test: the server's start (it is built in debug) and the passes.
@@ -117,24 +119,19 @@ async fn a_failed_push_is_delivered_by_the_next_maintenance_pass_once_per_device
         ),
     )
     .expect("config");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
     let log = dir.join("serve.log");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"));
+    command
+        .arg("serve")
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "info")
         .env_remove("THISTHAT_DATA_DIR")
         .env_remove("THISTHAT_NOTIFIER")
         .env_remove("THISTHAT_MAINTENANCE_INTERVAL")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn");
-    let base = format!("http://127.0.0.1:{port}");
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let serving = common::Serving::start(command, || std::fs::read_to_string(&log).unwrap_or_default());
+    let base = serving.base();
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
     let passes = || {
         std::fs::read_to_string(&log)
@@ -238,8 +235,7 @@ async fn a_failed_push_is_delivered_by_the_next_maintenance_pass_once_per_device
         assert!(outbox.contains(&key), "{outbox}");
     };
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(story)).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(serving);
     if outcome.is_ok() {
         // Nothing is left pending once the server has stopped: a one-shot pass finds nothing.
         let output = Command::cargo_bin("thisthat")
