@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 use thisthat_core::{
     Error, Result,
     ports::{BlobStore, Classifier, Database, Notifier},
-    registry::{UrlOpener, UrlParams, url_host as host},
+    registry::{Port, UrlOpener, UrlParams, url_host as host},
 };
 use tokio::sync::OnceCell;
 use url::Url;
@@ -142,17 +142,16 @@ macro_rules! client {
 
 #[async_trait]
 impl UrlOpener for AwsOpener {
-    fn schemes(&self) -> &[&'static str] {
-        &["s3", "dynamodb", "sns", "rekognition"]
+    fn schemes(&self) -> &[(Port, &'static str)] {
+        &[
+            (Port::BlobStore, "s3"),
+            (Port::Database, "dynamodb"),
+            (Port::Notifier, "sns"),
+            (Port::Classifier, "rekognition"),
+        ]
     }
 
     async fn blob_store(&self, url: &Url) -> Result<Arc<dyn BlobStore>> {
-        if url.scheme() != "s3" {
-            return Err(Error::config(format!(
-                "{}:// is not blob storage; use s3://bucket",
-                url.scheme()
-            )));
-        }
         let params = UrlParams::parse(url, &allowed(&["create", "path_style"]))?;
         let bucket = host(url, "bucket")?;
         let options = ClientOptions::of(&params)?;
@@ -170,12 +169,6 @@ impl UrlOpener for AwsOpener {
     }
 
     async fn database(&self, url: &Url) -> Result<Arc<dyn Database>> {
-        if url.scheme() != "dynamodb" {
-            return Err(Error::config(format!(
-                "{}:// is not a database; use dynamodb://table",
-                url.scheme()
-            )));
-        }
         let params = UrlParams::parse(url, &allowed(&["create"]))?;
         let options = ClientOptions::of(&params)?;
         let table = host(url, "table")?;
@@ -189,12 +182,6 @@ impl UrlOpener for AwsOpener {
     }
 
     async fn notifier(&self, url: &Url) -> Result<Arc<dyn Notifier>> {
-        if url.scheme() != "sns" {
-            return Err(Error::config(format!(
-                "{}:// is not a notifier; use sns://?fcm=ARN",
-                url.scheme()
-            )));
-        }
         let params = UrlParams::parse(url, &allowed(&["apns", "apns_sandbox", "fcm"]))?;
         let options = ClientOptions::of(&params)?;
         let applications = PlatformApplications {
@@ -215,12 +202,6 @@ impl UrlOpener for AwsOpener {
     }
 
     async fn classifier(&self, url: &Url) -> Result<Arc<dyn Classifier>> {
-        if url.scheme() != "rekognition" {
-            return Err(Error::config(format!(
-                "{}:// is not a classifier; use rekognition://",
-                url.scheme()
-            )));
-        }
         let params = UrlParams::parse(url, &allowed(&["bucket", "prefix", "screen"]))?;
         let options = ClientOptions::of(&params)?;
         let screen = params.flag("screen", true)?;

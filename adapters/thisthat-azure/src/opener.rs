@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use thisthat_core::{
     Error, Result, UrlOpener,
     ports::{BlobStore, Classifier, Database, Notifier},
-    registry::{UrlParams, url_host as name},
+    registry::{Port, UrlParams, url_host as name},
 };
 use url::Url;
 
@@ -109,17 +109,16 @@ impl AzureOpener {
 
 #[async_trait]
 impl UrlOpener for AzureOpener {
-    fn schemes(&self) -> &[&'static str] {
-        &["azblob", "aztable", "aznotify", "azvision"]
+    fn schemes(&self) -> &[(Port, &'static str)] {
+        &[
+            (Port::BlobStore, "azblob"),
+            (Port::Database, "aztable"),
+            (Port::Notifier, "aznotify"),
+            (Port::Classifier, "azvision"),
+        ]
     }
 
     async fn blob_store(&self, url: &Url) -> Result<Arc<dyn BlobStore>> {
-        if url.scheme() != "azblob" {
-            return Err(Error::config(format!(
-                "the {}:// scheme does not offer blob storage",
-                url.scheme()
-            )));
-        }
         let (endpoint, auth, create) = self.storage(url, "blob")?;
         let store = AzureBlobStore::new(endpoint, &name(url, "container")?, auth)?;
         if create {
@@ -129,12 +128,6 @@ impl UrlOpener for AzureOpener {
     }
 
     async fn database(&self, url: &Url) -> Result<Arc<dyn Database>> {
-        if url.scheme() != "aztable" {
-            return Err(Error::config(format!(
-                "the {}:// scheme does not offer a database",
-                url.scheme()
-            )));
-        }
         let (endpoint, auth, create) = self.storage(url, "table")?;
         let db = AzureTableDatabase::new(TableClient::new(endpoint, &name(url, "table")?, auth)?);
         if create {
@@ -144,12 +137,6 @@ impl UrlOpener for AzureOpener {
     }
 
     async fn notifier(&self, url: &Url) -> Result<Arc<dyn Notifier>> {
-        if url.scheme() != "aznotify" {
-            return Err(Error::config(format!(
-                "the {}:// scheme does not offer a notifier",
-                url.scheme()
-            )));
-        }
         let hub = name(url, "hub")?;
         let connection = self.var("AZURE_NOTIFICATION_HUBS_CONNECTION_STRING").ok_or_else(|| {
             Error::config("aznotify:// needs AZURE_NOTIFICATION_HUBS_CONNECTION_STRING (the hub's access policy)")
@@ -162,12 +149,6 @@ impl UrlOpener for AzureOpener {
     }
 
     async fn classifier(&self, url: &Url) -> Result<Arc<dyn Classifier>> {
-        if url.scheme() != "azvision" {
-            return Err(Error::config(format!(
-                "the {}:// scheme does not offer a classifier",
-                url.scheme()
-            )));
-        }
         let p = UrlParams::parse(url, &["endpoint", "screening", "client_id"])?;
         let endpoint = match p.get("endpoint") {
             Some(e) => parse_url(e, "endpoint")?,
@@ -248,8 +229,9 @@ mod tests {
     #[tokio::test]
     async fn each_scheme_offers_only_its_port() {
         let opener = AzureOpener::with_env(HashMap::new());
-        assert!(opener.database(&url("azblob://photos?emulator=true")).await.is_err());
-        assert!(opener.blob_store(&url("aztable://t?emulator=true")).await.is_err());
+        let registry = thisthat_core::Registry::new().with(AzureOpener::with_env(HashMap::new()));
+        assert!(registry.database("azblob://photos?emulator=true").await.is_err());
+        assert!(registry.blob_store("aztable://t?emulator=true").await.is_err());
         let missing = opener.notifier(&url("aznotify://hub")).await;
         assert!(matches!(missing, Err(Error::Config { .. })), "{missing:?}");
         assert!(

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use thisthat_core::{
     Error, Result, UrlOpener,
     ports::{BlobStore, Classifier, Database, Notifier},
-    registry::{UrlParams, url_host as host},
+    registry::{Port, UrlParams, url_host as host},
 };
 use url::Url;
 
@@ -62,16 +62,16 @@ fn endpoint(params: &UrlParams, default: &str) -> Result<(String, TokenSource)> 
 
 #[async_trait]
 impl UrlOpener for GcpOpener {
-    fn schemes(&self) -> &[&'static str] {
-        &["gs", "firestore", "fcm", "vision"]
+    fn schemes(&self) -> &[(Port, &'static str)] {
+        &[
+            (Port::BlobStore, "gs"),
+            (Port::Database, "firestore"),
+            (Port::Notifier, "fcm"),
+            (Port::Classifier, "vision"),
+        ]
     }
 
     async fn blob_store(&self, url: &Url) -> Result<Arc<dyn BlobStore>> {
-        if url.scheme() != "gs" {
-            return Err(Error::config(format!(
-                "{url}: blob storage opens from gs://bucket URLs"
-            )));
-        }
         let params = UrlParams::parse(url, &["create", "project", "endpoint"])?;
         let bucket = host(url, "bucket")?;
         // Every parameter is checked before anything looks for credentials.
@@ -107,11 +107,6 @@ impl UrlOpener for GcpOpener {
     }
 
     async fn database(&self, url: &Url) -> Result<Arc<dyn Database>> {
-        if url.scheme() != "firestore" {
-            return Err(Error::config(format!(
-                "{url}: databases open from firestore://project URLs"
-            )));
-        }
         let params = UrlParams::parse(url, &["prefix"])?;
         let project = host(url, "project")?;
         let database = match url.path().trim_matches('/') {
@@ -125,11 +120,6 @@ impl UrlOpener for GcpOpener {
     }
 
     async fn notifier(&self, url: &Url) -> Result<Arc<dyn Notifier>> {
-        if url.scheme() != "fcm" {
-            return Err(Error::config(format!(
-                "{url}: the FCM notifier opens from fcm://project URLs"
-            )));
-        }
         let params = UrlParams::parse(url, &["endpoint"])?;
         let project = host(url, "project")?;
         let (endpoint, tokens) = endpoint(&params, FCM_ENDPOINT)?;
@@ -137,11 +127,6 @@ impl UrlOpener for GcpOpener {
     }
 
     async fn classifier(&self, url: &Url) -> Result<Arc<dyn Classifier>> {
-        if url.scheme() != "vision" {
-            return Err(Error::config(format!(
-                "{url}: the Vision classifier opens from vision:// URLs"
-            )));
-        }
         let params = UrlParams::parse(url, &["bucket", "endpoint"])?;
         let (endpoint, tokens) = endpoint(&params, VISION_ENDPOINT)?;
         let mut classifier = VisionClassifier::with_endpoint(&endpoint, tokens)?;
@@ -168,7 +153,6 @@ mod tests {
             ("database", "firestore://p?prefix=a&prefix=b"),
             ("notifier", "fcm://p?endpoint=ftp://x"),
             ("classifier", "vision://?nope=1"),
-            ("blob", "firestore://p"),
         ] {
             let url = Url::parse(raw).expect("url");
             let result = match port {
@@ -179,5 +163,10 @@ mod tests {
             };
             assert!(matches!(result, Err(Error::Config { .. })), "{raw}: {result:?}");
         }
+        let wrong_port = thisthat_core::Registry::new()
+            .with(GcpOpener)
+            .blob_store("firestore://p")
+            .await;
+        assert!(matches!(wrong_port, Err(Error::Config { .. })), "{wrong_port:?}");
     }
 }

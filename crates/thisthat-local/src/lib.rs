@@ -42,7 +42,7 @@ pub use sqlite::{SqliteDatabase, SqliteOptions, Synchronous};
 use thisthat_core::{
     Result, UrlOpener,
     ports::{Classifier, Database, Notifier},
-    registry::UrlParams,
+    registry::{Port, UrlParams},
 };
 use url::Url;
 
@@ -82,16 +82,16 @@ fn model_classifier() -> Result<Arc<dyn Classifier>> {
 
 #[async_trait]
 impl UrlOpener for LocalOpener {
-    fn schemes(&self) -> &[&'static str] {
-        &["sqlite", "outbox", "pixels", "model"]
+    fn schemes(&self) -> &[(Port, &'static str)] {
+        &[
+            (Port::Database, "sqlite"),
+            (Port::Notifier, "outbox"),
+            (Port::Classifier, "pixels"),
+            (Port::Classifier, "model"),
+        ]
     }
 
     async fn database(&self, url: &Url) -> Result<Arc<dyn Database>> {
-        if url.scheme() != "sqlite" {
-            return Err(thisthat_core::Error::config(format!(
-                "{url}: databases open from sqlite: URLs"
-            )));
-        }
         let params = UrlParams::parse(url, &["synchronous"])?;
         let mut options = SqliteOptions::default();
         if let Some(synchronous) = params.get("synchronous") {
@@ -108,11 +108,6 @@ impl UrlOpener for LocalOpener {
     }
 
     async fn notifier(&self, url: &Url) -> Result<Arc<dyn Notifier>> {
-        if url.scheme() != "outbox" {
-            return Err(thisthat_core::Error::config(format!(
-                "{url}: the local notifier opens from outbox: URLs"
-            )));
-        }
         let mut webhook = None;
         for (name, value) in url.query_pairs() {
             match &*name {
@@ -139,12 +134,11 @@ impl UrlOpener for LocalOpener {
     }
 
     async fn classifier(&self, url: &Url) -> Result<Arc<dyn Classifier>> {
-        match url.scheme() {
-            "pixels" => Ok(Arc::new(PixelClassifier::new())),
-            "model" => model_classifier(),
-            _ => Err(thisthat_core::Error::config(format!(
-                "{url}: the local classifiers open from model: and pixels: URLs"
-            ))),
+        // The two classifier schemes this opener lists; the registry sends no other here.
+        if url.scheme() == "pixels" {
+            Ok(Arc::new(PixelClassifier::new()))
+        } else {
+            model_classifier()
         }
     }
 }
@@ -189,8 +183,9 @@ mod tests {
             };
             assert!(reason.contains("`model` cargo feature"), "{reason}");
         }
-        let other = LocalOpener
-            .classifier(&Url::parse("sqlite::memory:").expect("url"))
+        let other = thisthat_core::Registry::new()
+            .with(LocalOpener)
+            .classifier("sqlite::memory:")
             .await;
         assert!(matches!(other, Err(thisthat_core::Error::Config { .. })), "{other:?}");
     }

@@ -62,6 +62,7 @@ pub use notifier::MemoryNotifier;
 use thisthat_core::{
     Backend, Result, UrlOpener,
     ports::{BlobStore, Classifier, Database, Notifier},
+    registry::Port,
 };
 use url::Url;
 
@@ -101,8 +102,13 @@ pub struct MemoryOpener;
 
 #[async_trait]
 impl UrlOpener for MemoryOpener {
-    fn schemes(&self) -> &[&'static str] {
-        &["memory"]
+    fn schemes(&self) -> &[(Port, &'static str)] {
+        &[
+            (Port::BlobStore, "memory"),
+            (Port::Database, "memory"),
+            (Port::Notifier, "memory"),
+            (Port::Classifier, "memory"),
+        ]
     }
     async fn blob_store(&self, _url: &Url) -> Result<Arc<dyn BlobStore>> {
         Ok(Arc::new(MemoryBlobStore::new()))
