@@ -11,6 +11,39 @@ use thisthat_core::{
 
 use super::{BlobHarness, ServedHeaders, SignedUrls};
 
+/// Turns the blob-store cases into one `#[tokio::test]` each. The argument is an expression
+/// (usually an `async` block) giving a fresh [`BlobHarness`].
+///
+/// The list sits next to the cases it names, and a test refuses a `pub async fn` case of this
+/// file that is missing from it.
+#[macro_export]
+macro_rules! blob_store_conformance {
+    ($harness:expr) => {
+        $crate::__conformance_cases!(
+            $harness,
+            blob,
+            [
+                put_then_get_roundtrips,
+                put_overwrites,
+                create_if_absent_conflicts,
+                racing_creates_have_one_winner,
+                head_reports_size_and_type,
+                get_reads_ranges,
+                ranges_past_the_end_are_empty,
+                missing_keys_are_not_found,
+                delete_is_idempotent,
+                weird_keys_roundtrip,
+                empty_and_large_blobs_roundtrip,
+                list_pages_through_a_prefix,
+                signed_get_serves_the_blob,
+                signed_get_sets_the_served_headers,
+                signed_put_uploads,
+                forged_signed_urls_are_refused,
+            ]
+        );
+    };
+}
+
 /// A key under a prefix of its own, so cases sharing a bucket never collide.
 fn key(name: &str) -> BlobKey {
     BlobKey::new(format!("conformance/{}/{name}", CompetitionId::new())).expect("valid test key")

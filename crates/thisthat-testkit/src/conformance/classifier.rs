@@ -6,6 +6,27 @@ use thisthat_core::{Classification, media::sniff, ports::PhotoInput};
 use super::ClassifierHarness;
 use crate::photos;
 
+/// Turns the classifier cases into one `#[tokio::test]` each. The argument gives a fresh
+/// [`ClassifierHarness`].
+///
+/// The list sits next to the cases it names, and a test refuses a `pub async fn` case of this
+/// file that is missing from it.
+#[macro_export]
+macro_rules! classifier_conformance {
+    ($harness:expr) => {
+        $crate::__conformance_cases!(
+            $harness,
+            classifier,
+            [
+                labels_real_photos_in_every_format,
+                confidences_are_in_range,
+                moderation_matches_capability,
+                rejects_what_is_not_an_image,
+            ]
+        );
+    };
+}
+
 async fn classify(h: &impl ClassifierHarness, bytes: Bytes) -> thisthat_core::Result<Classification> {
     let media_type = sniff(&bytes)
         .map(|i| i.media_type)

@@ -14,6 +14,48 @@ use thisthat_core::{
 use super::DatabaseHarness;
 use crate::fixtures::{competition, user, vote};
 
+/// Turns the database cases into one `#[tokio::test]` each. The argument is an expression
+/// (usually an `async` block) giving a fresh, empty `Arc<dyn Database>`.
+///
+/// The list sits next to the cases it names, and a test refuses a `pub async fn` case of this
+/// file that is missing from it.
+#[macro_export]
+macro_rules! database_conformance {
+    ($harness:expr) => {
+        $crate::__conformance_cases!(
+            $harness,
+            database,
+            [
+                competitions_roundtrip,
+                duplicate_ids_conflict,
+                missing_competitions_are_not_found,
+                votes_are_counted,
+                second_votes_are_rejected,
+                repeated_votes_get_their_original_receipt,
+                a_repeated_closing_vote_gets_its_receipt,
+                deliveries_are_recorded_per_device,
+                owners_cannot_vote,
+                choices_outside_the_photos_are_rejected,
+                votes_on_unknown_or_draft_competitions_are_not_found,
+                the_threshold_vote_closes_and_records_the_notification,
+                ties_are_kept,
+                racing_voters_close_exactly_once,
+                drafts_publish_once,
+                drafts_delete,
+                expired_drafts_are_listed_oldest_first,
+                feed_is_newest_first_and_paginates,
+                feed_filters_by_category_and_viewer,
+                notifications_are_leased,
+                racing_claims_lease_once,
+                notifications_complete_once,
+                endpoints_are_saved_replaced_and_deleted,
+                filtered_feeds_page_past_non_matching_rows,
+                awkward_ids_and_tokens_roundtrip,
+            ]
+        );
+    };
+}
+
 async fn open(db: &dyn Database, owner: &str, votes_to_close: u32) -> Competition {
     let c = competition(owner, Status::Open, votes_to_close);
     db.insert_competition(&c).await.expect("insert");

@@ -18,6 +18,55 @@ use crate::{
     photos,
 };
 
+/// Turns every rule of the domain contract into one `#[tokio::test]` each. The argument gives
+/// a fresh [`DomainHarness`].
+///
+/// The list sits next to the cases it names, and a test refuses a `pub async fn` case of this
+/// file that is missing from it.
+#[macro_export]
+macro_rules! domain_conformance {
+    ($harness:expr) => {
+        $crate::__conformance_cases!(
+            $harness,
+            domain,
+            [
+                create_stores_photos_and_categories,
+                wrong_photo_counts_are_rejected,
+                non_images_are_rejected,
+                oversized_photos_are_rejected,
+                bad_titles_are_rejected,
+                unsafe_photos_reject_everything,
+                votes_return_the_tally,
+                every_vote_rejection_changes_nothing,
+                malformed_ids_are_invalid_input,
+                the_24th_vote_closes_and_notifies_once,
+                ties_are_announced,
+                a_thousand_racing_voters,
+                failed_delivery_stays_pending_until_retried,
+                a_crash_after_the_close_is_recovered,
+                racing_delivery_workers_notify_once,
+                gone_devices_are_removed,
+                signed_upload_flow,
+                upload_finish_rejects_bad_uploads,
+                feed_through_the_service,
+                photo_urls_download_the_photos,
+                hostile_photos_are_refused,
+                metadata_never_reaches_voters,
+                originals_can_be_left_unstored,
+                devices_register_and_unregister,
+                an_unclear_push_failure_is_retried_with_the_same_key,
+                a_vote_whose_answer_was_lost_counts_once,
+                a_photo_put_whose_answer_was_lost_still_creates,
+                a_lost_write_whose_read_back_fails_is_unavailable,
+                upload_writes_whose_answers_were_lost_still_succeed,
+                a_retry_sends_only_to_the_devices_it_missed,
+                maintenance_sweeps_orphans_and_expired_drafts,
+                soak_under_chaos,
+            ]
+        );
+    };
+}
+
 struct World {
     service: Thisthat,
     clock: Arc<ManualClock>,

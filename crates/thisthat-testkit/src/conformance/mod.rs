@@ -264,157 +264,6 @@ pub trait DomainHarness: Send + Sync {
     async fn unsafe_photo(&self) -> Option<Bytes>;
 }
 
-/// Turns the blob-store cases into one `#[tokio::test]` each. The argument is an expression
-/// (usually an `async` block) giving a fresh [`BlobHarness`].
-#[macro_export]
-macro_rules! blob_store_conformance {
-    ($harness:expr) => {
-        $crate::__conformance_cases!(
-            $harness,
-            blob,
-            [
-                put_then_get_roundtrips,
-                put_overwrites,
-                create_if_absent_conflicts,
-                racing_creates_have_one_winner,
-                head_reports_size_and_type,
-                get_reads_ranges,
-                ranges_past_the_end_are_empty,
-                missing_keys_are_not_found,
-                delete_is_idempotent,
-                weird_keys_roundtrip,
-                empty_and_large_blobs_roundtrip,
-                list_pages_through_a_prefix,
-                signed_get_serves_the_blob,
-                signed_get_sets_the_served_headers,
-                signed_put_uploads,
-                forged_signed_urls_are_refused,
-            ]
-        );
-    };
-}
-
-/// Turns the database cases into one `#[tokio::test]` each. The argument is an expression
-/// (usually an `async` block) giving a fresh, empty `Arc<dyn Database>`.
-#[macro_export]
-macro_rules! database_conformance {
-    ($harness:expr) => {
-        $crate::__conformance_cases!(
-            $harness,
-            database,
-            [
-                competitions_roundtrip,
-                duplicate_ids_conflict,
-                missing_competitions_are_not_found,
-                votes_are_counted,
-                second_votes_are_rejected,
-                repeated_votes_get_their_original_receipt,
-                a_repeated_closing_vote_gets_its_receipt,
-                deliveries_are_recorded_per_device,
-                owners_cannot_vote,
-                choices_outside_the_photos_are_rejected,
-                votes_on_unknown_or_draft_competitions_are_not_found,
-                the_threshold_vote_closes_and_records_the_notification,
-                ties_are_kept,
-                racing_voters_close_exactly_once,
-                drafts_publish_once,
-                drafts_delete,
-                expired_drafts_are_listed_oldest_first,
-                feed_is_newest_first_and_paginates,
-                feed_filters_by_category_and_viewer,
-                notifications_are_leased,
-                racing_claims_lease_once,
-                notifications_complete_once,
-                endpoints_are_saved_replaced_and_deleted,
-                filtered_feeds_page_past_non_matching_rows,
-                awkward_ids_and_tokens_roundtrip,
-            ]
-        );
-    };
-}
-
-/// Turns the notifier cases into one `#[tokio::test]` each. The argument gives a fresh
-/// [`NotifierHarness`].
-#[macro_export]
-macro_rules! notifier_conformance {
-    ($harness:expr) => {
-        $crate::__conformance_cases!(
-            $harness,
-            notifier,
-            [
-                registered_devices_receive_pushes,
-                registering_twice_is_harmless,
-                gone_devices_are_reported,
-                unregistering_is_idempotent,
-            ]
-        );
-    };
-}
-
-/// Turns the classifier cases into one `#[tokio::test]` each. The argument gives a fresh
-/// [`ClassifierHarness`].
-#[macro_export]
-macro_rules! classifier_conformance {
-    ($harness:expr) => {
-        $crate::__conformance_cases!(
-            $harness,
-            classifier,
-            [
-                labels_real_photos_in_every_format,
-                confidences_are_in_range,
-                moderation_matches_capability,
-                rejects_what_is_not_an_image,
-            ]
-        );
-    };
-}
-
-/// Turns every rule of the domain contract into one `#[tokio::test]` each. The argument gives
-/// a fresh [`DomainHarness`].
-#[macro_export]
-macro_rules! domain_conformance {
-    ($harness:expr) => {
-        $crate::__conformance_cases!(
-            $harness,
-            domain,
-            [
-                create_stores_photos_and_categories,
-                wrong_photo_counts_are_rejected,
-                non_images_are_rejected,
-                oversized_photos_are_rejected,
-                bad_titles_are_rejected,
-                unsafe_photos_reject_everything,
-                votes_return_the_tally,
-                every_vote_rejection_changes_nothing,
-                malformed_ids_are_invalid_input,
-                the_24th_vote_closes_and_notifies_once,
-                ties_are_announced,
-                a_thousand_racing_voters,
-                failed_delivery_stays_pending_until_retried,
-                a_crash_after_the_close_is_recovered,
-                racing_delivery_workers_notify_once,
-                gone_devices_are_removed,
-                signed_upload_flow,
-                upload_finish_rejects_bad_uploads,
-                feed_through_the_service,
-                photo_urls_download_the_photos,
-                hostile_photos_are_refused,
-                metadata_never_reaches_voters,
-                originals_can_be_left_unstored,
-                devices_register_and_unregister,
-                an_unclear_push_failure_is_retried_with_the_same_key,
-                a_vote_whose_answer_was_lost_counts_once,
-                a_photo_put_whose_answer_was_lost_still_creates,
-                a_lost_write_whose_read_back_fails_is_unavailable,
-                upload_writes_whose_answers_were_lost_still_succeed,
-                a_retry_sends_only_to_the_devices_it_missed,
-                maintenance_sweeps_orphans_and_expired_drafts,
-                soak_under_chaos,
-            ]
-        );
-    };
-}
-
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
@@ -427,4 +276,58 @@ macro_rules! __conformance_cases {
             }
         )*
     };
+}
+
+#[cfg(test)]
+mod tests {
+    /// The names in the case list of a suite's macro: the bracketed list after
+    /// `__conformance_cases!(`.
+    fn listed(source: &str) -> Vec<&str> {
+        let (_, after) = source
+            .split_once("__conformance_cases!(")
+            .expect("the suite's macro calls __conformance_cases!");
+        let (_, list) = after.split_once('[').expect("a bracketed case list");
+        let (list, _) = list.split_once(']').expect("the case list ends");
+        list.split(',').map(str::trim).filter(|name| !name.is_empty()).collect()
+    }
+
+    /// The cases a suite file defines: its top-level `pub async fn`s.
+    fn defined(source: &str) -> Vec<&str> {
+        source
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub async fn "))
+            .filter_map(|rest| rest.split_once('(').map(|(name, _)| name.trim()))
+            .collect()
+    }
+
+    /// A case missing from its suite's list would run nowhere, silently. The compiler already
+    /// refuses a listed case that does not exist; this refuses the other way round.
+    #[test]
+    fn a_case_left_out_of_the_list_is_seen() {
+        let source = "__conformance_cases!(h, s, [first, second,]);\n\
+                      pub async fn first(h: &H) {}\n\
+                      pub async fn second(h: &H) {}\n\
+                      pub async fn forgotten(h: &H) {}\n";
+        assert_eq!(listed(source), ["first", "second"]);
+        assert_eq!(defined(source), ["first", "second", "forgotten"]);
+    }
+
+    #[test]
+    fn every_case_is_in_its_suites_list() {
+        for (suite, sources) in [
+            ("blob", vec![include_str!("blob.rs")]),
+            ("database", vec![include_str!("database.rs")]),
+            ("notifier", vec![include_str!("notifier.rs")]),
+            ("classifier", vec![include_str!("classifier.rs")]),
+            // The soak case lives in its own file and is re-exported by the domain suite.
+            ("domain", vec![include_str!("domain.rs"), include_str!("soak.rs")]),
+        ] {
+            let mut listed = listed(sources[0]);
+            let mut defined: Vec<&str> = sources.iter().flat_map(|s| defined(s)).collect();
+            assert!(!defined.is_empty(), "{suite}: no cases found");
+            listed.sort_unstable();
+            defined.sort_unstable();
+            assert_eq!(listed, defined, "{suite}: the macro's case list and the cases differ");
+        }
+    }
 }

@@ -5,6 +5,27 @@ use thisthat_core::{CompetitionId, PushMessage, ports::Delivery};
 use super::NotifierHarness;
 use crate::fixtures::device;
 
+/// Turns the notifier cases into one `#[tokio::test]` each. The argument gives a fresh
+/// [`NotifierHarness`].
+///
+/// The list sits next to the cases it names, and a test refuses a `pub async fn` case of this
+/// file that is missing from it.
+#[macro_export]
+macro_rules! notifier_conformance {
+    ($harness:expr) => {
+        $crate::__conformance_cases!(
+            $harness,
+            notifier,
+            [
+                registered_devices_receive_pushes,
+                registering_twice_is_harmless,
+                gone_devices_are_reported,
+                unregistering_is_idempotent,
+            ]
+        );
+    };
+}
+
 fn message() -> PushMessage {
     let competition = CompetitionId::new();
     PushMessage {
