@@ -6,16 +6,14 @@
 //! so they go through the workspace's shared REST plumbing (`thisthat-http`) with a token from
 //! the same google-cloud-auth that Firestore uses. See `docs/gcp.md`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
 use firestore::gcloud_sdk::google_cloud_auth::{self, signer::Signer};
-use md5::Md5;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use md5::{Digest as _, Md5};
+use percent_encoding::utf8_percent_encode;
 use thisthat_core::{
     BlobKey, Entity, Error, Result,
     ports::{
@@ -26,6 +24,12 @@ use thisthat_http::{HttpStatusError, Resend};
 
 use crate::auth::TokenSource;
 
+mod codec;
+mod signing;
+
+use codec::{ObjectList, ObjectResource, SEGMENT, boundary, cut, header_string};
+use signing::{V4Request, signing_error};
+
 const PROVIDER: &str = "cloud storage";
 
 /// The production endpoint of the JSON API (and of signed URLs).
@@ -33,13 +37,6 @@ pub const GCS_ENDPOINT: &str = "https://storage.googleapis.com";
 
 /// The longest a V4 signed URL may live: seven days.
 pub const MAX_SIGNED_URL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// RFC 3986 unreserved characters stay; everything else, `/` included, is encoded. The JSON
-/// API wants object names as one path segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-/// As [`SEGMENT`] but keeping `/`: the path of a signed URL (`/bucket/object/name`).
-const PATH: &AsciiSet = &SEGMENT.remove(b'/');
 
 /// How a [`GcsBlobStore`] reaches its bucket.
 #[derive(Debug, Clone)]
@@ -131,43 +128,6 @@ pub struct GcsBlobStore {
     options: GcsOptions,
 }
 
-/// The JSON API's object resource, as far as the port needs it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ObjectResource {
-    name: String,
-    /// A decimal string, as the JSON API sends 64-bit numbers.
-    size: String,
-    content_type: Option<String>,
-    etag: Option<String>,
-    /// Base64 of the MD5 of the bytes (absent for composite objects).
-    md5_hash: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ObjectList {
-    #[serde(default)]
-    items: Vec<ObjectResource>,
-    next_page_token: Option<String>,
-}
-
-impl ObjectResource {
-    fn meta(self, key: BlobKey) -> Result<BlobMeta> {
-        let size = self.size.parse().map_err(|_| Error::Backend {
-            provider: PROVIDER,
-            message: format!("object {} has a size that is not a number: {:?}", self.name, self.size),
-            source: None,
-        })?;
-        Ok(BlobMeta {
-            key,
-            size,
-            content_type: self.content_type,
-            etag: self.etag,
-        })
-    }
-}
-
 impl GcsBlobStore {
     /// A store on `options.bucket`. The bucket must exist (see [`GcsBlobStore::create_bucket`]).
     ///
@@ -257,64 +217,6 @@ impl GcsBlobStore {
             self.options.bucket
         ))
     }
-}
-
-/// A multipart boundary that does not occur in `body`.
-fn boundary(body: &[u8]) -> String {
-    loop {
-        let candidate = format!("thisthat-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        if !body.windows(candidate.len()).any(|w| w == candidate.as_bytes()) {
-            return candidate;
-        }
-    }
-}
-
-fn content_range_total(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    let value = headers.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
-    value.rsplit('/').next()?.trim().parse().ok()
-}
-
-/// The part of a downloaded body the caller asked for, and the whole object's size.
-///
-/// A 206 carries the range and the size in `Content-Range`. A server may also ignore `Range`
-/// and answer 200 with the whole object (HTTP allows it, and some emulators and proxies do):
-/// then the range is cut here, at the end of the object like the port says.
-fn cut(
-    body: Bytes,
-    range: Option<&std::ops::Range<u64>>,
-    partial: bool,
-    headers: &reqwest::header::HeaderMap,
-) -> Result<(Bytes, u64)> {
-    match range {
-        Some(range) if partial => {
-            let size = content_range_total(headers).ok_or_else(|| Error::Backend {
-                provider: PROVIDER,
-                message: "a ranged download came back without a Content-Range total".into(),
-                source: None,
-            })?;
-            // Never hand back more than was asked for, whatever the server sent.
-            let wanted = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
-            Ok((body.slice(..body.len().min(wanted)), size))
-        }
-        Some(range) => {
-            let size = body.len() as u64;
-            let start = usize::try_from(range.start.min(size)).unwrap_or(body.len());
-            let end = usize::try_from(range.end.min(size)).unwrap_or(body.len());
-            Ok((body.slice(start..end.max(start)), size))
-        }
-        None => {
-            let size = body.len() as u64;
-            Ok((body, size))
-        }
-    }
-}
-
-fn header_string(headers: &reqwest::header::HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
-    headers
-        .get(name)?
-        .to_str()
-        .ok()
-        .map(|v| v.trim_matches('"').to_string())
 }
 
 #[async_trait]
@@ -575,162 +477,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn signing_error(e: google_cloud_auth::signer::SigningError) -> Error {
-    if e.is_transport() {
-        Error::unavailable(PROVIDER, e)
-    } else {
-        Error::Config {
-            reason: "could not sign a Cloud Storage URL: check the service account and its roles".into(),
-            source: Some(Box::new(e)),
-        }
-    }
-}
-
-/// What a V4 signature covers.
-struct V4Request<'a> {
-    method: &'a str,
-    endpoint: &'a str,
-    bucket: &'a str,
-    object: &'a str,
-    headers: &'a [(String, String)],
-    /// Query parameters signed beside the `X-Goog-*` ones (`response-content-type`, …).
-    query: &'a [(&'a str, String)],
-    email: &'a str,
-    now: SystemTime,
-    expires_in: Duration,
-}
-
-/// A V4 request ready to sign.
-struct V4Prepared {
-    /// The URL with every query parameter but the signature.
-    unsigned_url: String,
-    string_to_sign: String,
-    expires_at: SystemTime,
-}
-
-impl V4Request<'_> {
-    /// Builds the canonical request and the string to sign as documented for
-    /// `GOOG4-RSA-SHA256` (cloud.google.com/storage/docs/authentication/signatures).
-    fn prepare(&self) -> Result<V4Prepared> {
-        let endpoint = url::Url::parse(self.endpoint).map_err(|e| Error::Config {
-            reason: format!("the Cloud Storage endpoint {:?} is not a URL", self.endpoint),
-            source: Some(Box::new(e)),
-        })?;
-        let host = match (endpoint.host_str(), endpoint.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_string(),
-            (None, _) => return Err(Error::config(format!("the endpoint {} has no host", self.endpoint))),
-        };
-        let expires = self
-            .expires_in
-            .clamp(Duration::from_secs(1), MAX_SIGNED_URL_LIFETIME)
-            .as_secs();
-        let seconds = self.now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let (date, datetime) = utc_stamp(seconds);
-        let scope = format!("{date}/auto/storage/goog4_request");
-
-        let mut headers: Vec<(String, String)> = self
-            .headers
-            .iter()
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        headers.push(("host".into(), host.clone()));
-        headers.sort();
-        let signed_headers = headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
-        let canonical_headers: String = headers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
-
-        let mut query = vec![
-            ("X-Goog-Algorithm", "GOOG4-RSA-SHA256".to_string()),
-            ("X-Goog-Credential", format!("{}/{scope}", self.email)),
-            ("X-Goog-Date", datetime.clone()),
-            ("X-Goog-Expires", expires.to_string()),
-            ("X-Goog-SignedHeaders", signed_headers.clone()),
-        ];
-        query.extend(self.query.iter().cloned());
-        // The canonical query is sorted by (encoded) name; every name here encodes to itself.
-        query.sort();
-        let canonical_query = query
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    utf8_percent_encode(k, SEGMENT),
-                    utf8_percent_encode(v, SEGMENT)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        let path = format!("/{}/{}", self.bucket, self.object);
-        let canonical_path = utf8_percent_encode(&path, PATH).to_string();
-        let canonical_request = format!(
-            "{}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD",
-            self.method
-        );
-        let digest = thisthat_core::adapter::hex(&Sha256::digest(canonical_request.as_bytes()));
-        let string_to_sign = format!("GOOG4-RSA-SHA256\n{datetime}\n{scope}\n{digest}");
-        let base = format!("{}://{host}", endpoint.scheme());
-        Ok(V4Prepared {
-            unsigned_url: format!("{base}{canonical_path}?{canonical_query}"),
-            string_to_sign,
-            expires_at: self.now + Duration::from_secs(expires),
-        })
-    }
-}
-
-/// `(YYYYMMDD, YYYYMMDD'T'HHMMSS'Z')` in UTC for seconds since 1970.
-fn utc_stamp(seconds: u64) -> (String, String) {
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let date = format!("{year:04}{month:02}{day:02}");
-    let time = format!("{:02}{:02}{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
-    (date.clone(), format!("{date}T{time}Z"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_stamps_match_known_dates() {
-        assert_eq!(utc_stamp(0), ("19700101".into(), "19700101T000000Z".into()));
-        // 2024-02-29T12:34:56Z, a leap day.
-        assert_eq!(utc_stamp(1_709_210_096), ("20240229".into(), "20240229T123456Z".into()));
-        // 2026-11-28T00:00:00Z.
-        assert_eq!(utc_stamp(1_795_824_000).0, "20261128");
-    }
-
-    #[test]
-    fn ranged_downloads_are_cut_to_the_range_and_the_end() {
-        let whole = Bytes::from_static(b"0123456789");
-        let none = reqwest::header::HeaderMap::new();
-        // A 200 to a ranged request: the server sent everything, the caller wanted a part.
-        for (range, want) in [(2..5, &b"234"[..]), (8..20, b"89"), (10..20, b""), (15..30, b"")] {
-            let cut = cut(whole.clone(), Some(&range), false, &none).expect("cut");
-            assert_eq!(cut, (Bytes::from_static(want), 10), "{range:?}");
-        }
-        let mut partial = reqwest::header::HeaderMap::new();
-        partial.insert(
-            reqwest::header::CONTENT_RANGE,
-            reqwest::header::HeaderValue::from_static("bytes 2-4/10"),
-        );
-        let cut206 = cut(Bytes::from_static(b"234567"), Some(&(2..5)), true, &partial).expect("cut");
-        assert_eq!(cut206, (Bytes::from_static(b"234"), 10), "never more than asked for");
-        assert!(
-            cut(Bytes::new(), Some(&(2..5)), true, &none).is_err(),
-            "206 without a total"
-        );
-        assert_eq!(cut(whole.clone(), None, false, &none).expect("cut"), (whole, 10));
-    }
 
     #[tokio::test]
     async fn a_missing_signer_says_why_it_is_missing() {
@@ -757,12 +506,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn boundaries_never_occur_in_the_body() {
-        let body = b"--thisthat-0000000000000000 and more";
-        let b = boundary(body);
-        assert!(!String::from_utf8_lossy(body).contains(&b));
     }
 }
