@@ -212,6 +212,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 
 #[async_trait]
 impl BlobStore for FileBlobStore {
+    /// Exposes the adapter itself (`native::<FileBlobStore>()`), for what the port does not offer.
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self])
+    }
+
     async fn put(&self, key: &BlobKey, body: Bytes, options: &PutOptions) -> Result<BlobMeta> {
         let path = self.path(key);
         let (content_type, mode) = (options.content_type.clone(), options.mode);

@@ -171,6 +171,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Each embedded adapter, opened by URL, erased and wrapped in a layer, is still reachable
+    /// as itself through the escape hatch.
+    #[tokio::test]
+    async fn embedded_adapters_are_reachable_through_the_escape_hatch() {
+        use thisthat_core::layers::{Layered, Trace};
+        let dir = std::env::temp_dir().join(format!("thisthat-native-{}", thisthat_core::CompetitionId::new()));
+        let registry = thisthat_core::Registry::new().with(LocalOpener);
+        let database: Arc<dyn Database> = Arc::new(Layered::new(
+            registry.database("sqlite::memory:").await.expect("sqlite"),
+            Trace,
+        ));
+        assert!(database.native::<SqliteDatabase>().is_some());
+        assert!(database.native::<OutboxNotifier>().is_none());
+        let outbox = format!("outbox://{}", dir.join("outbox").display());
+        let notifier: Arc<dyn Notifier> =
+            Arc::new(Layered::new(registry.notifier(&outbox).await.expect("outbox"), Trace));
+        assert!(notifier.native::<OutboxNotifier>().is_some());
+        let classifier: Arc<dyn Classifier> = Arc::new(Layered::new(
+            registry.classifier("pixels:").await.expect("pixels"),
+            Trace,
+        ));
+        assert!(classifier.native::<PixelClassifier>().is_some());
+        let blobs: Arc<dyn thisthat_core::ports::BlobStore> = Arc::new(Layered::new(
+            Arc::new(FileBlobStore::open(dir.join("blobs"), "http://127.0.0.1:1/blobs/", vec![7; 32]).expect("files")),
+            Trace,
+        ));
+        assert!(blobs.native::<FileBlobStore>().is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn model_urls_open_the_model_or_say_which_feature_it_needs() {
         let url = Url::parse("model:").expect("url");

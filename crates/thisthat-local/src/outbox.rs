@@ -411,6 +411,11 @@ fn append(path: &Path, json: &[u8]) -> Result<()> {
 
 #[async_trait]
 impl Notifier for OutboxNotifier {
+    /// Exposes the adapter itself (`native::<OutboxNotifier>()`), for what the port does not offer.
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self])
+    }
+
     async fn register(&self, device: &Device) -> Result<Endpoint> {
         device.validate()?;
         let address = Self::address(device);

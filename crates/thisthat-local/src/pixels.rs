@@ -214,6 +214,11 @@ impl PixelClassifier {
 
 #[async_trait]
 impl Classifier for PixelClassifier {
+    /// Exposes the adapter itself (`native::<PixelClassifier>()`), for what the port does not offer.
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self])
+    }
+
     async fn classify(&self, photo: &PhotoInput) -> Result<Classification> {
         let bytes: Bytes = photo.bytes.clone();
         let _decoding = DECODES.acquire().await.map_err(|e| Error::backend("pixels", e))?;

@@ -996,6 +996,11 @@ fn update_competition(c: &Connection, competition: &Competition) -> Result<()> {
 
 #[async_trait]
 impl Database for SqliteDatabase {
+    /// Exposes the adapter itself (`native::<SqliteDatabase>()`), for what the port does not offer.
+    fn as_native(&self, ty: std::any::TypeId) -> Option<&dyn std::any::Any> {
+        thisthat_core::native::offer(ty, &[self])
+    }
+
     async fn insert_competition(&self, competition: &Competition) -> Result<()> {
         let competition = competition.clone();
         self.write(move |c| {
