@@ -15,7 +15,8 @@
 //! (`from_client`) and hands it back (`client()`), the escape hatch for anything thisthat
 //! does not wrap. Table design, IAM permissions and what is tested where: `docs/aws.md`.
 //!
-//! The sources follow the layout every provider crate shares: `blob.rs`, `database/` (`mod.rs`
+//! The sources use the module names every provider crate shares (`blob`, `database`,
+//! `notifier`, `classifier`, `opener`, `error`): `blob.rs`, `database/` (`mod.rs`
 //! the port, `codec.rs` items in native DynamoDB types, `schema.rs` the table, `vote.rs` the
 //! vote algorithm), `notifier.rs`, `classifier.rs`, `opener.rs` and `error.rs`. A vote is one
 //! conditional `UpdateItem` (two for the closing vote), decided by

@@ -1,7 +1,8 @@
 //! The embedded default backend of thisthat: everything on one machine, no cloud account.
 //!
 //! - [`SqliteDatabase`]: competitions, votes, devices and the notification outbox in one SQLite
-//!   file (WAL). A vote is one transaction; the schema itself refuses a second vote and a tally
+//!   file (WAL). A vote is one savepoint of the writer's group-commit transaction (a lone vote,
+//!   its own transaction); the schema itself refuses a second vote and a tally
 //!   past the threshold.
 //! - [`FileBlobStore`]: photos as files under a directory, written atomically, with signed
 //!   URLs for the embedded HTTP server to verify.

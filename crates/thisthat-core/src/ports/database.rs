@@ -22,7 +22,8 @@ pub struct NotificationClaim {
 /// The database, as the domain's operations rather than generic get and put.
 ///
 /// Each method is one thing the domain needs done atomically, so that each backend runs it its
-/// native way in as few round trips as it allows: a vote is one SQLite transaction, one
+/// native way in as few round trips as it allows: a vote is one savepoint of the SQLite
+/// writer's group-commit transaction (a lone vote, its own transaction), one
 /// DynamoDB `UpdateItem` (two for the closing vote), one read and one Firestore commit, one
 /// read and one Azure Table batch (`docs/architecture.md` has the table). The rules themselves
 /// live in [`crate::adapter::decide_vote`] and [`crate::Standing::apply`], and the conformance
