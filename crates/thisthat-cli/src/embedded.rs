@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use thisthat_core::ports::Classifier;
 use thisthat_core::{Backend, Clock, Registry, SystemClock, Thisthat};
-use thisthat_local::{FileBlobStore, ModelClassifier, OutboxNotifier, SqliteDatabase};
+use thisthat_local::{FileBlobStore, OutboxNotifier, SqliteDatabase};
 use thisthat_server::{AppState, Auth, BlobServer};
 
 use crate::config::{Config, ConfigError, pick};
@@ -210,6 +210,26 @@ pub fn registry() -> Registry {
     thisthat::registry()
 }
 
+/// The embedded default's classifier: the image model.
+///
+/// `ModelClassifier::new` returns at once and loads the model (most of a start-up) in the
+/// background: the server listens and answers at once, and a creation that arrives before the
+/// model is ready waits for it.
+#[cfg(feature = "model")]
+fn embedded_classifier() -> thisthat_core::Result<Arc<dyn Classifier>> {
+    Ok(Arc::new(thisthat_local::ModelClassifier::new()?))
+}
+
+/// The embedded default's classifier in a build without the image model (the `model`
+/// feature): photos are classified by their colours.
+#[cfg(not(feature = "model"))]
+fn embedded_classifier() -> thisthat_core::Result<Arc<dyn Classifier>> {
+    tracing::warn!(
+        "this build has no image model (the `model` cargo feature): the embedded default classifies photos by their colours (pixels:)"
+    );
+    Ok(Arc::new(thisthat_local::PixelClassifier::new()))
+}
+
 /// The embedded backend and the API state over it.
 pub struct Embedded {
     /// The outbox pushes are written to, unless another notifier was chosen.
@@ -265,12 +285,9 @@ impl Embedded {
                 (outbox.clone(), Some(outbox))
             }
         };
-        // `ModelClassifier::new` returns at once and loads the model (most of a start-up) in the
-        // background: the server listens and answers at once, and a creation that arrives
-        // before the model is ready waits for it.
         let classifier: Arc<dyn Classifier> = match &overrides.classifier {
             Some(url) => registry.classifier(url).await?,
-            None => Arc::new(ModelClassifier::new()?),
+            None => embedded_classifier()?,
         };
         let backend = Backend {
             blobs,
