@@ -11,6 +11,7 @@
 //!   [`Error::Busy`] (never retried again by a retry layer).
 //! - [`unix_millis`] and [`from_unix_millis`]: how a time is stored, with one overflow rule.
 //! - [`hex`]: lower-case hex, as signatures and hashed ids are written.
+//! - [`utc_date`]: a time's UTC calendar date, as signatures and price tables write it.
 //!
 //! ```
 //! use thisthat_core::{adapter::{decide_vote, CountedVote, VoteDecision}, CompetitionId, Standing, Status, Tally, UserId, Vote};
@@ -168,6 +169,30 @@ pub fn unix_millis(t: SystemTime) -> i64 {
 /// [`unix_millis`]'s rule). `None` only where the platform's `SystemTime` cannot hold it.
 pub fn from_unix_millis(ms: i64) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+/// The UTC calendar date `(year, month, day)` of `seconds` since 1970, as signatures and
+/// price tables write dates (no calendar crate needed for that one conversion). Howard
+/// Hinnant's days-to-civil algorithm, proleptic Gregorian calendar.
+///
+/// ```
+/// use thisthat_core::adapter::utc_date;
+/// assert_eq!(utc_date(0), (1970, 1, 1));
+/// assert_eq!(utc_date(1_709_210_096), (2024, 2, 29)); // a leap day
+/// ```
+pub fn utc_date(seconds: u64) -> (i64, u32, u32) {
+    let days = i64::try_from(seconds / 86_400).unwrap_or(i64::MAX / 2);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    // Both in range by construction (1..=31 and 1..=12).
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Lower-case hex of `bytes`.

@@ -118,18 +118,8 @@ impl V4Request<'_> {
 
 /// `(YYYYMMDD, YYYYMMDD'T'HHMMSS'Z')` in UTC for seconds since 1970.
 fn utc_stamp(seconds: u64) -> (String, String) {
-    let days = (seconds / 86_400) as i64;
     let rest = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = thisthat_core::adapter::utc_date(seconds);
     let date = format!("{year:04}{month:02}{day:02}");
     let time = format!("{:02}{:02}{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
     (date.clone(), format!("{date}T{time}Z"))
