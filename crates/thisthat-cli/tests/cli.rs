@@ -148,6 +148,67 @@ fn serve_with_production_auth_refuses_to_run_unscreened() {
     assert!(first.starts_with("thisthat API on http://127.0.0.1:"), "{first:?}");
 }
 
+/// The embedded model screens (open_nsfw), so production auth starts with it, whether named
+/// (`model:`) or by default; without its screen (`model:?screen=false`) it is refused as
+/// `pixels:` is.
+#[test]
+fn serve_with_production_auth_runs_on_the_embedded_screen() {
+    let dir = std::env::temp_dir().join(format!("thisthat-cli-screened-{}", std::process::id()));
+    let serve = |classifier: Option<&str>, addr: &str| {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"));
+        command.args([
+            "serve",
+            "--addr",
+            addr,
+            "--jwks-url",
+            "https://idp.example.invalid/.well-known/jwks.json",
+            "--jwt-issuer",
+            "https://idp.example.invalid/",
+            "--database",
+            "sqlite::memory:",
+            "--data-dir",
+        ]);
+        command.arg(&dir).env_remove("THISTHAT_ALLOW_UNSCREENED");
+        if let Some(classifier) = classifier {
+            command.args(["--classifier", classifier]);
+        }
+        command
+    };
+
+    let refused = serve(Some("model:?screen=false"), "127.0.0.1:9").output().expect("run");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!stderr.contains("cannot listen"), "{stderr}");
+    assert!(
+        stderr.contains("cannot screen content") && stderr.contains("model:"),
+        "{stderr}"
+    );
+
+    for classifier in [Some("model:"), None] {
+        let mut child = serve(classifier, "127.0.0.1:0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = sender.send(line);
+        });
+        let first = receiver.recv_timeout(std::time::Duration::from_secs(120));
+        let _ = child.kill();
+        let _ = child.wait();
+        let first = first.expect("the server printed its address within two minutes");
+        assert!(
+            first.starts_with("thisthat API on http://127.0.0.1:"),
+            "{classifier:?}: {first:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn serve_answers_requests_on_a_mix_of_adapters() {
     let dir = std::env::temp_dir().join(format!("thisthat-cli-mix-{}", std::process::id()));
