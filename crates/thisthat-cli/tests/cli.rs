@@ -90,7 +90,7 @@ fn serve_refuses_an_unknown_adapter_with_what_to_do() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// With production auth, a classifier that cannot screen (the embedded ones) stops `serve`
+/// With production auth, a classifier that cannot screen (`pixels:`) stops `serve`
 /// before it listens, saying what to do; `--allow-unscreened` lets it start.
 #[test]
 fn serve_with_production_auth_refuses_to_run_unscreened() {

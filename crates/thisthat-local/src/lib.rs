@@ -13,7 +13,7 @@
 //!   and screens photos for adult content with Yahoo's open_nsfw, embedded and run the same way.
 //! - [`PixelClassifier`]: labels a photo with what its pixels honestly show (orientation,
 //!   dominant colours), offline; it does not screen content. The fallback when the model is not
-//!   compiled in.
+//!   compiled in (a public server refuses it unless told to accept unscreened photos).
 //!
 //! Open them by URL with [`LocalOpener`]: `sqlite:///var/lib/thisthat/thisthat.db` (or
 //! `sqlite::memory:`; add `?synchronous=full` for a commit that survives a power loss, see
