@@ -154,12 +154,10 @@ fn serve_with_production_auth_refuses_to_run_unscreened() {
 #[test]
 fn serve_with_production_auth_runs_on_the_embedded_screen() {
     let dir = std::env::temp_dir().join(format!("thisthat-cli-screened-{}", std::process::id()));
-    let serve = |classifier: Option<&str>, addr: &str| {
+    let serve = |classifier: Option<&str>| {
         let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"));
         command.args([
             "serve",
-            "--addr",
-            addr,
             "--jwks-url",
             "https://idp.example.invalid/.well-known/jwks.json",
             "--jwt-issuer",
@@ -175,7 +173,10 @@ fn serve_with_production_auth_runs_on_the_embedded_screen() {
         command
     };
 
-    let refused = serve(Some("model:?screen=false"), "127.0.0.1:9").output().expect("run");
+    let refused = serve(Some("model:?screen=false"))
+        .args(["--addr", "127.0.0.1:9"])
+        .output()
+        .expect("run");
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!stderr.contains("cannot listen"), "{stderr}");
@@ -184,27 +185,11 @@ fn serve_with_production_auth_runs_on_the_embedded_screen() {
         "{stderr}"
     );
 
+    // Each starts (on a free port) and says where it listens.
     for classifier in [Some("model:"), None] {
-        let mut child = serve(classifier, "127.0.0.1:0")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
-            let _ = sender.send(line);
-        });
-        let first = receiver.recv_timeout(std::time::Duration::from_secs(120));
-        let _ = child.kill();
-        let _ = child.wait();
-        let first = first.expect("the server printed its address within two minutes");
-        assert!(
-            first.starts_with("thisthat API on http://127.0.0.1:"),
-            "{classifier:?}: {first:?}"
-        );
+        let mut command = serve(classifier);
+        command.stderr(std::process::Stdio::null());
+        drop(common::Serving::start(command, || format!("{classifier:?}")));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

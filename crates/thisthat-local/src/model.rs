@@ -163,12 +163,17 @@ impl ModelClassifier {
         std::thread::Builder::new()
             .name("thisthat-model-0".into())
             .spawn(move || {
-                let loaded = load(MODEL, &[1, 3, SIDE as usize, SIDE as usize]).and_then(|plan| {
-                    let side = SIDE as usize;
-                    let screen = screen.then(|| load(SCREEN_MODEL, &[1, side, side, 3])).transpose()?;
+                // A classifier dropped while loading (every sender gone) stops loading.
+                let dropped = || receiver.lock().unwrap_or_else(|p| p.into_inner()).is_closed();
+                let side = SIDE as usize;
+                let loaded = load(MODEL, &[1, 3, side, side]).and_then(|plan| {
+                    let screen = (screen && !dropped())
+                        .then(|| load(SCREEN_MODEL, &[1, side, side, 3]))
+                        .transpose()?;
                     Ok((plan, screen))
                 });
                 let (plan, screen) = match loaded {
+                    Ok(_) if dropped() => return,
                     Ok(loaded) => loaded,
                     Err(e) => return refuse_all(&receiver, &e.to_string()),
                 };
