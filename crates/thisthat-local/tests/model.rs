@@ -26,6 +26,27 @@ mod classifier {
     thisthat_testkit::classifier_conformance!(async { super::shared() });
 }
 
+/// One loaded labels-only model for the tests of labels alone: a screened photo costs a second
+/// inference, slow in a debug build.
+fn labels_only() -> Arc<ModelClassifier> {
+    static MODEL: OnceLock<Arc<ModelClassifier>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| Arc::new(ModelClassifier::with_screen(false).expect("model")))
+        .clone()
+}
+
+/// The labels-only classifier's answer.
+async fn label(bytes: Bytes, media_type: MediaType) -> thisthat_core::Result<Classification> {
+    labels_only()
+        .classify(&PhotoInput {
+            bytes,
+            media_type,
+            key: None,
+        })
+        .await
+}
+
+/// The screening classifier's answer.
 async fn classify(bytes: Bytes, media_type: MediaType) -> thisthat_core::Result<Classification> {
     shared()
         .classify(&PhotoInput {
@@ -56,7 +77,7 @@ fn classes(c: &Classification) -> Vec<&str> {
 
 #[tokio::test]
 async fn chelsea_is_a_tiger_cat_and_above_all_a_cat() {
-    let c = classify(photos::cat_png(), MediaType::Png).await.expect("classify");
+    let c = label(photos::cat_png(), MediaType::Png).await.expect("classify");
     assert_eq!(classes(&c).first(), Some(&"tiger cat"), "{c:#?}");
     let tiger_cat = confidence(&c, "tiger cat");
     assert!((tiger_cat - 0.39).abs() <= 0.05, "tiger cat {tiger_cat}");
@@ -75,7 +96,7 @@ async fn chelsea_is_a_tiger_cat_and_above_all_a_cat() {
 
 #[tokio::test]
 async fn coffee_is_an_espresso_and_a_drink() {
-    let c = classify(photos::coffee_png(), MediaType::Png).await.expect("classify");
+    let c = label(photos::coffee_png(), MediaType::Png).await.expect("classify");
     assert_eq!(classes(&c).first(), Some(&"espresso"), "{c:#?}");
     assert!(confidence(&c, "espresso") >= 0.9, "{c:#?}");
     assert!(confidence(&c, "drink") >= 0.9, "{c:#?}");
@@ -85,9 +106,7 @@ async fn coffee_is_an_espresso_and_a_drink() {
 
 #[tokio::test]
 async fn rocket_is_a_missile() {
-    let c = classify(photos::rocket_jpeg(), MediaType::Jpeg)
-        .await
-        .expect("classify");
+    let c = label(photos::rocket_jpeg(), MediaType::Jpeg).await.expect("classify");
     let top2 = &classes(&c)[..2];
     assert!(top2.contains(&"missile"), "{c:#?}");
     let missile = confidence(&c, "missile");
@@ -102,7 +121,7 @@ async fn labels_are_unique_sorted_and_above_the_floor() {
         (photos::coffee_png(), MediaType::Png),
         (photos::rocket_jpeg(), MediaType::Jpeg),
     ] {
-        let c = classify(photo, media_type).await.expect("classify");
+        let c = label(photo, media_type).await.expect("classify");
         let mut names: Vec<_> = c.labels.iter().map(|l| l.name.clone()).collect();
         names.sort();
         names.dedup();
@@ -144,7 +163,7 @@ async fn odd_shapes_and_pixel_formats_are_classified() {
     ] {
         let mut out = std::io::Cursor::new(Vec::new());
         image.write_to(&mut out, image::ImageFormat::Png).expect("encode");
-        let c = classify(Bytes::from(out.into_inner()), MediaType::Png)
+        let c = label(Bytes::from(out.into_inner()), MediaType::Png)
             .await
             .expect("classify");
         assert!(c.labels.iter().all(|l| (0.0..=1.0).contains(&l.confidence)), "{c:?}");
@@ -180,17 +199,9 @@ async fn the_model_scheme_opens_it_screening_unless_told_not_to() {
 
 #[tokio::test]
 async fn without_the_screen_it_labels_and_does_not_screen() {
-    let labels_only = ModelClassifier::with_screen(false).expect("model");
-    let c = labels_only
-        .classify(&PhotoInput {
-            bytes: photos::skin_blobs_png(),
-            media_type: MediaType::Png,
-            key: None,
-        })
-        .await
-        .expect("classify");
+    let c = label(photos::skin_blobs_png(), MediaType::Png).await.expect("classify");
     assert!(c.moderation.is_none(), "{c:?}");
-    assert!(!labels_only.screens_content());
+    assert!(!labels_only().screens_content());
 }
 
 /// The sample photos (a cat, an espresso, a rocket) screen clean: an empty moderation list.
