@@ -27,8 +27,9 @@
 //! ## Cargo features
 //! - `local` (default): the embedded backend ([`local`]): SQLite, files on disk, an outbox
 //!   notifier (with an optional webhook), pixel labels.
-//! - `model`: `local` plus its offline image classifier (`local::ModelClassifier`, `model:`
-//!   URLs), EfficientNet-Lite0 embedded in the binary and run by `tract`.
+//! - `model`: `local` plus its offline image classifier and content screen
+//!   (`local::ModelClassifier`, `model:` URLs): EfficientNet-Lite0 and Yahoo's open_nsfw
+//!   embedded in the binary and run by `tract`.
 //! - `testkit`: the conformance suites, fault injection and fixtures ([`testkit`]), for testing
 //!   an adapter of your own. The in-memory adapters are always there ([`memory`]).
 //! - `mock`: mockall mocks of the four ports (`ports::MockBlobStore`, …) for testing your own

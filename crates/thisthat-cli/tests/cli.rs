@@ -90,7 +90,7 @@ fn serve_refuses_an_unknown_adapter_with_what_to_do() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// With production auth, a classifier that cannot screen (the embedded ones) stops `serve`
+/// With production auth, a classifier that cannot screen (`pixels:`) stops `serve`
 /// before it listens, saying what to do; `--allow-unscreened` lets it start.
 #[test]
 fn serve_with_production_auth_refuses_to_run_unscreened() {
@@ -146,6 +146,52 @@ fn serve_with_production_auth_refuses_to_run_unscreened() {
     let _ = std::fs::remove_dir_all(&dir);
     let first = first.expect("the server printed its address within two minutes");
     assert!(first.starts_with("thisthat API on http://127.0.0.1:"), "{first:?}");
+}
+
+/// The embedded model screens (open_nsfw), so production auth starts with it, whether named
+/// (`model:`) or by default; without its screen (`model:?screen=false`) it is refused as
+/// `pixels:` is.
+#[test]
+fn serve_with_production_auth_runs_on_the_embedded_screen() {
+    let dir = std::env::temp_dir().join(format!("thisthat-cli-screened-{}", std::process::id()));
+    let serve = |classifier: Option<&str>| {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("thisthat"));
+        command.args([
+            "serve",
+            "--jwks-url",
+            "https://idp.example.invalid/.well-known/jwks.json",
+            "--jwt-issuer",
+            "https://idp.example.invalid/",
+            "--database",
+            "sqlite::memory:",
+            "--data-dir",
+        ]);
+        command.arg(&dir).env_remove("THISTHAT_ALLOW_UNSCREENED");
+        if let Some(classifier) = classifier {
+            command.args(["--classifier", classifier]);
+        }
+        command
+    };
+
+    let refused = serve(Some("model:?screen=false"))
+        .args(["--addr", "127.0.0.1:9"])
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!stderr.contains("cannot listen"), "{stderr}");
+    assert!(
+        stderr.contains("cannot screen content") && stderr.contains("model:"),
+        "{stderr}"
+    );
+
+    // Each starts (on a free port) and says where it listens.
+    for classifier in [Some("model:"), None] {
+        let mut command = serve(classifier);
+        command.stderr(std::process::Stdio::null());
+        drop(common::Serving::start(command, || format!("{classifier:?}")));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

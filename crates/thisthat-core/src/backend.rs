@@ -46,7 +46,7 @@ impl Backend {
         }
         Err(crate::Error::config(
             "the classifier cannot screen content, and a public deployment must: use one that screens \
-             (rekognition://, vision://, azvision://), or accept unscreened photos explicitly \
+             (model:, rekognition://, vision://, azvision://), or accept unscreened photos explicitly \
              (thisthat serve --allow-unscreened, or THISTHAT_ALLOW_UNSCREENED=true)",
         ))
     }

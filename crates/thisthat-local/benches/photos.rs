@@ -20,23 +20,12 @@ use thisthat_core::{
 };
 use thisthat_testkit::{fixtures::user, memory::MemoryBackend, photos};
 
+mod common;
+use common::rss_kib;
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
-}
-
-/// The process's resident set now and at its peak since the last reset, in KiB.
-fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Resets the peak resident set to the current one (Linux: `clear_refs` value 5).

@@ -10,16 +10,16 @@
 //!   developer's machine; registered devices in `endpoints.json` beside it.
 //! - `ModelClassifier` (cargo feature `model`): names what a photo shows (`tiger cat`,
 //!   `espresso`) and the broader categories people use (`cat`, `drink`, `vehicle`) with
-//!   EfficientNet-Lite0, an ImageNet model embedded in the binary and run offline by `tract`;
-//!   it does not screen content.
+//!   EfficientNet-Lite0, an ImageNet model embedded in the binary and run offline by `tract`,
+//!   and screens photos for adult content with Yahoo's open_nsfw, embedded and run the same way.
 //! - [`PixelClassifier`]: labels a photo with what its pixels honestly show (orientation,
 //!   dominant colours), offline; it does not screen content. The fallback when the model is not
-//!   compiled in.
+//!   compiled in (a public server refuses it unless told to accept unscreened photos).
 //!
 //! Open them by URL with [`LocalOpener`]: `sqlite:///var/lib/thisthat/thisthat.db` (or
 //! `sqlite::memory:`; add `?synchronous=full` for a commit that survives a power loss, see
 //! [`Synchronous`]), `outbox:///var/lib/thisthat/outbox`, `model:` (with the `model`
-//! feature), `pixels:`. The file store needs the public URL of the server that serves it and a
+//! feature; `model:?screen=false` without the screen), `pixels:`. The file store needs the public URL of the server that serves it and a
 //! signing secret, so it is built in code ([`FileBlobStore::open`]).
 
 mod files;
@@ -54,7 +54,9 @@ use url::Url;
 /// other query parameter, or one given twice, is an [`Error::Config`](thisthat_core::Error::Config).
 ///
 /// `model:` opens a `ModelClassifier` when this crate is built with its `model` feature;
-/// without it, it is an [`Error::Config`](thisthat_core::Error::Config) that says so.
+/// without it, it is an [`Error::Config`](thisthat_core::Error::Config) that says so. It screens
+/// photos; `model:?screen=false` leaves the screen out (labels only). Any other query
+/// parameter, or `screen` given twice, is an [`Error::Config`](thisthat_core::Error::Config).
 ///
 /// `outbox:///dir?webhook={url}` opens an [`OutboxNotifier`] that also POSTs every push to
 /// `{url}`, an `http://` or `https://` URL percent-encoded as a query value (see
@@ -69,13 +71,15 @@ fn local_path(url: &Url) -> Result<std::path::PathBuf> {
         .map_err(|_| thisthat_core::Error::config(format!("{url} is not a {}:///absolute/path URL", url.scheme())))
 }
 
+/// `model:`, screening unless `?screen=false`.
 #[cfg(feature = "model")]
-fn model_classifier() -> Result<Arc<dyn Classifier>> {
-    Ok(Arc::new(ModelClassifier::new()?))
+fn model_classifier(url: &Url) -> Result<Arc<dyn Classifier>> {
+    let screen = UrlParams::parse(url, &["screen"])?.flag("screen", true)?;
+    Ok(Arc::new(ModelClassifier::with_screen(screen)?))
 }
 
 #[cfg(not(feature = "model"))]
-fn model_classifier() -> Result<Arc<dyn Classifier>> {
+fn model_classifier(_: &Url) -> Result<Arc<dyn Classifier>> {
     Err(thisthat_core::Error::config(
         "model: needs the image model, which this build leaves out: build thisthat-local with its `model` cargo feature (or thisthat with `model`)",
     ))
@@ -139,7 +143,7 @@ impl UrlOpener for LocalOpener {
         if url.scheme() == "pixels" {
             Ok(Arc::new(PixelClassifier::new()))
         } else {
-            model_classifier()
+            model_classifier(url)
         }
     }
 }
@@ -194,6 +198,12 @@ mod tests {
             Trace,
         ));
         assert!(classifier.native::<PixelClassifier>().is_some());
+        #[cfg(feature = "model")]
+        {
+            let model: Arc<dyn Classifier> =
+                Arc::new(Layered::new(registry.classifier("model:").await.expect("model"), Trace));
+            assert!(model.native::<ModelClassifier>().is_some());
+        }
         let blobs: Arc<dyn thisthat_core::ports::BlobStore> = Arc::new(Layered::new(
             Arc::new(FileBlobStore::open(dir.join("blobs"), "http://127.0.0.1:1/blobs/", vec![7; 32]).expect("files")),
             Trace,

@@ -352,6 +352,35 @@ pub fn phone_jpeg() -> Bytes {
     jpeg_with_gps(4032, 3024)
 }
 
+/// A 256 × 256 PNG of three shaded skin-coloured ellipses on a dark background: no person,
+/// nothing explicit, but a picture Yahoo's open_nsfw scores as "not safe" (0.99), since large
+/// smooth skin-toned areas are what it over-scores. The positive case for a classifier that
+/// screens offline; `tools/open_nsfw/reference.py` draws the same pixels.
+pub fn skin_blobs_png() -> Bytes {
+    const BACKGROUND: [f32; 3] = [42.0, 45.0, 22.0];
+    const SKIN: [f32; 3] = [179.0, 129.0, 85.0];
+    // Centre x, centre y, radius x, radius y; later ellipses are drawn on top.
+    const BLOBS: [[f32; 4]; 3] = [
+        [179.0, 107.0, 90.0, 99.0],
+        [124.0, 107.0, 63.0, 64.0],
+        [50.0, 165.0, 28.0, 108.0],
+    ];
+    let pixels = image::RgbImage::from_fn(256, 256, |x, y| {
+        let (x, y) = (x as f32, y as f32);
+        let mut colour = BACKGROUND;
+        for [cx, cy, rx, ry] in BLOBS {
+            let d = ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2);
+            if d < 1.0 {
+                // Bright at the centre, half as bright at the rim: a rounded surface.
+                let shade = (1.15 - 0.5 * d).clamp(0.0, 1.0);
+                colour = SKIN.map(|c| c * (0.5 + 0.5 * shade));
+            }
+        }
+        image::Rgb(colour.map(|c| c as u8))
+    });
+    Bytes::from(encode_png(&pixels))
+}
+
 /// The metadata found in an image's bytes, by name: EXIF, XMP, an ICC profile, an APP1–APP15
 /// segment (JPEG), text or EXIF chunks (PNG), and the GPS position [`jpeg_with_gps`] writes.
 /// Empty when there is none.
