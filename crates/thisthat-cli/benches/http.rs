@@ -6,7 +6,10 @@
 //!   concurrency;
 //! - the same votes against a peer: the endpoint a team would write by hand with axum and
 //!   rusqlite (`http/peer.rs`, this bench binary run again with `THISTHAT_BENCH_PEER` set);
-//! - peak memory (VmHWM) of the server under 1,000 concurrent voters.
+//! - peak memory (VmHWM) of the server under 1,000 concurrent voters;
+//! - with the `lambda` and `aws` features, under `scripts/with-emulators aws`: `thisthat` as a
+//!   Lambda function on the AWS adapters against moto, under a stand-in for the Lambda Runtime
+//!   API, over 1,000 events (`http/lambda.rs`): init time, peak memory, the binary's size.
 //!
 //! `cargo bench -p thisthat-cli --bench http` (release build; Linux, for /proc). Requests are
 //! bounded in count and go to 127.0.0.1 only. The last line is `RESULT {json}` with every figure.
@@ -20,6 +23,9 @@ use std::{
 use futures::{StreamExt, stream};
 use thisthat_core::UserId;
 
+#[cfg(all(feature = "lambda", feature = "aws"))]
+#[path = "http/lambda.rs"]
+mod lambda;
 #[path = "http/peer.rs"]
 mod peer;
 
@@ -257,130 +263,198 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("client");
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()
+            .expect("client");
 
-        // Interleaved, so that both see the same load.
-        let (mut startups, mut restarts, mut hellos) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..7 {
-            // A first start creates the secrets and the database schema; a restart finds them.
-            let (mut server, ready) = start(&http).await;
-            startups.push(ready);
-            server.remove_dir = false;
-            let dir = server.dir.clone();
-            drop(server);
-            let (server, ready) = start_in(&http, dir).await;
-            restarts.push(ready);
-            drop(server);
-            hellos.push(start_hello(&http).await);
+        let mut result = serde_json::Map::new();
+        // THISTHAT_BENCH_ONLY=lambda: the Lambda profile alone, e.g. for a build without the model.
+        if std::env::var("THISTHAT_BENCH_ONLY").as_deref() != Ok("lambda")
+            && let serde_json::Value::Object(figures) = serve_figures(&http).await
+        {
+            result.extend(figures);
         }
-        let restart = median(restarts.clone());
-        let (startup, hello_startup) = (median(startups.clone()), median(hellos.clone()));
-        println!(
-            "start-up to first served request, median of 7: thisthat serve {startup:?} (min {:?}, max {:?}) | bare axum hello world {hello_startup:?} (min {:?}, max {:?})",
-            startups.iter().min().expect("7"),
-            startups.iter().max().expect("7"),
-            hellos.iter().min().expect("7"),
-            hellos.iter().max().expect("7"),
-        );
-        println!(
-            "restart on the same data directory, median of 7: {restart:?} (min {:?}, max {:?})",
-            restarts.iter().min().expect("7"),
-            restarts.iter().max().expect("7"),
-        );
-        // A creation sent the moment the server answers waits for the model loading behind it.
-        let mut first_creations = Vec::new();
-        for _ in 0..3 {
-            let started = Instant::now();
-            let (server, _) = start(&http).await;
-            create_competitions(&http, &server, 1).await;
-            first_creations.push(started.elapsed());
+        if let serde_json::Value::Object(figures) = lambda_figures(&http).await {
+            result.extend(figures);
         }
-        let first_creation = median(first_creations);
-        println!("start-up to the first created competition (3 photos classified), median of 3: {first_creation:?}");
-
-        let (server, _) = start(&http).await;
-        let hello_n = 20_000;
-        let started = Instant::now();
-        stream::iter(0..hello_n)
-            .map(|_| {
-                let r = http.get(format!("{}/healthz", server.base));
-                async move { assert!(r.send().await.expect("healthz").status().is_success()) }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await;
-        let hello = hello_n as f64 / started.elapsed().as_secs_f64();
-
-        let competitions = create_competitions(&http, &server, VOTE_COMPETITIONS).await;
-        let (votes_rate, latencies) = vote_run(&http, &server.base, &competitions, |voter| token(&server, voter)).await;
-        let vote_n = latencies.len();
-        let (p50, p99) = (latencies[vote_n / 2], latencies[vote_n * 99 / 100]);
-        println!(
-            "HTTP on loopback, {CONCURRENCY} concurrent clients: GET /healthz {hello:.0} req/s | POST votes {votes_rate:.0} votes/s ({vote_n} votes, every 24th closes a competition and writes the outbox) = {:.0}% of hello world",
-            100.0 * votes_rate / hello
-        );
-        println!("vote latency at {CONCURRENCY} clients: p50 {p50:?}, p99 {p99:?}");
-
-        // The same votes on the hand-written peer, with the same secret and clients.
-        let peer_dir = server.dir.join("peer");
-        let (mut peer_child, peer_base) = start_peer(&peer_dir, &server.secret).await;
-        let peer_competitions: Vec<String> = (0..VOTE_COMPETITIONS).map(peer::competition).collect();
-        let (peer_rate, peer_latencies) =
-            vote_run(&http, &peer_base, &peer_competitions, |voter| token(&server, voter)).await;
-        let _ = peer_child.kill();
-        let _ = peer_child.wait();
-        let (peer_p50, peer_p99) = (peer_latencies[vote_n / 2], peer_latencies[vote_n * 99 / 100]);
-        println!(
-            "the peer (axum + rusqlite by hand), same clients: POST votes {peer_rate:.0} votes/s, p50 {peer_p50:?}, p99 {peer_p99:?}; thisthat = {:.2}x the peer",
-            votes_rate / peer_rate
-        );
-        drop(server);
-
-        let (server, _) = start(&http).await;
-        let competitions = create_competitions(&http, &server, 42).await;
-        let before = vm_hwm_kib(server.child.id());
-        let burst: Vec<_> = (0..1000).map(|i| (competitions[i % competitions.len()].clone(), i)).collect();
-        let started = Instant::now();
-        let statuses: Vec<u16> = stream::iter(burst)
-            .map(|(c, i)| {
-                let r = http
-                    .post(format!("{}/v1/competitions/{c}/votes", server.base))
-                    .bearer_auth(token(&server, &format!("burst{i}")))
-                    .json(&serde_json::json!({"choice": i % 3}));
-                async move { r.send().await.expect("vote").status().as_u16() }
-            })
-            .buffer_unordered(1000)
-            .collect()
-            .await;
-        let accepted = statuses.iter().filter(|s| **s == 200).count();
-        let after = vm_hwm_kib(server.child.id());
-        println!(
-            "1,000 concurrent voters on 42 competitions: {accepted} accepted, {} refused as closed, in {:?}; server peak RSS {} KiB before the burst, {} KiB after",
-            statuses.iter().filter(|s| **s == 409).count(),
-            started.elapsed(),
-            before,
-            after
-        );
-        assert_eq!(accepted, 1000, "42 competitions take up to 1,008 votes, so every vote is accepted");
-        println!(
-            "RESULT {}",
-            serde_json::json!({
-                "healthz_per_s": hello.round(),
-                "votes_per_s": votes_rate.round(),
-                "votes_ratio": (votes_rate / hello * 1000.0).round() / 1000.0,
-                "votes_p50_ms": (ms(p50) * 100.0).round() / 100.0,
-                "votes_p99_ms": (ms(p99) * 100.0).round() / 100.0,
-                "peer_votes_per_s": peer_rate.round(),
-                "peer_ratio": (votes_rate / peer_rate * 1000.0).round() / 1000.0,
-                "peer_votes_p50_ms": (ms(peer_p50) * 100.0).round() / 100.0,
-                "peer_votes_p99_ms": (ms(peer_p99) * 100.0).round() / 100.0,
-                "startup_ms": (ms(startup) * 10.0).round() / 10.0,
-                "hello_startup_ms": (ms(hello_startup) * 10.0).round() / 10.0,
-                "restart_ms": (ms(restart) * 10.0).round() / 10.0,
-                "first_creation_ms": (ms(first_creation) * 10.0).round() / 10.0,
-                "peak_rss_before_burst_mb": (before as f64 / 1024.0).round(),
-                "peak_rss_mb": (after as f64 / 1024.0).round(),
-            })
-        );
+        println!("RESULT {}", serde_json::Value::Object(result));
     });
 }
+
+/// `thisthat serve` on the embedded default: start-up, votes next to `/healthz` and the peer,
+/// and peak memory under the 1,000-voter burst.
+async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
+    // Interleaved, so that both see the same load.
+    let (mut startups, mut restarts, mut hellos) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..7 {
+        // A first start creates the secrets and the database schema; a restart finds them.
+        let (mut server, ready) = start(http).await;
+        startups.push(ready);
+        server.remove_dir = false;
+        let dir = server.dir.clone();
+        drop(server);
+        let (server, ready) = start_in(http, dir).await;
+        restarts.push(ready);
+        drop(server);
+        hellos.push(start_hello(http).await);
+    }
+    let restart = median(restarts.clone());
+    let (startup, hello_startup) = (median(startups.clone()), median(hellos.clone()));
+    println!(
+        "start-up to first served request, median of 7: thisthat serve {startup:?} (min {:?}, max {:?}) | bare axum hello world {hello_startup:?} (min {:?}, max {:?})",
+        startups.iter().min().expect("7"),
+        startups.iter().max().expect("7"),
+        hellos.iter().min().expect("7"),
+        hellos.iter().max().expect("7"),
+    );
+    println!(
+        "restart on the same data directory, median of 7: {restart:?} (min {:?}, max {:?})",
+        restarts.iter().min().expect("7"),
+        restarts.iter().max().expect("7"),
+    );
+    // A creation sent the moment the server answers waits for the model loading behind it.
+    let mut first_creations = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (server, _) = start(http).await;
+        create_competitions(http, &server, 1).await;
+        first_creations.push(started.elapsed());
+    }
+    let first_creation = median(first_creations);
+    println!("start-up to the first created competition (3 photos classified), median of 3: {first_creation:?}");
+
+    let (server, _) = start(http).await;
+    let hello_n = 20_000;
+    let started = Instant::now();
+    stream::iter(0..hello_n)
+        .map(|_| {
+            let r = http.get(format!("{}/healthz", server.base));
+            async move { assert!(r.send().await.expect("healthz").status().is_success()) }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let hello = hello_n as f64 / started.elapsed().as_secs_f64();
+
+    let competitions = create_competitions(http, &server, VOTE_COMPETITIONS).await;
+    let (votes_rate, latencies) = vote_run(http, &server.base, &competitions, |voter| token(&server, voter)).await;
+    let vote_n = latencies.len();
+    let (p50, p99) = (latencies[vote_n / 2], latencies[vote_n * 99 / 100]);
+    println!(
+        "HTTP on loopback, {CONCURRENCY} concurrent clients: GET /healthz {hello:.0} req/s | POST votes {votes_rate:.0} votes/s ({vote_n} votes, every 24th closes a competition and writes the outbox) = {:.0}% of hello world",
+        100.0 * votes_rate / hello
+    );
+    println!("vote latency at {CONCURRENCY} clients: p50 {p50:?}, p99 {p99:?}");
+
+    // The same votes on the hand-written peer, with the same secret and clients.
+    let peer_dir = server.dir.join("peer");
+    let (mut peer_child, peer_base) = start_peer(&peer_dir, &server.secret).await;
+    let peer_competitions: Vec<String> = (0..VOTE_COMPETITIONS).map(peer::competition).collect();
+    let (peer_rate, peer_latencies) =
+        vote_run(http, &peer_base, &peer_competitions, |voter| token(&server, voter)).await;
+    let _ = peer_child.kill();
+    let _ = peer_child.wait();
+    let (peer_p50, peer_p99) = (peer_latencies[vote_n / 2], peer_latencies[vote_n * 99 / 100]);
+    println!(
+        "the peer (axum + rusqlite by hand), same clients: POST votes {peer_rate:.0} votes/s, p50 {peer_p50:?}, p99 {peer_p99:?}; thisthat = {:.2}x the peer",
+        votes_rate / peer_rate
+    );
+    drop(server);
+
+    let (server, _) = start(http).await;
+    let competitions = create_competitions(http, &server, 42).await;
+    let before = vm_hwm_kib(server.child.id());
+    let burst: Vec<_> = (0..1000)
+        .map(|i| (competitions[i % competitions.len()].clone(), i))
+        .collect();
+    let started = Instant::now();
+    let statuses: Vec<u16> = stream::iter(burst)
+        .map(|(c, i)| {
+            let r = http
+                .post(format!("{}/v1/competitions/{c}/votes", server.base))
+                .bearer_auth(token(&server, &format!("burst{i}")))
+                .json(&serde_json::json!({"choice": i % 3}));
+            async move { r.send().await.expect("vote").status().as_u16() }
+        })
+        .buffer_unordered(1000)
+        .collect()
+        .await;
+    let accepted = statuses.iter().filter(|s| **s == 200).count();
+    let after = vm_hwm_kib(server.child.id());
+    println!(
+        "1,000 concurrent voters on 42 competitions: {accepted} accepted, {} refused as closed, in {:?}; server peak RSS {} KiB before the burst, {} KiB after",
+        statuses.iter().filter(|s| **s == 409).count(),
+        started.elapsed(),
+        before,
+        after
+    );
+    assert_eq!(
+        accepted, 1000,
+        "42 competitions take up to 1,008 votes, so every vote is accepted"
+    );
+    serde_json::json!({
+        "healthz_per_s": hello.round(),
+        "votes_per_s": votes_rate.round(),
+        "votes_ratio": (votes_rate / hello * 1000.0).round() / 1000.0,
+        "votes_p50_ms": (ms(p50) * 100.0).round() / 100.0,
+        "votes_p99_ms": (ms(p99) * 100.0).round() / 100.0,
+        "peer_votes_per_s": peer_rate.round(),
+        "peer_ratio": (votes_rate / peer_rate * 1000.0).round() / 1000.0,
+        "peer_votes_p50_ms": (ms(peer_p50) * 100.0).round() / 100.0,
+        "peer_votes_p99_ms": (ms(peer_p99) * 100.0).round() / 100.0,
+        "startup_ms": (ms(startup) * 10.0).round() / 10.0,
+        "hello_startup_ms": (ms(hello_startup) * 10.0).round() / 10.0,
+        "restart_ms": (ms(restart) * 10.0).round() / 10.0,
+        "first_creation_ms": (ms(first_creation) * 10.0).round() / 10.0,
+        "peak_rss_before_burst_mb": (before as f64 / 1024.0).round(),
+        "peak_rss_mb": (after as f64 / 1024.0).round(),
+    })
+}
+
+/// The Lambda profile (`http/lambda.rs`) against moto, when built with the `lambda` and `aws`
+/// features and run under `scripts/with-emulators aws`; else nothing, and a line saying why.
+#[cfg(all(feature = "lambda", feature = "aws"))]
+async fn lambda_figures(http: &reqwest::Client) -> serde_json::Value {
+    let Ok(moto) = std::env::var("THISTHAT_MOTO_URL") else {
+        println!("the Lambda profile needs moto: {LAMBDA_COMMAND}");
+        return serde_json::Value::Null;
+    };
+    let p = lambda::profile(http, &moto).await;
+    let mb = |bytes: u64| (bytes as f64 / 1e6 * 10.0).round() / 10.0;
+    let mib = |kib: u64| (kib as f64 / 1024.0).round();
+    let model = cfg!(feature = "model");
+    println!(
+        "thisthat lambda on moto ({} the embedded model): init {:?}, first event answered at {:?}, {:.0} events/s; peak RSS {} KiB over {} events ({} KiB after one); binary {} bytes ({} stripped)",
+        if model { "with" } else { "without" },
+        p.init,
+        p.first_event,
+        p.events_per_s,
+        p.peak_rss_kib,
+        lambda::EVENTS,
+        p.idle_rss_kib,
+        p.binary_bytes,
+        p.stripped_bytes
+            .map_or_else(|| "strip not installed".to_owned(), |b| b.to_string()),
+    );
+    serde_json::json!({
+        "lambda_model": model,
+        "lambda_init_ms": (ms(p.init) * 10.0).round() / 10.0,
+        "lambda_first_event_ms": (ms(p.first_event) * 10.0).round() / 10.0,
+        "lambda_events_per_s": p.events_per_s.round(),
+        "lambda_peak_rss_mb": mib(p.peak_rss_kib),
+        "lambda_idle_rss_mb": mib(p.idle_rss_kib),
+        "lambda_binary_mb": mb(p.binary_bytes),
+        "lambda_binary_stripped_mb": p.stripped_bytes.map(mb),
+    })
+}
+
+#[cfg(not(all(feature = "lambda", feature = "aws")))]
+async fn lambda_figures(_: &reqwest::Client) -> serde_json::Value {
+    println!("the Lambda profile needs the lambda and aws features: {LAMBDA_COMMAND}");
+    serde_json::Value::Null
+}
+
+/// How to run the Lambda profile.
+const LAMBDA_COMMAND: &str = "scripts/with-emulators aws -- cargo bench -p thisthat-cli --features lambda,aws --bench http \
+     (add --no-default-features for a build without the model, and THISTHAT_BENCH_ONLY=lambda for the profile alone)";
