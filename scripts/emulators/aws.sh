@@ -5,11 +5,12 @@
 # moto's stock threaded server lets concurrent conditional writes to one item race, which real
 # DynamoDB never does.
 
+# start_aws [NAME]: NAME (default moto) names its log; scripts/flake-hunt starts a second one.
 start_aws() {
+    local name="${1:-moto}" port
     pip_install 'moto[server]>=5.1,<6'
-    local port
     port="$(free_port)"
-    start_background moto "$(venv_bin python)" "$(dirname "${BASH_SOURCE[0]}")/moto_serialized.py" 127.0.0.1 "$port"
-    wait_http moto "http://127.0.0.1:$port/moto-api/"
+    start_background "$name" "$(venv_bin python)" "$(dirname "${BASH_SOURCE[0]}")/moto_serialized.py" 127.0.0.1 "$port"
+    wait_http "$name" "http://127.0.0.1:$port/moto-api/"
     export THISTHAT_MOTO_URL="http://127.0.0.1:$port"
 }

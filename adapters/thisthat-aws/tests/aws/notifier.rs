@@ -7,7 +7,7 @@ use thisthat_aws::{PlatformApplications, SnsNotifier};
 use thisthat_core::{Endpoint, Error, PushMessage, Result, ports::Notifier};
 use thisthat_testkit::{NotifierHarness, fixtures::device};
 
-use crate::support::{moto_config, moto_state, unique};
+use crate::support::{moto_config, published_to, unique};
 
 pub struct SnsCase {
     pub notifier: Arc<SnsNotifier>,
@@ -38,19 +38,9 @@ pub async fn notifier() -> SnsNotifier {
 /// What moto recorded as published to `endpoint`, decoded back into messages from the FCM
 /// payload (the one a device of this platform receives).
 pub async fn delivered(endpoint: &Endpoint) -> Result<Vec<PushMessage>> {
-    let state = moto_state().await;
-    let Some(found) = state["sns"]["PlatformEndpoint"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["arn"] == endpoint.address.as_str())
-    else {
-        return Ok(Vec::new());
-    };
     let mut messages = Vec::new();
-    for published in found["messages"].as_object().into_iter().flat_map(|m| m.values()) {
-        let structure: serde_json::Value =
-            serde_json::from_str(published.as_str().unwrap_or_default()).map_err(|e| Error::backend("test", e))?;
+    for published in published_to(&endpoint.address).await {
+        let structure: serde_json::Value = serde_json::from_str(&published).map_err(|e| Error::backend("test", e))?;
         let fcm: serde_json::Value = serde_json::from_str(structure["GCM"].as_str().unwrap_or_default())
             .map_err(|e| Error::backend("test", e))?;
         messages.push(PushMessage {

@@ -71,12 +71,26 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", CompetitionId::new().to_string().to_lowercase())
 }
 
-/// moto's whole state, as its `/moto-api/data.json` dumps it.
-pub async fn moto_state() -> serde_json::Value {
-    reqwest::get(format!("{}/moto-api/data.json", moto()))
+/// What moto recorded as published to the SNS platform endpoint `arn`, oldest first: each a
+/// message as `Publish` received it. Read through the route `scripts/emulators/moto_serialized.py`
+/// adds, since AWS has no call for it and moto's `/moto-api/data.json` serialises its whole state.
+pub async fn published_to(arn: &str) -> Vec<String> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/thisthat/sns/endpoint-messages", moto()))
+        .query(&[("arn", arn)])
+        .send()
         .await
-        .expect("moto answers")
-        .json()
-        .await
-        .expect("moto state is JSON")
+        .expect("moto answers");
+    assert!(
+        response.status().is_success(),
+        "moto's endpoint-messages route: {} (is moto running under scripts/emulators/moto_serialized.py?)",
+        response.status()
+    );
+    let body: serde_json::Value = response.json().await.expect("the route answers JSON");
+    body["messages"]
+        .as_array()
+        .expect("a list of messages")
+        .iter()
+        .map(|m| m.as_str().expect("each message is a string").to_owned())
+        .collect()
 }
