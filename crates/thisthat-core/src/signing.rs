@@ -3,7 +3,10 @@
 //!
 //! Cloud adapters use their provider's own signing (SigV4, GCS V4, SAS) instead.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -32,8 +35,9 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct UrlSigner {
-    secret: Vec<u8>,
-    base: Url,
+    // Shared: a server clones its state, signer included, for every request it handles.
+    secret: Arc<[u8]>,
+    base: Arc<Url>,
 }
 
 impl std::fmt::Debug for UrlSigner {
@@ -72,7 +76,10 @@ impl UrlSigner {
             // Url::join would drop the last segment, and no URL would verify.
             return Err(Error::config(format!("the signed URL base {base} must end with '/'")));
         }
-        Ok(UrlSigner { secret, base })
+        Ok(UrlSigner {
+            secret: secret.into(),
+            base: Arc::new(base),
+        })
     }
 
     /// The base all signed URLs start with.

@@ -913,10 +913,16 @@ fn read_competition(c: &Connection, id: &CompetitionId) -> Result<Option<Competi
     row.map(assemble).transpose()
 }
 
+/// The standing a vote decides on. Its title only when this vote can be the closing one
+/// (`total + 1 = votes_to_close`), the one vote whose notification carries it: reading it
+/// parses the whole JSON body, which was a tenth of a vote's instructions under callgrind
+/// (docs/performance.md, "Where a vote's instructions go"); SQLite evaluates a `CASE` branch
+/// only when it is taken.
 fn read_standing(c: &Connection, id: &CompetitionId) -> Result<Option<Standing>> {
     let row = c
         .prepare_cached(
-            "SELECT owner, status, photo_count, tally, votes_to_close, json_extract(body, '$.title') \
+            "SELECT owner, status, photo_count, tally, votes_to_close, \
+             CASE WHEN total + 1 >= votes_to_close THEN json_extract(body, '$.title') END \
              FROM competitions WHERE id = ?1",
         )
         .map_err(sqlite_error)?

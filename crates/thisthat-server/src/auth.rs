@@ -22,10 +22,10 @@ pub struct Auth {
 
 #[derive(Clone)]
 enum Mode {
-    /// Bearer JWTs verified here.
+    /// Bearer JWTs verified here. Shared, since the state is cloned for every request.
     Verify {
-        key: Box<DecodingKey>,
-        validation: Box<Validation>,
+        key: Arc<DecodingKey>,
+        validation: Arc<Validation>,
     },
     /// Bearer JWTs signed by an identity provider whose public keys are published as a JWKS.
     Jwks(Arc<Jwks>),
@@ -182,8 +182,8 @@ impl Auth {
         validation.set_required_spec_claims(&["exp", "sub"]);
         Auth {
             mode: Mode::Verify {
-                key: Box::new(DecodingKey::from_secret(secret)),
-                validation: Box::new(validation),
+                key: Arc::new(DecodingKey::from_secret(secret)),
+                validation: Arc::new(validation),
             },
         }
     }
