@@ -476,7 +476,13 @@ impl TableClient {
             .await?
             .header("Content-Type", format!("multipart/mixed; boundary={batch}"))
             .body(Bytes::from(body));
-        let response = thisthat_http::send(PROVIDER, request, |_| None).await?;
+        // Sent again when it fails before any answer (a reset on a kept-alive connection):
+        // the one batch there is, a vote's, is guarded by the competition's ETag and inserts
+        // the vote row, so a copy sent after the first one landed is refused (412 or 409) and
+        // the vote reads again and finds its own ballot (`decide_vote` answers the original
+        // receipt). Tested behind a proxy that loses the batch's answer.
+        let answer = thisthat_http::exchange(PROVIDER, request, Resend::Safe).await?;
+        let response = thisthat_http::success(PROVIDER, answer.response, |_| None).await?;
         let text = response
             .text()
             .await

@@ -66,6 +66,87 @@ mod votes {
         fixtures::{competition, vote},
     };
 
+    /// A TCP proxy in front of Azurite that passes everything through, except that it loses
+    /// the answer to the first `$batch` it carries: the batch reaches the server and commits,
+    /// and the client's connection closes before the answer. The same fault every time.
+    async fn losing_the_first_batch_answer() -> url::Url {
+        use tokio::{
+            io::{AsyncReadExt, AsyncWriteExt},
+            net::{TcpListener, TcpStream},
+        };
+        let upstream_url = azurite("THISTHAT_AZURITE_TABLE_URL");
+        let upstream = format!(
+            "{}:{}",
+            upstream_url.host_str().expect("host"),
+            upstream_url.port().expect("port")
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let lost = lost.clone();
+                tokio::spawn(async move {
+                    let (mut armed, mut up, mut down) = (false, [0u8; 65536], [0u8; 65536]);
+                    loop {
+                        tokio::select! {
+                            n = client.read(&mut up) => {
+                                let Ok(n @ 1..) = n else { return };
+                                if !lost.load(std::sync::atomic::Ordering::SeqCst)
+                                    && up[..n].windows(6).any(|w| w == b"$batch")
+                                {
+                                    armed = true;
+                                }
+                                if server.write_all(&up[..n]).await.is_err() { return }
+                            }
+                            n = server.read(&mut down) => {
+                                let Ok(n @ 1..) = n else { return };
+                                if armed {
+                                    // The server has answered the batch: drop both ends.
+                                    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                                    return;
+                                }
+                                if client.write_all(&down[..n]).await.is_err() { return }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let mut url = upstream_url.clone();
+        url.set_port(Some(address.port())).expect("port");
+        url
+    }
+
+    /// A vote whose batch committed but whose answer was lost in transport is sent again at
+    /// once; the second copy is refused, the vote reads again, finds its own ballot, and
+    /// answers its receipt: counted once.
+    #[tokio::test]
+    async fn a_vote_whose_batch_answer_was_lost_counts_once() {
+        let db = database().await;
+        let c = competition("owner", Status::Open, 3);
+        db.insert_competition(&c).await.expect("insert");
+        let proxied = AzureTableDatabase::new(
+            TableClient::new(
+                losing_the_first_batch_answer().await,
+                db.client().table(),
+                StorageAuth::Key(AccountKey::development()),
+            )
+            .expect("table client"),
+        );
+        let receipt = proxied
+            .cast_vote(&vote(&c, "a", 1))
+            .await
+            .expect("the vote landed, although its first answer was lost");
+        assert_eq!(receipt.tally.counts(), [0, 1, 0]);
+        let stored = db.competition(&c.id).await.expect("read");
+        assert_eq!(stored.tally.counts(), [0, 1, 0], "counted once");
+        assert_eq!(db.cast_vote(&vote(&c, "a", 1)).await.expect("repeat"), receipt);
+    }
+
     #[tokio::test]
     async fn a_retried_closing_vote_whose_reply_was_lost_gets_its_receipt() {
         let db = database().await;
