@@ -915,7 +915,7 @@ fn read_competition(c: &Connection, id: &CompetitionId) -> Result<Option<Competi
 
 /// The standing a vote decides on. Its title only when this vote can be the closing one
 /// (`total + 1 = votes_to_close`), the one vote whose notification carries it: reading it
-/// parses the whole JSON body, which was a tenth of a vote's instructions under callgrind
+/// parses the whole JSON body, which was about 7% of a vote's instructions under callgrind
 /// (docs/performance.md, "Where a vote's instructions go"); SQLite evaluates a `CASE` branch
 /// only when it is taken.
 fn read_standing(c: &Connection, id: &CompetitionId) -> Result<Option<Standing>> {
