@@ -96,6 +96,10 @@ enum Command {
     Lambda,
     /// What the app costs on each provider and on every mix of them, and which is cheapest.
     Cost(cost::Args),
+    /// Print the API's OpenAPI 3.1 document under the configured rules (`[rules]` of the
+    /// configuration file), as `GET /v1/openapi.json` serves it. Under the default rules it is
+    /// `docs/openapi.json`.
+    Openapi,
     /// Print a bearer token for a user of a local server (signed with its data dir's secret).
     Token {
         /// The user id to put in the token's `sub` claim.
@@ -195,6 +199,13 @@ async fn run(command: Command, file: &config::Config, origin: &str) -> AnyResult
             hours,
         } => token(&user, &data_dir(dir), hours),
         Command::Cost(args) => cost::run(&args, &file.cost),
+        Command::Openapi => {
+            print!(
+                "{}",
+                thisthat_server::openapi::document_json(&file.rules.to_rules(origin)?)
+            );
+            Ok(())
+        }
     }
 }
 

@@ -258,6 +258,25 @@ impl Error {
         }
     }
 
+    /// Every [`Error::code`], in the order of the variants: what an API document lists as the
+    /// codes a client may meet.
+    pub const CODES: [&'static str; 14] = [
+        "invalid_input",
+        "not_found",
+        "already_voted",
+        "own_competition",
+        "closed",
+        "unsupported_media_type",
+        "too_large",
+        "unsafe_content",
+        "conflict",
+        "unavailable",
+        "busy",
+        "unsupported",
+        "config",
+        "backend",
+    ];
+
     /// A stable, machine-readable code for this kind of error (`not_found`, `already_voted`, …),
     /// for APIs and logs. Codes never change once published.
     pub fn code(&self) -> &'static str {
@@ -297,6 +316,43 @@ mod tests {
         };
         assert!(!exhausted.is_retryable(), "an exhausted loop is not retried again");
         assert_eq!(exhausted.http_status(), 503);
+    }
+
+    #[test]
+    fn every_code_is_listed_once() {
+        let one_of_each = [
+            Error::invalid("title", "x"),
+            Error::not_found(Entity::Competition, "x"),
+            Error::AlreadyVoted,
+            Error::OwnCompetition,
+            Error::Closed,
+            Error::UnsupportedMediaType { detected: "gif".into() },
+            Error::TooLarge {
+                what: "photo".into(),
+                size: 2,
+                limit: 1,
+            },
+            Error::UnsafeContent {
+                photo: 0,
+                label: "violence".into(),
+                confidence: 0.9,
+            },
+            Error::conflict("x"),
+            Error::unavailable("s3", "throttled"),
+            Error::Busy {
+                provider: "firestore",
+                attempts: 1,
+                source: None,
+            },
+            Error::Unsupported {
+                adapter: "memory",
+                operation: "signed URLs",
+            },
+            Error::config("x"),
+            Error::backend("s3", "denied"),
+        ];
+        let codes: Vec<&str> = one_of_each.iter().map(Error::code).collect();
+        assert_eq!(codes, Error::CODES);
     }
 
     #[test]

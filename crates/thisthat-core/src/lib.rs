@@ -19,6 +19,8 @@ pub mod layers;
 pub mod media;
 pub mod model;
 pub mod native;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod page;
 pub mod ports;
 pub mod registry;

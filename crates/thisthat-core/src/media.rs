@@ -8,6 +8,11 @@ use crate::{Error, Result};
 /// An image format thisthat accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(description = "A photo's real format, sniffed from its bytes.")
+)]
 #[non_exhaustive]
 pub enum MediaType {
     /// JPEG (`image/jpeg`).

@@ -14,6 +14,9 @@ use crate::{BlobKey, CompetitionId, Error, MediaType, Result, UserId};
 pub struct Category(String);
 
 impl Category {
+    /// The longest category name, in characters.
+    pub const MAX_CHARS: usize = 64;
+
     /// Normalises a label name into a category: trimmed, lower-case, inner whitespace folded to
     /// one space. 1 to 64 characters, no control characters.
     ///
@@ -30,7 +33,7 @@ impl Category {
             .collect::<Vec<_>>()
             .join(" ")
             .to_lowercase();
-        if folded.is_empty() || folded.chars().count() > 64 {
+        if folded.is_empty() || folded.chars().count() > Self::MAX_CHARS {
             return Err(Error::invalid("category", "must be 1 to 64 characters"));
         }
         if folded.chars().any(char::is_control) {
@@ -66,10 +69,12 @@ impl std::fmt::Display for Category {
 
 /// A label a classifier gave a photo, with its confidence in `0.0..=1.0`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Label {
     /// The normalised (lower-case) label name.
     pub name: Category,
     /// Confidence in `0.0..=1.0`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1.0))]
     pub confidence: f32,
 }
 
@@ -102,6 +107,7 @@ pub struct Classification {
 
 /// One stored photo of a competition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Photo {
     /// Where the photo is stored.
     pub key: BlobKey,
@@ -119,9 +125,8 @@ pub struct Photo {
     /// existed, which are served the original.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<PhotoVariant>,
-    /// Whether the original is stored under [`Photo::key`]
-    /// ([`Rules::keep_originals`](crate::Rules::keep_originals)). Competitions stored before
-    /// the rule existed kept theirs.
+    /// Whether the original is stored under `key` (the rule `keep_originals`); only the
+    /// owner can fetch it. Competitions stored before the rule existed kept theirs.
     #[serde(default = "original_kept_before_the_rule")]
     pub original_kept: bool,
 }
@@ -138,10 +143,12 @@ impl Photo {
     }
 }
 
-/// A re-encoded copy of a photo, made when it was accepted.
+/// A re-encoded copy of a photo, made when it was accepted: upright, at most
+/// `display_max_side` pixels, no metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhotoVariant {
-    /// Where it is stored ([`BlobKey::display`]).
+    /// Where it is stored (the original's key with `.display` before its extension).
     pub key: BlobKey,
     /// Its format.
     pub media_type: MediaType,
@@ -156,6 +163,15 @@ pub struct PhotoVariant {
 /// Where a competition is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "`draft`: created by `POST /v1/uploads`, waiting for its photos (never \
+                       answered by reads); `open`: takes votes; `closed`: reached its vote \
+                       threshold, the result is fixed."
+    )
+)]
 #[non_exhaustive]
 pub enum Status {
     /// Created through the signed-upload flow; waiting for its photos. Not in the feed and
@@ -237,6 +253,7 @@ impl Tally {
 
 /// The fixed result of a closed competition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Outcome {
     /// Votes per photo at the close.
     pub tally: Tally,
@@ -302,6 +319,7 @@ impl Outcome {
 
 /// A competition: three photos (by default), their votes, and once closed, the result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Competition {
     /// Its id, sortable by creation time.
     pub id: CompetitionId,
@@ -325,6 +343,7 @@ pub struct Competition {
     pub outcome: Option<Outcome>,
     /// When it was created, at millisecond precision (serialised as Unix milliseconds).
     #[serde(with = "unix_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub created_at: SystemTime,
 }
 
@@ -371,6 +390,8 @@ pub struct Vote {
 
 /// What one accepted vote did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"tally": [4, 13, 8], "closed": null})))]
 pub struct VoteReceipt {
     /// The tally including this vote.
     pub tally: Tally,
@@ -477,6 +498,14 @@ impl Competition {
 /// A push platform a device registers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "`apns`: Apple Push Notification service; `apns_sandbox`: its sandbox; \
+                       `fcm`: Firebase Cloud Messaging."
+    )
+)]
 #[non_exhaustive]
 pub enum Platform {
     /// Apple Push Notification service (production).

@@ -45,8 +45,14 @@ pub struct BeginUpload {
 
 /// What [`Thisthat::begin_upload`] hands the client: where to upload each photo.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(description = "Where to upload each photo of a new draft.")
+)]
 pub struct UploadTicket {
-    /// The competition's id; pass it to [`Thisthat::finish_upload`].
+    /// The draft's id: finish the upload with it (`Thisthat::finish_upload`, over HTTP
+    /// `POST /v1/uploads/{id}/finish`).
     pub competition: CompetitionId,
     /// One signed upload URL per photo, in order.
     pub uploads: Vec<SignedUrl>,

@@ -138,8 +138,8 @@ pub(crate) struct FeedParams {
     pub(crate) limit: Option<usize>,
 }
 
-/// The longest category name (`thisthat_core::Category`), here as sent in the query.
-const MAX_CATEGORY_CHARS: usize = 64;
+/// The longest category name, here as sent in the query.
+const MAX_CATEGORY_CHARS: usize = thisthat_core::Category::MAX_CHARS;
 
 impl FeedParams {
     pub(crate) fn parse(query: Option<&str>) -> Result<Self, Error> {

@@ -14,7 +14,7 @@
 //! | `GET /v1/feed?category=&cursor=&limit=` | open competitions, newest first |
 //! | `POST /v1/devices`, `DELETE /v1/devices/{token}` | register or forget a push device |
 //! | `GET`/`PUT /blobs/{key}?…signature…` | signed URLs of the embedded file store |
-//! | `GET /v1/openapi.json`, `GET /healthz` | the API description; liveness |
+//! | `GET /v1/openapi.json`, `GET /healthz` | the API description ([`openapi`], generated from the handlers); liveness |
 //!
 //! Every write needs `Authorization: Bearer <JWT>`; reads work without one. Errors are
 //! `{"error": {"code", "message", "field"}}` with the status of [`thisthat_core::Error::http_status`].
@@ -24,7 +24,9 @@ pub mod error;
 mod input;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod openapi;
 mod routes;
+mod wire;
 
 use std::{
     pin::Pin,
@@ -95,9 +97,11 @@ pub fn router(state: AppState) -> Router {
     let create_limit = photo_limit
         .saturating_mul(state.service.rules().photos_per_competition)
         .saturating_add(64 * 1024);
+    // The document of this server's own limits, generated once.
+    let document = bytes::Bytes::from(openapi::document_json(state.service.rules()));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/openapi.json", get(routes::openapi))
+        .route("/healthz", get(routes::healthz))
+        .route("/v1/openapi.json", get(move || routes::openapi(document.clone())))
         .route(
             "/v1/competitions",
             // At most CREATES_AT_ONCE bodies of up to `create_limit` in memory at a time; further

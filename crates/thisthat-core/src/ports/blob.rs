@@ -185,15 +185,18 @@ impl SignedUrlRequest {
 
 /// A time-limited URL that lets a client download or upload one blob without credentials.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedUrl {
     /// The URL.
     pub url: String,
     /// The HTTP method to use (`GET` or `PUT`).
     pub method: String,
-    /// Headers the client must send with the request, exactly as given.
+    /// Headers the client must send with the request, exactly as given, as `[name, value]`
+    /// pairs.
     pub headers: Vec<(String, String)>,
     /// When it stops working (serialised as Unix milliseconds).
     #[serde(with = "crate::model::unix_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub expires_at: SystemTime,
 }
 
