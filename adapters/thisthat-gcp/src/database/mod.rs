@@ -36,8 +36,8 @@ use std::{collections::HashMap, time::SystemTime};
 use async_trait::async_trait;
 use base64::Engine as _;
 use firestore::gcloud_sdk::google::firestore::v1::{
-    ArrayValue, Cursor as QueryCursor, Document, StructuredQuery, Value, document_transform, structured_query,
-    value::ValueType,
+    ArrayValue, Cursor as QueryCursor, Document, Precondition, StructuredQuery, Value, document_transform,
+    structured_query, value::ValueType,
 };
 use sha2::{Digest, Sha256};
 use thisthat_core::{
@@ -209,6 +209,15 @@ impl FirestoreDatabase {
     }
 }
 
+/// The precondition that guards a write of the draft `stored` (its update time), or the
+/// `conflict` `not_a_draft` when it is no longer a draft.
+fn draft_guard(stored: &Document, not_a_draft: &'static str) -> Result<Option<Precondition>> {
+    match status_of(stored)? {
+        Status::Draft => updated_at(stored),
+        _ => Err(Error::conflict(not_a_draft)),
+    }
+}
+
 #[async_trait]
 impl Database for FirestoreDatabase {
     #[tracing::instrument(name = "firestore.insert_competition", skip_all, fields(competition = %competition.id))]
@@ -237,13 +246,8 @@ impl Database for FirestoreDatabase {
             let Some(stored) = self.rpc.get_raw(&name).await? else {
                 return Ok(Err(Error::not_found(Entity::Competition, competition.id)));
             };
-            match status_of(&stored) {
-                Ok(Status::Draft) => {}
-                Ok(_) => return Ok(Err(Error::conflict("the competition is no longer a draft"))),
-                Err(e) => return Ok(Err(e)),
-            }
             // Only if nobody changed it since it was read: two finishes race to here.
-            let guard = match updated_at(&stored) {
+            let guard = match draft_guard(&stored, "the competition is no longer a draft") {
                 Ok(guard) => guard,
                 Err(e) => return Ok(Err(e)),
             };
@@ -260,12 +264,7 @@ impl Database for FirestoreDatabase {
             let Some(stored) = self.rpc.get_raw(&name).await? else {
                 return Ok(Ok(()));
             };
-            match status_of(&stored) {
-                Ok(Status::Draft) => {}
-                Ok(_) => return Ok(Err(Error::conflict("only drafts can be deleted"))),
-                Err(e) => return Ok(Err(e)),
-            }
-            let guard = match updated_at(&stored) {
+            let guard = match draft_guard(&stored, "only drafts can be deleted") {
                 Ok(guard) => guard,
                 Err(e) => return Ok(Err(e)),
             };
