@@ -188,31 +188,6 @@ async fn a_missing_bucket_is_a_configuration_error() {
     assert!(matches!(r, Err(Error::Config { .. })), "{r:?}");
 }
 
-/// Ranges at or past the end, and empty ranges, give an empty body (the port cuts ranges at
-/// the end) rather than S3's 416.
-#[tokio::test]
-async fn ranges_past_the_end_are_empty() {
-    let store = store().await;
-    let key = BlobKey::new("r.png").expect("key");
-    store
-        .put(&key, Bytes::from_static(b"0123456789"), &Default::default())
-        .await
-        .expect("put");
-    for range in [10..20, 15..20, 4..4] {
-        let blob = store
-            .get(
-                &key,
-                &GetOptions {
-                    range: Some(range.clone()),
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{range:?}: {e}"));
-        assert!(blob.body.is_empty(), "{range:?}");
-        assert_eq!(blob.meta.size, 10, "{range:?}");
-    }
-}
-
 /// A head in a bucket that does not exist is a configuration error, not a missing photo.
 #[tokio::test]
 async fn head_in_a_missing_bucket_is_a_configuration_error() {

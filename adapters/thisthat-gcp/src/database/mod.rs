@@ -171,18 +171,19 @@ impl FirestoreDatabase {
         format!("{}/{}/{id}", self.rpc.documents_path(), self.collection("endpoints"))
     }
 
-    /// The notification document `name` if it is still pending: [`Error::NotFound`] if none
-    /// was recorded, [`Error::Conflict`] if it was completed (the outer error is the read's).
+    /// The precondition that guards a write of the notification document `name` (its update
+    /// time) if it is still pending: [`Error::NotFound`] if none was recorded,
+    /// [`Error::Conflict`] if it was completed (the outer error is the read's).
     async fn pending(
         &self,
         name: &str,
         competition: &CompetitionId,
-    ) -> std::result::Result<Result<Document>, tonic::Status> {
+    ) -> std::result::Result<Result<Option<Precondition>>, tonic::Status> {
         let Some(stored) = self.rpc.get_raw(name).await? else {
             return Ok(Err(Error::not_found(Entity::Notification, competition)));
         };
         Ok(match delivered(&stored) {
-            Ok(false) => Ok(stored),
+            Ok(false) => updated_at(&stored),
             Ok(true) => Err(Error::conflict("the notification was already delivered")),
             Err(e) => Err(e),
         })
@@ -473,11 +474,7 @@ impl Database for FirestoreDatabase {
     async fn record_deliveries(&self, competition: &CompetitionId, devices: &[String]) -> Result<()> {
         let name = self.notification_name(competition);
         self.retrying(|| async {
-            let stored = match self.pending(&name, competition).await? {
-                Ok(stored) => stored,
-                Err(e) => return Ok(Err(e)),
-            };
-            let guard = match updated_at(&stored) {
+            let guard = match self.pending(&name, competition).await? {
                 Ok(guard) => guard,
                 Err(e) => return Ok(Err(e)),
             };
@@ -502,11 +499,7 @@ impl Database for FirestoreDatabase {
     async fn complete_notification(&self, competition: &CompetitionId, at: SystemTime) -> Result<()> {
         let name = self.notification_name(competition);
         self.retrying(|| async {
-            let stored = match self.pending(&name, competition).await? {
-                Ok(stored) => stored,
-                Err(e) => return Ok(Err(e)),
-            };
-            let guard = match updated_at(&stored) {
+            let guard = match self.pending(&name, competition).await? {
                 Ok(guard) => guard,
                 Err(e) => return Ok(Err(e)),
             };
