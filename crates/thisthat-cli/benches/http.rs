@@ -180,13 +180,14 @@ async fn create_competitions(http: &reqwest::Client, server: &Server, n: usize) 
 }
 
 /// Casts 24 votes on each of `competitions` at `base` (voter `v` on every competition, in
-/// rounds, so closes are spread over the run), `CONCURRENCY` at a time, each with a token for
-/// its voter; votes/s and every vote's latency, sorted.
+/// rounds, so closes are spread over the run), `CONCURRENCY` at a time, each with its voter's
+/// token (`tokens[v]`, issued once, as a client keeps its token until it expires); votes/s and
+/// every vote's latency, sorted.
 async fn vote_run(
     http: &reqwest::Client,
     base: &str,
     competitions: &[String],
-    token: impl Fn(&str) -> String,
+    tokens: &[String],
 ) -> (f64, Vec<Duration>) {
     let votes: Vec<_> = (0..24)
         .flat_map(|v| competitions.iter().map(move |c| (c.clone(), v)))
@@ -197,7 +198,7 @@ async fn vote_run(
         .map(|(c, v)| {
             let r = http
                 .post(format!("{base}/v1/competitions/{c}/votes"))
-                .bearer_auth(token(&format!("voter{v}")))
+                .bearer_auth(&tokens[v])
                 .json(&serde_json::json!({"choice": v % 3}));
             async move {
                 let sent = Instant::now();
@@ -338,7 +339,8 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
     let hello = hello_n as f64 / started.elapsed().as_secs_f64();
 
     let competitions = create_competitions(http, &server, VOTE_COMPETITIONS).await;
-    let (votes_rate, latencies) = vote_run(http, &server.base, &competitions, |voter| token(&server, voter)).await;
+    let voters: Vec<String> = (0..24).map(|v| token(&server, &format!("voter{v}"))).collect();
+    let (votes_rate, latencies) = vote_run(http, &server.base, &competitions, &voters).await;
     let vote_n = latencies.len();
     let (p50, p99) = (latencies[vote_n / 2], latencies[vote_n * 99 / 100]);
     println!(
@@ -351,8 +353,7 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
     let peer_dir = server.dir.join("peer");
     let (mut peer_child, peer_base) = start_peer(&peer_dir, &server.secret).await;
     let peer_competitions: Vec<String> = (0..VOTE_COMPETITIONS).map(peer::competition).collect();
-    let (peer_rate, peer_latencies) =
-        vote_run(http, &peer_base, &peer_competitions, |voter| token(&server, voter)).await;
+    let (peer_rate, peer_latencies) = vote_run(http, &peer_base, &peer_competitions, &voters).await;
     let _ = peer_child.kill();
     let _ = peer_child.wait();
     let (peer_p50, peer_p99) = (peer_latencies[vote_n / 2], peer_latencies[vote_n * 99 / 100]);
