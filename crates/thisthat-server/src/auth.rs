@@ -18,6 +18,55 @@ use crate::{AppState, error::ApiError};
 #[derive(Clone)]
 pub struct Auth {
     mode: Mode,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// Bearer tokens this server has verified, by the whole token, with the user and the expiry
+/// they carry. A client sends the same token with every request until it expires, and checking
+/// its signature again was a fifth of a vote's instructions under HS256
+/// (`docs/performance.md`), more under an identity provider's RSA keys. Only a token that
+/// passed every check is kept, and only until its `exp`; then it is verified again, in full.
+/// (A token whose key the identity provider withdraws stays accepted until then, as it did
+/// before: [`Jwks`] keeps a key it fetched.)
+struct VerifiedTokens {
+    tokens: std::sync::Mutex<HashMap<Box<str>, (UserId, u64)>>,
+}
+
+impl VerifiedTokens {
+    /// At most this many tokens are kept (a few hundred KB); a full table is emptied, so a
+    /// caller with many valid tokens costs verifications, never memory.
+    const MAX: usize = 4096;
+
+    fn new() -> Self {
+        VerifiedTokens {
+            tokens: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (UserId, u64)>> {
+        // A panic while holding it leaves a table that is still consistent.
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The user of `token` if it was verified and has not expired at `now` (Unix seconds).
+    fn get(&self, token: &str, now: u64) -> Option<UserId> {
+        match self.lock().get(token) {
+            Some((user, exp)) if now < *exp => Some(user.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, token: &str, user: &UserId, exp: u64) {
+        let mut tokens = self.lock();
+        if tokens.len() >= Self::MAX {
+            tokens.clear();
+        }
+        tokens.insert(token.into(), (user.clone(), exp));
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[derive(Clone)]
@@ -144,7 +193,7 @@ impl Jwks {
         Ok(keys)
     }
 
-    async fn verify(&self, token: &str) -> Result<UserId, ApiError> {
+    async fn verify(&self, token: &str) -> Result<(UserId, u64), ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| ApiError::unauthenticated(format!("the bearer token was refused: {e}")))?;
         let kid = header
@@ -185,6 +234,7 @@ impl Auth {
                 key: Arc::new(DecodingKey::from_secret(secret)),
                 validation: Arc::new(validation),
             },
+            verified: Arc::new(VerifiedTokens::new()),
         }
     }
 
@@ -215,6 +265,7 @@ impl Auth {
                 client,
                 keys: Default::default(),
             })),
+            verified: Arc::new(VerifiedTokens::new()),
         })
     }
 
@@ -224,7 +275,10 @@ impl Auth {
     /// without authorizer claims is unauthenticated, and client headers are never trusted.
     #[cfg(feature = "lambda")]
     pub fn api_gateway() -> Self {
-        Auth { mode: Mode::ApiGateway }
+        Auth {
+            mode: Mode::ApiGateway,
+            verified: Arc::new(VerifiedTokens::new()),
+        }
     }
 
     /// The caller of a request: `Ok(None)` when it carries no credentials at all.
@@ -232,11 +286,14 @@ impl Auth {
         match &self.mode {
             Mode::Verify { key, validation } => match bearer(parts)? {
                 None => Ok(None),
-                Some(token) => verify(key, validation, token).map(Some),
+                Some(token) => self
+                    .remembered(token, async { verify(key, validation, token) })
+                    .await
+                    .map(Some),
             },
             Mode::Jwks(jwks) => match bearer(parts)? {
                 None => Ok(None),
-                Some(token) => jwks.verify(token).await.map(Some),
+                Some(token) => self.remembered(token, jwks.verify(token)).await.map(Some),
             },
             #[cfg(feature = "lambda")]
             Mode::ApiGateway => {
@@ -255,11 +312,30 @@ impl Auth {
     }
 }
 
-fn verify(key: &DecodingKey, validation: &Validation, token: &str) -> Result<UserId, ApiError> {
+impl Auth {
+    /// The user of `token`: from the tokens verified before, or by `verification`, whose
+    /// answer is then kept until the token's `exp`.
+    async fn remembered(
+        &self,
+        token: &str,
+        verification: impl std::future::Future<Output = Result<(UserId, u64), ApiError>>,
+    ) -> Result<UserId, ApiError> {
+        if let Some(user) = self.verified.get(token, unix_now()) {
+            return Ok(user);
+        }
+        let (user, exp) = verification.await?;
+        self.verified.put(token, &user, exp);
+        Ok(user)
+    }
+}
+
+/// The user and the expiry (Unix seconds) of a token that passes `validation` under `key`.
+fn verify(key: &DecodingKey, validation: &Validation, token: &str) -> Result<(UserId, u64), ApiError> {
     let data = jsonwebtoken::decode::<Claims>(token, key, validation)
         .map_err(|e| ApiError::unauthenticated(format!("the bearer token was refused: {e}")))?;
-    UserId::new(data.claims.sub)
-        .map_err(|e| ApiError::unauthenticated(format!("the token's sub claim is not a user id: {e}")))
+    let user = UserId::new(data.claims.sub)
+        .map_err(|e| ApiError::unauthenticated(format!("the token's sub claim is not a user id: {e}")))?;
+    Ok((user, data.claims.exp))
 }
 
 /// Issues an HS256 token for `user`, valid for `ttl`: what `thisthat demo` and tests use to act
@@ -324,5 +400,65 @@ impl FromRequestParts<AppState> for MaybeUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         state.auth.caller(parts).await.map(MaybeUser)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn a_verified_token_is_kept_until_its_expiry_only() {
+        let tokens = VerifiedTokens::new();
+        let alice = UserId::new("alice").expect("user");
+        tokens.put("t", &alice, 100);
+        assert_eq!(tokens.get("t", 99), Some(alice));
+        assert_eq!(tokens.get("t", 100), None, "expired at its exp");
+        assert_eq!(tokens.get("other", 99), None);
+    }
+
+    #[test]
+    fn a_full_table_is_emptied() {
+        let tokens = VerifiedTokens::new();
+        let alice = UserId::new("alice").expect("user");
+        for i in 0..=VerifiedTokens::MAX {
+            tokens.put(&format!("t{i}"), &alice, u64::MAX);
+        }
+        assert_eq!(tokens.lock().len(), 1);
+        assert!(tokens.get(&format!("t{}", VerifiedTokens::MAX), 0).is_some());
+    }
+
+    #[tokio::test]
+    async fn only_a_token_that_passed_is_remembered() {
+        let auth = Auth::hs256(b"secret");
+        let checks = AtomicUsize::new(0);
+        let alice = UserId::new("alice").expect("user");
+        let refused = || async {
+            checks.fetch_add(1, Ordering::SeqCst);
+            Err::<(UserId, u64), _>(ApiError::unauthenticated("bad signature"))
+        };
+        for _ in 0..2 {
+            assert!(auth.remembered("forged", refused()).await.is_err());
+        }
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            2,
+            "a refused token is checked every time"
+        );
+        let passed = || async {
+            checks.fetch_add(1, Ordering::SeqCst);
+            Ok((UserId::new("alice").expect("user"), unix_now() + 3600))
+        };
+        for _ in 0..3 {
+            assert_eq!(auth.remembered("good", passed()).await.expect("user"), alice);
+        }
+        assert_eq!(checks.load(Ordering::SeqCst), 3, "a verified token is checked once");
+        let expired = || async { Ok((UserId::new("bob").expect("user"), unix_now().saturating_sub(1))) };
+        auth.remembered("old", expired())
+            .await
+            .expect("the verification's answer");
+        assert!(auth.verified.get("old", unix_now()).is_none(), "kept past its exp");
     }
 }
