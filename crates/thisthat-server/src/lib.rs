@@ -97,11 +97,17 @@ pub fn router(state: AppState) -> Router {
     let create_limit = photo_limit
         .saturating_mul(state.service.rules().photos_per_competition)
         .saturating_add(64 * 1024);
-    // The document of this server's own limits, generated once.
-    let document = bytes::Bytes::from(openapi::document_json(state.service.rules()));
+    // The document of this server's own limits, generated on its first request rather than
+    // on every start (a Lambda function pays its start on each cold start).
+    let rules = state.service.rules().clone();
+    let document = Arc::new(std::sync::OnceLock::<bytes::Bytes>::new());
+    let openapi = move || {
+        let document = document.get_or_init(|| openapi::document_json(&rules).into()).clone();
+        routes::openapi(document)
+    };
     Router::new()
         .route("/healthz", get(routes::healthz))
-        .route("/v1/openapi.json", get(move || routes::openapi(document.clone())))
+        .route("/v1/openapi.json", get(openapi))
         .route(
             "/v1/competitions",
             // At most CREATES_AT_ONCE bodies of up to `create_limit` in memory at a time; further
