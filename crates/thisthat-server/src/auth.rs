@@ -26,42 +26,67 @@ pub struct Auth {
 /// its signature again was a fifth of a vote's instructions under HS256
 /// (`docs/performance.md`), more under an identity provider's RSA keys. Only a token that
 /// passed every check is kept, and only until its `exp`; then it is verified again, in full.
-/// (A token whose key the identity provider withdraws stays accepted until then, as it did
-/// before: [`Jwks`] keeps a key it fetched.)
+/// When [`Jwks`] replaces the identity provider's keys, every kept token is forgotten, so a
+/// token signed with a key the provider withdrew is refused from then on, as without the table.
 struct VerifiedTokens {
-    tokens: std::sync::Mutex<HashMap<Box<str>, (UserId, u64)>>,
+    table: std::sync::Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    tokens: HashMap<Box<str>, (UserId, u64)>,
+    /// How many times the table was emptied because the keys changed: a verification that
+    /// began under other keys is not kept.
+    generation: u64,
 }
 
 impl VerifiedTokens {
-    /// At most this many tokens are kept (a few hundred KB); a full table is emptied, so a
-    /// caller with many valid tokens costs verifications, never memory.
+    /// At most this many tokens are kept (about 1 MB of local HS256 tokens, a few MB of an
+    /// identity provider's, which run to 1–2 KB); a full table is emptied, so a caller with
+    /// many valid tokens costs verifications, never more memory.
     const MAX: usize = 4096;
 
     fn new() -> Self {
         VerifiedTokens {
-            tokens: Default::default(),
+            table: Default::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (UserId, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         // A panic while holding it leaves a table that is still consistent.
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The user of `token` if it was verified and has not expired at `now` (Unix seconds).
     fn get(&self, token: &str, now: u64) -> Option<UserId> {
-        match self.lock().get(token) {
+        match self.lock().tokens.get(token) {
             Some((user, exp)) if now < *exp => Some(user.clone()),
             _ => None,
         }
     }
 
-    fn put(&self, token: &str, user: &UserId, exp: u64) {
-        let mut tokens = self.lock();
-        if tokens.len() >= Self::MAX {
-            tokens.clear();
+    /// The generation a verification starts under, for [`VerifiedTokens::put`].
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Keeps `token`, verified under `generation`, unless the keys changed since.
+    fn put(&self, token: &str, user: &UserId, exp: u64, generation: u64) {
+        let mut table = self.lock();
+        if table.generation != generation {
+            return;
         }
-        tokens.insert(token.into(), (user.clone(), exp));
+        if table.tokens.len() >= Self::MAX {
+            table.tokens.clear();
+        }
+        table.tokens.insert(token.into(), (user.clone(), exp));
+    }
+
+    /// Forgets every token: the keys they were verified with changed.
+    fn forget_all(&self) {
+        let mut table = self.lock();
+        table.tokens.clear();
+        table.generation += 1;
     }
 }
 
@@ -128,6 +153,8 @@ struct Jwks {
     config: JwksConfig,
     client: reqwest::Client,
     keys: tokio::sync::RwLock<(KeysById, Option<Instant>)>,
+    /// The tokens verified with these keys, forgotten when the keys are replaced.
+    verified: Arc<VerifiedTokens>,
 }
 
 impl Jwks {
@@ -145,6 +172,7 @@ impl Jwks {
             keys.1 = Some(Instant::now());
             let fetched = self.fetch().await?;
             keys.0 = fetched;
+            self.verified.forget_all();
         }
         keys.0
             .get(kid)
@@ -259,13 +287,15 @@ impl Auth {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
+        let verified = Arc::new(VerifiedTokens::new());
         Ok(Auth {
             mode: Mode::Jwks(Arc::new(Jwks {
                 config,
                 client,
                 keys: Default::default(),
+                verified: verified.clone(),
             })),
-            verified: Arc::new(VerifiedTokens::new()),
+            verified,
         })
     }
 
@@ -323,8 +353,9 @@ impl Auth {
         if let Some(user) = self.verified.get(token, unix_now()) {
             return Ok(user);
         }
+        let generation = self.verified.generation();
         let (user, exp) = verification.await?;
-        self.verified.put(token, &user, exp);
+        self.verified.put(token, &user, exp, generation);
         Ok(user)
     }
 }
@@ -413,7 +444,7 @@ mod tests {
     fn a_verified_token_is_kept_until_its_expiry_only() {
         let tokens = VerifiedTokens::new();
         let alice = UserId::new("alice").expect("user");
-        tokens.put("t", &alice, 100);
+        tokens.put("t", &alice, 100, 0);
         assert_eq!(tokens.get("t", 99), Some(alice));
         assert_eq!(tokens.get("t", 100), None, "expired at its exp");
         assert_eq!(tokens.get("other", 99), None);
@@ -424,10 +455,25 @@ mod tests {
         let tokens = VerifiedTokens::new();
         let alice = UserId::new("alice").expect("user");
         for i in 0..=VerifiedTokens::MAX {
-            tokens.put(&format!("t{i}"), &alice, u64::MAX);
+            tokens.put(&format!("t{i}"), &alice, u64::MAX, 0);
         }
-        assert_eq!(tokens.lock().len(), 1);
+        assert_eq!(tokens.lock().tokens.len(), 1);
         assert!(tokens.get(&format!("t{}", VerifiedTokens::MAX), 0).is_some());
+    }
+
+    #[test]
+    fn new_keys_forget_every_token_and_any_verification_under_the_old_ones() {
+        let tokens = VerifiedTokens::new();
+        let alice = UserId::new("alice").expect("user");
+        let before = tokens.generation();
+        tokens.put("kept", &alice, u64::MAX, before);
+        let started_before = tokens.generation();
+        tokens.forget_all();
+        assert_eq!(tokens.get("kept", 0), None, "forgotten when the keys change");
+        tokens.put("in flight", &alice, u64::MAX, started_before);
+        assert_eq!(tokens.get("in flight", 0), None, "verified under the old keys");
+        tokens.put("new", &alice, u64::MAX, tokens.generation());
+        assert_eq!(tokens.get("new", 0), Some(alice));
     }
 
     #[tokio::test]
