@@ -128,6 +128,7 @@ pub struct Photo {
     /// Whether the original is stored under `key` (the rule `keep_originals`); only the
     /// owner can fetch it. Competitions stored before the rule existed kept theirs.
     #[serde(default = "original_kept_before_the_rule")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub original_kept: bool,
 }
 
@@ -326,6 +327,7 @@ pub struct Competition {
     /// Who created it.
     pub owner: UserId,
     /// Optional title, at most 140 characters, no control characters.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub title: Option<String>,
     /// Where it is in its life.
     pub status: Status,
@@ -340,6 +342,7 @@ pub struct Competition {
     /// so changing the configured threshold never reopens or closes an existing competition.
     pub votes_to_close: u32,
     /// The result, set in the same atomic step as the closing vote and never changed after.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub outcome: Option<Outcome>,
     /// When it was created, at millisecond precision (serialised as Unix milliseconds).
     #[serde(with = "unix_ms")]
@@ -396,6 +399,7 @@ pub struct VoteReceipt {
     /// The tally including this vote.
     pub tally: Tally,
     /// Set when this vote was the one that closed the competition.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub closed: Option<Outcome>,
 }
 

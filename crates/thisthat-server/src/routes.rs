@@ -376,8 +376,8 @@ pub(crate) async fn finish_upload(
 /// One page of open competitions, newest first. Works without a token; with one (which must then
 /// be valid), the caller's own competitions are left out, and where the database can do it
 /// cheaply, those the caller already voted on. Pass `next` back as `cursor` for the next page. A
-/// query string that cannot be read (for example a `limit` that is not a non-negative integer) is
-/// `400 invalid_input` on field `query`.
+/// parameter that cannot be read (for example a `limit` that is not a whole number from 1 to
+/// 100) is `400 invalid_input` on that parameter's field.
 #[utoipa::path(get, path = "/v1/feed", operation_id = "feed", tag = "competitions",
     security((), ("bearerAuth" = [])),
     params(
@@ -394,7 +394,7 @@ pub(crate) async fn finish_upload(
     responses(
         (status = 200, description = "One page of the feed.", body = FeedPage),
         (status = 400, description = "`invalid_input`: the request could not be read or a value is out of range. \
-            `field` names what was wrong (`limit`, `category`, `cursor`, `query`).",
+            `field` names what was wrong (`limit`, `category`, `cursor`).",
             body = inline(errors::InvalidInput),
             example = json!({"error": {"code": "invalid_input", "message": "invalid limit: …", "field": "limit"}})),
         (status = 401, response = crate::openapi::Unauthenticated),

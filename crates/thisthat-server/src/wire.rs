@@ -192,7 +192,7 @@ pub(crate) struct FeedPage {
     /// The competitions on this page.
     pub(crate) competitions: Vec<Competition>,
     /// The `cursor` of the next page; `null` on the last page.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, required = true)]
     pub(crate) next: Option<Cursor>,
 }
 
