@@ -123,11 +123,13 @@ impl Default for FeedQuery {
 }
 
 /// One page of the feed, newest first.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeedPage {
     /// The competitions on this page.
     pub competitions: Vec<Competition>,
-    /// Where the next page starts; `None` on the last page.
+    /// The `cursor` of the next page; `null` (`None`) on the last page.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = true))]
     pub next: Option<Cursor>,
 }
 

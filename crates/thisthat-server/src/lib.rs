@@ -99,11 +99,14 @@ pub fn router(state: AppState) -> Router {
         .saturating_add(64 * 1024);
     // The document of this server's own limits, generated on its first request rather than
     // on every start (a Lambda function pays its start on each cold start).
-    let rules = state.service.rules().clone();
-    let document = Arc::new(std::sync::OnceLock::<bytes::Bytes>::new());
+    // axum clones a handler for each request it serves: one `Arc` is all this one holds.
+    let document = Arc::new((
+        state.service.rules().clone(),
+        std::sync::OnceLock::<bytes::Bytes>::new(),
+    ));
     let openapi = move || {
-        let document = document.get_or_init(|| openapi::document_json(&rules).into()).clone();
-        routes::openapi(document)
+        let (rules, json) = &*document;
+        routes::openapi(json.get_or_init(|| openapi::document_json(rules).into()).clone())
     };
     Router::new()
         .route("/healthz", get(routes::healthz))

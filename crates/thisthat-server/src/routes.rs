@@ -12,7 +12,7 @@ use axum::{
 };
 use serde_json::Value;
 use thisthat_core::{
-    BlobKey, Category, Competition, CompetitionId, Cursor, Device, FeedQuery, NewCompetition, UploadTicket,
+    BlobKey, Category, Competition, CompetitionId, Cursor, Device, FeedPage, FeedQuery, NewCompetition, UploadTicket,
     VoteReceipt,
     ports::{ServedAs, SignedUrl},
 };
@@ -23,7 +23,7 @@ use crate::{
     error::ApiError,
     input::{self, FeedParams},
     openapi::{AnyObject, Binary, FeedCategory, FeedCursor, SignedQuery, errors},
-    wire::{BeginUploadRequest, CreateCompetitionForm, DeviceRegistration, DeviceToken, FeedPage, VoteRequest},
+    wire::{BeginUploadRequest, CreateCompetitionForm, DeviceRegistration, DeviceToken, VoteRequest},
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -414,7 +414,7 @@ pub(crate) async fn feed(
         cursor: params.cursor.map(|c| c.parse::<Cursor>()).transpose()?,
         limit: params.limit.unwrap_or(20),
     };
-    Ok(Json(state.service.feed(&query).await?.into()))
+    Ok(Json(state.service.feed(&query).await?))
 }
 
 /// Register a push device

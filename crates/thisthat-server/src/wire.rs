@@ -9,7 +9,7 @@
 use axum::{Json, extract::rejection::JsonRejection};
 use serde::Serialize;
 use serde_json::Value;
-use thisthat_core::{BeginUpload, Competition, Cursor, DeclaredPhoto, MediaType, Platform};
+use thisthat_core::{BeginUpload, DeclaredPhoto, MediaType, Platform};
 use utoipa::{
     PartialSchema, ToSchema,
     openapi::{
@@ -185,22 +185,3 @@ impl PartialSchema for DeviceToken {
 }
 
 impl ToSchema for DeviceToken {}
-
-/// One page of the feed, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct FeedPage {
-    /// The competitions on this page.
-    pub(crate) competitions: Vec<Competition>,
-    /// The `cursor` of the next page; `null` on the last page.
-    #[schema(value_type = Option<String>, required = true)]
-    pub(crate) next: Option<Cursor>,
-}
-
-impl From<thisthat_core::FeedPage> for FeedPage {
-    fn from(page: thisthat_core::FeedPage) -> Self {
-        FeedPage {
-            competitions: page.competitions,
-            next: page.next,
-        }
-    }
-}
