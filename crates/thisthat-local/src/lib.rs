@@ -27,6 +27,8 @@ mod files;
 mod model;
 #[cfg(feature = "model")]
 mod model_categories;
+#[cfg(feature = "model")]
+mod model_file;
 mod outbox;
 mod pixels;
 mod sqlite;
@@ -36,7 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 pub use files::FileBlobStore;
 #[cfg(feature = "model")]
-pub use model::ModelClassifier;
+pub use model::{ModelClassifier, ModelOptions};
 pub use outbox::{OutboxEntry, OutboxNotifier};
 pub use pixels::PixelClassifier;
 pub use sqlite::{SqliteDatabase, SqliteOptions, Synchronous};
@@ -55,8 +57,10 @@ use url::Url;
 ///
 /// `model:` opens a `ModelClassifier` when this crate is built with its `model` feature;
 /// without it, it is an [`Error::Config`](thisthat_core::Error::Config) that says so. It screens
-/// photos; `model:?screen=false` leaves the screen out (labels only). Any other query
-/// parameter, or `screen` given twice, is an [`Error::Config`](thisthat_core::Error::Config).
+/// photos on one inference thread; `model:?screen=false` leaves the screen out (labels only),
+/// and `model:?threads=4` classifies four photos at once (each thread costs memory, see
+/// `ModelOptions`). Any other query parameter, one given twice, or a `threads` that is not a
+/// whole number from 1 to 64 is an [`Error::Config`](thisthat_core::Error::Config).
 ///
 /// `outbox:///dir?webhook={url}` opens an [`OutboxNotifier`] that also POSTs every push to
 /// `{url}`, an `http://` or `https://` URL percent-encoded as a query value (see
@@ -71,12 +75,30 @@ fn local_path(url: &Url) -> Result<std::path::PathBuf> {
         .map_err(|_| thisthat_core::Error::config(format!("{url} is not a {}:///absolute/path URL", url.scheme())))
 }
 
-/// `model:`, screening unless `?screen=false`.
+/// `model:`, screening unless `?screen=false`, on `?threads=` inference threads (one).
 #[cfg(feature = "model")]
 fn model_classifier(url: &Url) -> Result<Arc<dyn Classifier>> {
-    let screen = UrlParams::parse(url, &["screen"])?.flag("screen", true)?;
-    Ok(Arc::new(ModelClassifier::with_screen(screen)?))
+    let params = UrlParams::parse(url, &["screen", "threads"])?;
+    let mut options = ModelOptions::default().screen(params.flag("screen", true)?);
+    if let Some(threads) = params.get("threads") {
+        let threads = threads
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_MODEL_THREADS).contains(n))
+            .ok_or_else(|| {
+                thisthat_core::Error::config(format!(
+                    "model: threads={threads} is not a whole number from 1 to {MAX_MODEL_THREADS}: say how many photos to classify at once, e.g. model:?threads=2"
+                ))
+            })?;
+        options = options.threads(threads);
+    }
+    Ok(Arc::new(ModelClassifier::with_options(options)?))
 }
+
+/// The most inference threads a `model:` URL may ask for: each holds its own scratch
+/// buffers, so a typo of an extra digit should not cost gigabytes.
+#[cfg(feature = "model")]
+const MAX_MODEL_THREADS: usize = 64;
 
 #[cfg(not(feature = "model"))]
 fn model_classifier(_: &Url) -> Result<Arc<dyn Classifier>> {

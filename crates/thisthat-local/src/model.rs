@@ -7,7 +7,7 @@
 //! implemented here). The broader categories (`cat`, `food`, `vehicle`, …) come from the table
 //! in `model_categories.rs`.
 
-use std::{io::Cursor, sync::Arc, time::Instant};
+use std::{io::Read, sync::Arc, time::Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,16 +24,16 @@ use tract_onnx::prelude::{
     DatumExt, Framework, InferenceModelExt, IntoRunnable, Tensor, TractResult, TypedRunnableModel, tvec,
 };
 
-use crate::{model_categories::category_confidences, pixels::decode};
+use crate::{model_categories::category_confidences, model_file::embedded, pixels::decode};
 
 /// The ONNX model: EfficientNet-Lite0, float16 weights cast to float32 (see
 /// `tools/efficientnet/README.md`).
-const MODEL: &[u8] = include_bytes!("../model/efficientnet_lite0.onnx");
+static MODEL: &[u8] = include_bytes!("../model/efficientnet_lite0.onnx");
 /// ImageNet's class names, one a line, in the model's output order.
 const CLASSES: &str = include_str!("../model/classes.txt");
 /// The screening model: Yahoo's open_nsfw, float16 weights cast to float32 (see
 /// `tools/open_nsfw/README.md`).
-const SCREEN_MODEL: &[u8] = include_bytes!("../model/open_nsfw.onnx");
+static SCREEN_MODEL: &[u8] = include_bytes!("../model/open_nsfw.onnx");
 /// The screen's square input is cut from the middle of the photo squashed to this side.
 const SCREEN_RESIZE: u32 = 256;
 /// open_nsfw's mean pixel, in its B, G, R channel order.
@@ -96,15 +96,18 @@ const MIN_CONFIDENCE: f32 = 0.02;
 /// loaded: they load in the background, and the first photos wait for them, so a server that
 /// starts with one answers everything else at once. If they fail to load, every photo gets an
 /// [`Error::Backend`] saying why. Each photo is decoded once for both models; decoding and
-/// inference run on one thread per core (docs/performance.md has the times).
+/// inference run on a fixed number of threads of the classifier's own, one unless
+/// [`ModelOptions::threads`] says more (docs/performance.md has the times and the memory).
 #[derive(Clone)]
 pub struct ModelClassifier {
     classes: Arc<[&'static str]>,
     /// Whether open_nsfw screens each photo.
     screen: bool,
+    /// How many inference threads serve `jobs`.
+    threads: usize,
     /// Work for the inference threads. tract keeps scratch buffers per thread, so running on
     /// tokio's blocking pool (hundreds of threads over time) grew a server past 1 GiB; a fixed
-    /// thread per core bounds that (docs/performance.md).
+    /// number of threads bounds that (docs/performance.md).
     jobs: tokio::sync::mpsc::Sender<Job>,
 }
 
@@ -126,7 +129,64 @@ impl std::fmt::Debug for ModelClassifier {
             .field("model", &"EfficientNet-Lite0 (ImageNet-1k)")
             .field("classes", &self.classes.len())
             .field("screen", &if self.screen { "open_nsfw" } else { "none" })
+            .field("threads", &self.threads)
             .finish()
+    }
+}
+
+/// How a [`ModelClassifier`] runs: whether open_nsfw screens each photo, and how many
+/// inference threads classify at once.
+///
+/// ```
+/// use thisthat_local::ModelOptions;
+///
+/// let options = ModelOptions::default().threads(2);
+/// assert!(options.screens());
+/// assert_eq!(options.thread_count(), 2);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelOptions {
+    screen: bool,
+    threads: usize,
+}
+
+impl Default for ModelOptions {
+    /// Screening, on one inference thread: each thread keeps its own scratch buffers for both
+    /// models, so every thread more costs memory a small server cannot spare
+    /// (docs/performance.md, "Where the memory goes"). A server that creates many
+    /// competitions at once on many cores can ask for more.
+    fn default() -> Self {
+        ModelOptions {
+            screen: true,
+            threads: 1,
+        }
+    }
+}
+
+impl ModelOptions {
+    /// With open_nsfw's screen (`true`, the default) or without it (`false`: labels only, a
+    /// faster classification, and [`Classifier::screens_content`] false).
+    #[must_use]
+    pub fn screen(mut self, screen: bool) -> Self {
+        self.screen = screen;
+        self
+    }
+
+    /// Classifies on this many threads at once (at least one; 0 counts as 1).
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Whether photos are screened.
+    pub fn screens(&self) -> bool {
+        self.screen
+    }
+
+    /// How many inference threads classify at once.
+    pub fn thread_count(&self) -> usize {
+        self.threads
     }
 }
 
@@ -135,12 +195,18 @@ impl ModelClassifier {
     /// once; photos classified before they are ready wait for them (about a second). Photos
     /// are screened. Build one and share it.
     pub fn new() -> Result<Self> {
-        Self::with_screen(true)
+        Self::with_options(ModelOptions::default())
     }
 
     /// As [`ModelClassifier::new`], with open_nsfw's screen (`true`) or without it (`false`:
     /// labels only, a faster classification, and [`Classifier::screens_content`] false).
     pub fn with_screen(screen: bool) -> Result<Self> {
+        Self::with_options(ModelOptions::default().screen(screen))
+    }
+
+    /// As [`ModelClassifier::new`], as `options` say.
+    pub fn with_options(options: ModelOptions) -> Result<Self> {
+        let ModelOptions { screen, threads } = options;
         let started = Instant::now();
         let classes: Arc<[&'static str]> = CLASSES.lines().map(str::trim).collect();
         if classes.len() != CLASS_COUNT || classes.iter().any(|c| c.is_empty()) {
@@ -149,11 +215,10 @@ impl ModelClassifier {
                 format!("classes.txt has {} names, expected {CLASS_COUNT}", classes.len()),
             ));
         }
-        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
-        let cores = cores.max(1);
+        let threads = threads.max(1);
         // A bounded queue: under overload callers wait for room (backpressure) instead of
         // queueing photos without limit behind requests that may already have timed out.
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(cores * 8);
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(threads * 8);
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
         let loading = classes.clone();
         // The models load on a thread of their own, so that a server answers its first
@@ -166,12 +231,12 @@ impl ModelClassifier {
                 // A classifier dropped while loading (every sender gone) stops loading.
                 let dropped = || receiver.lock().unwrap_or_else(|p| p.into_inner()).is_closed();
                 let side = SIDE as usize;
-                let loaded = load(MODEL, &[1, 3, side, side]).and_then(|plan| {
-                    let screen = (screen && !dropped())
-                        .then(|| load(SCREEN_MODEL, &[1, side, side, 3]))
-                        .transpose()?;
-                    Ok((plan, screen))
-                });
+                // The larger model first: the smaller one's load then peaks beside the larger
+                // plan rather than the other way round (docs/performance.md).
+                let loaded = (screen && !dropped())
+                    .then(|| load(&mut *embedded(SCREEN_MODEL), &[1, side, side, 3]))
+                    .transpose()
+                    .and_then(|screen| Ok((load(&mut *embedded(MODEL), &[1, 3, side, side])?, screen)));
                 let (plan, screen) = match loaded {
                     Ok(_) if dropped() => return,
                     Ok(loaded) => loaded,
@@ -183,7 +248,7 @@ impl ModelClassifier {
                     screen,
                     classes: loading,
                 };
-                for i in 1..cores {
+                for i in 1..threads {
                     let (receiver, worker) = (receiver.clone(), worker.clone());
                     let spawned = std::thread::Builder::new()
                         .name(format!("thisthat-model-{i}"))
@@ -199,6 +264,7 @@ impl ModelClassifier {
         Ok(ModelClassifier {
             classes,
             screen,
+            threads,
             jobs: sender,
         })
     }
@@ -317,10 +383,10 @@ impl Worker {
     }
 }
 
-/// Reads, types and optimises an embedded model for one float32 input of this shape.
-fn load(model: &[u8], shape: &[usize]) -> TractResult<Arc<TypedRunnableModel>> {
+/// Reads, types and optimises a model for one float32 input of this shape.
+fn load(model: &mut dyn Read, shape: &[usize]) -> TractResult<Arc<TypedRunnableModel>> {
     tract_onnx::onnx()
-        .model_for_read(&mut Cursor::new(model))?
+        .model_for_read(model)?
         .with_input_fact(0, f32::fact(shape).into())?
         .into_optimized()?
         .into_runnable()
@@ -455,7 +521,13 @@ mod tests {
     /// while).
     fn screen() -> &'static Arc<TypedRunnableModel> {
         static SCREEN: std::sync::OnceLock<Arc<TypedRunnableModel>> = std::sync::OnceLock::new();
-        SCREEN.get_or_init(|| load(SCREEN_MODEL, &[1, SIDE as usize, SIDE as usize, 3]).expect("open_nsfw loads"))
+        SCREEN.get_or_init(|| {
+            load(
+                &mut std::io::Cursor::new(SCREEN_MODEL),
+                &[1, SIDE as usize, SIDE as usize, 3],
+            )
+            .expect("open_nsfw loads")
+        })
     }
 
     /// tract's scores match onnxruntime's (`tools/open_nsfw/reference.py`, which applies the

@@ -172,22 +172,29 @@ async fn odd_shapes_and_pixel_formats_are_classified() {
 
 #[tokio::test]
 async fn the_model_scheme_opens_it_screening_unless_told_not_to() {
-    for (url, screens) in [
-        ("model:", true),
-        ("model:?screen=true", true),
-        ("model:?screen=false", false),
+    for (url, screens, threads) in [
+        ("model:", true, 1),
+        ("model:?screen=true", true, 1),
+        ("model:?screen=false", false, 1),
+        ("model:?threads=2&screen=false", false, 2),
     ] {
         let classifier = LocalOpener
             .classifier(&url::Url::parse(url).expect("url"))
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
-        assert!(format!("{classifier:?}").contains("ModelClassifier"), "{url}");
+        let debug = format!("{classifier:?}");
+        assert!(debug.contains("ModelClassifier"), "{url}");
+        assert!(debug.contains(&format!("threads: {threads}")), "{url}: {debug}");
         assert_eq!(classifier.screens_content(), screens, "{url}");
     }
     for url in [
         "model:?screen=maybe",
         "model:?screen=false&screen=false",
         "model:?threshold=0.5",
+        "model:?threads=0",
+        "model:?threads=65",
+        "model:?threads=two",
+        "model:?threads=1&threads=2",
     ] {
         let opened = LocalOpener.classifier(&url::Url::parse(url).expect("url")).await;
         assert!(
