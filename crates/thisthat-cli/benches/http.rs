@@ -3,10 +3,11 @@
 //!   process's (this bench binary run again with `THISTHAT_BENCH_HELLO` set), and to the
 //!   first created competition (which waits for the image model);
 //! - HTTP votes/s, next to a hello-world route (`/healthz`) of the same stack at the same
-//!   concurrency;
-//! - the same votes against a peer: the endpoint a team would write by hand with axum and
-//!   rusqlite (`http/peer.rs`, this bench binary run again with `THISTHAT_BENCH_PEER` set);
-//! - peak memory (VmHWM) of the server under 1,000 concurrent voters;
+//!   concurrency, and the same votes against a peer: the endpoint a team would write by hand
+//!   with axum and rusqlite (`http/peer.rs`, this bench binary run again with
+//!   `THISTHAT_BENCH_PEER` set), in interleaved rounds whose ratios' medians are reported;
+//! - peak memory (VmHWM) of the server under 1,000 concurrent voters, with the embedded model
+//!   and without it (`THISTHAT_BENCH_ONLY=memory` runs only this);
 //! - with the `lambda` and `aws` features, under `scripts/with-emulators aws`: `thisthat` as a
 //!   Lambda function on the AWS adapters against moto, under a stand-in for the Lambda Runtime
 //!   API, over 1,000 events (`http/lambda.rs`): init time, peak memory, the binary's size.
@@ -31,7 +32,12 @@ mod peer;
 
 const CONCURRENCY: usize = 32;
 /// Competitions the vote runs fill, 24 votes each.
-const VOTE_COMPETITIONS: usize = 400;
+const VOTE_COMPETITIONS: usize = 560;
+/// Interleaved rounds of `/healthz`, thisthat's votes and the peer's votes; each round's
+/// votes fill `VOTE_COMPETITIONS / ROUNDS` competitions.
+const ROUNDS: usize = 7;
+/// `/healthz` requests in each round: about as long as a round's votes take.
+const HEALTHZ_PER_ROUND: usize = 5_000;
 
 struct Server {
     child: Child,
@@ -103,6 +109,26 @@ async fn start_hello(http: &reqwest::Client) -> Duration {
     ready
 }
 
+fn median_f64(figures: &[f64]) -> f64 {
+    let mut sorted = figures.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// `HEALTHZ_PER_ROUND` requests to `base/healthz`, `CONCURRENCY` at a time; requests/s.
+async fn healthz_run(http: &reqwest::Client, base: &str) -> f64 {
+    let started = Instant::now();
+    stream::iter(0..HEALTHZ_PER_ROUND)
+        .map(|_| {
+            let r = http.get(format!("{base}/healthz"));
+            async move { assert!(r.send().await.expect("healthz").status().is_success()) }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    HEALTHZ_PER_ROUND as f64 / started.elapsed().as_secs_f64()
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -115,19 +141,30 @@ fn ms(d: Duration) -> f64 {
 /// Starts `thisthat serve` on a new data directory and returns it with the time until
 /// `/healthz` first answered.
 async fn start(http: &reqwest::Client) -> (Server, Duration) {
+    start_with(http, &[]).await
+}
+
+/// Starts `thisthat serve` on a new data directory with more arguments.
+async fn start_with(http: &reqwest::Client, args: &[&str]) -> (Server, Duration) {
     let dir = std::env::temp_dir().join(format!("thisthat-bench-http-{}-{}", std::process::id(), free_port()));
     let _ = std::fs::remove_dir_all(&dir);
-    start_in(http, dir).await
+    start_in_with(http, dir, args).await
 }
 
 /// Starts `thisthat serve` on `dir`, new or kept from an earlier start.
 async fn start_in(http: &reqwest::Client, dir: PathBuf) -> (Server, Duration) {
+    start_in_with(http, dir, &[]).await
+}
+
+/// Starts `thisthat serve` on `dir` with more arguments.
+async fn start_in_with(http: &reqwest::Client, dir: PathBuf, args: &[&str]) -> (Server, Duration) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_thisthat"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(&dir)
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -234,13 +271,82 @@ async fn start_peer(dir: &std::path::Path, secret: &[u8]) -> (Child, String) {
     (child, format!("http://127.0.0.1:{port}"))
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
+/// A process's memory as `/proc/{pid}/status` reports it.
+struct Memory {
+    /// The peak resident set so far (VmHWM).
+    peak_kib: u64,
+    /// Resident now: anonymous memory (the heap, stacks) and file pages (the binary's own).
+    anon_kib: u64,
+    file_kib: u64,
+    threads: u64,
+}
+
+fn memory(pid: u32) -> Memory {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        peak_kib: field("VmHWM"),
+        anon_kib: field("RssAnon"),
+        file_kib: field("RssFile"),
+        threads: field("Threads"),
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    (kib as f64 / 1024.0).round()
+}
+
+/// Memory before and after a burst.
+struct Burst {
+    before: Memory,
+    after: Memory,
+}
+
+/// Starts `thisthat serve` with `args`, creates 42 competitions (their photos classified),
+/// then casts 1,000 votes on them at once, each voter with a token of its own; the server's
+/// memory after the creations and after the burst.
+async fn burst(http: &reqwest::Client, args: &[&str]) -> Burst {
+    let (server, _) = start_with(http, args).await;
+    let competitions = create_competitions(http, &server, 42).await;
+    let before = memory(server.child.id());
+    let burst: Vec<_> = (0..1000)
+        .map(|i| (competitions[i % competitions.len()].clone(), i))
+        .collect();
+    let started = Instant::now();
+    let statuses: Vec<u16> = stream::iter(burst)
+        .map(|(c, i)| {
+            let r = http
+                .post(format!("{}/v1/competitions/{c}/votes", server.base))
+                .bearer_auth(token(&server, &format!("burst{i}")))
+                .json(&serde_json::json!({"choice": i % 3}));
+            async move { r.send().await.expect("vote").status().as_u16() }
+        })
+        .buffer_unordered(1000)
+        .collect()
+        .await;
+    let accepted = statuses.iter().filter(|s| **s == 200).count();
+    let after = memory(server.child.id());
+    println!(
+        "1,000 concurrent voters on 42 competitions (serve {}): {accepted} accepted in {:?}; peak RSS {} KiB before the burst, {} KiB after; after it {} KiB anonymous and {} KiB of files resident, {} threads",
+        args.join(" "),
+        started.elapsed(),
+        before.peak_kib,
+        after.peak_kib,
+        after.anon_kib,
+        after.file_kib,
+        after.threads,
+    );
+    assert_eq!(
+        accepted, 1000,
+        "42 competitions take up to 1,008 votes, so every vote is accepted"
+    );
+    Burst { before, after }
 }
 
 fn main() {
@@ -270,21 +376,30 @@ fn main() {
             .expect("client");
 
         let mut result = serde_json::Map::new();
-        // THISTHAT_BENCH_ONLY=lambda: the Lambda profile alone, e.g. for a build without the model.
-        if std::env::var("THISTHAT_BENCH_ONLY").as_deref() != Ok("lambda")
-            && let serde_json::Value::Object(figures) = serve_figures(&http).await
-        {
-            result.extend(figures);
+        // THISTHAT_BENCH_ONLY=lambda: the Lambda profile alone, e.g. for a build without the
+        // model; THISTHAT_BENCH_ONLY=memory: the 1,000-voter bursts alone.
+        let only = std::env::var("THISTHAT_BENCH_ONLY").unwrap_or_default();
+        let mut parts = Vec::new();
+        if only.is_empty() {
+            parts.push(serve_figures(&http).await);
         }
-        if let serde_json::Value::Object(figures) = lambda_figures(&http).await {
-            result.extend(figures);
+        if only.is_empty() || only == "memory" {
+            parts.push(memory_figures(&http).await);
+        }
+        if only.is_empty() || only == "lambda" {
+            parts.push(lambda_figures(&http).await);
+        }
+        for part in parts {
+            if let serde_json::Value::Object(figures) = part {
+                result.extend(figures);
+            }
         }
         println!("RESULT {}", serde_json::Value::Object(result));
     });
 }
 
-/// `thisthat serve` on the embedded default: start-up, votes next to `/healthz` and the peer,
-/// and peak memory under the 1,000-voter burst.
+/// `thisthat serve` on the embedded default: start-up, and votes next to `/healthz` and the
+/// peer.
 async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
     // Interleaved, so that both see the same load.
     let (mut startups, mut restarts, mut hellos) = (Vec::new(), Vec::new(), Vec::new());
@@ -325,91 +440,96 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
     let first_creation = median(first_creations);
     println!("start-up to the first created competition (3 photos classified), median of 3: {first_creation:?}");
 
+    // Throughput in interleaved rounds: `/healthz`, thisthat's votes, the peer's votes, then
+    // again, so that each round's three figures see the same load. A single long run of each
+    // let the machine's drift decide the ratio (docs/performance.md, runs 6–9); the medians of
+    // the rounds' ratios are what RESULT reports.
     let (server, _) = start(http).await;
-    let hello_n = 20_000;
-    let started = Instant::now();
-    stream::iter(0..hello_n)
-        .map(|_| {
-            let r = http.get(format!("{}/healthz", server.base));
-            async move { assert!(r.send().await.expect("healthz").status().is_success()) }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
-    let hello = hello_n as f64 / started.elapsed().as_secs_f64();
-
     let competitions = create_competitions(http, &server, VOTE_COMPETITIONS).await;
     let voters: Vec<String> = (0..24).map(|v| token(&server, &format!("voter{v}"))).collect();
-    let (votes_rate, latencies) = vote_run(http, &server.base, &competitions, &voters).await;
-    let vote_n = latencies.len();
-    let (p50, p99) = (latencies[vote_n / 2], latencies[vote_n * 99 / 100]);
-    println!(
-        "HTTP on loopback, {CONCURRENCY} concurrent clients: GET /healthz {hello:.0} req/s | POST votes {votes_rate:.0} votes/s ({vote_n} votes, every 24th closes a competition and writes the outbox) = {:.0}% of hello world",
-        100.0 * votes_rate / hello
-    );
-    println!("vote latency at {CONCURRENCY} clients: p50 {p50:?}, p99 {p99:?}");
-
-    // The same votes on the hand-written peer, with the same secret and clients.
     let peer_dir = server.dir.join("peer");
     let (mut peer_child, peer_base) = start_peer(&peer_dir, &server.secret).await;
     let peer_competitions: Vec<String> = (0..VOTE_COMPETITIONS).map(peer::competition).collect();
-    let (peer_rate, peer_latencies) = vote_run(http, &peer_base, &peer_competitions, &voters).await;
+    let per_round = VOTE_COMPETITIONS / ROUNDS;
+    let (mut healthz_rates, mut vote_rates, mut peer_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut latencies, mut peer_latencies) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let slice = round * per_round..(round + 1) * per_round;
+        healthz_rates.push(healthz_run(http, &server.base).await);
+        let (rate, mut l) = vote_run(http, &server.base, &competitions[slice.clone()], &voters).await;
+        vote_rates.push(rate);
+        latencies.append(&mut l);
+        let (rate, mut l) = vote_run(http, &peer_base, &peer_competitions[slice], &voters).await;
+        peer_rates.push(rate);
+        peer_latencies.append(&mut l);
+        println!(
+            "round {round}: GET /healthz {:.0} req/s | thisthat votes {:.0}/s ({:.2} of /healthz) | peer votes {:.0}/s (thisthat {:.2}x)",
+            healthz_rates[round],
+            vote_rates[round],
+            vote_rates[round] / healthz_rates[round],
+            peer_rates[round],
+            vote_rates[round] / peer_rates[round],
+        );
+    }
     let _ = peer_child.kill();
     let _ = peer_child.wait();
+    let ratios: Vec<f64> = vote_rates.iter().zip(&healthz_rates).map(|(v, h)| v / h).collect();
+    let peer_ratios: Vec<f64> = vote_rates.iter().zip(&peer_rates).map(|(v, p)| v / p).collect();
+    let (hello, votes_rate, peer_rate) = (
+        median_f64(&healthz_rates),
+        median_f64(&vote_rates),
+        median_f64(&peer_rates),
+    );
+    let (votes_ratio, peer_ratio) = (median_f64(&ratios), median_f64(&peer_ratios));
+    latencies.sort();
+    peer_latencies.sort();
+    let vote_n = latencies.len();
+    let (p50, p99) = (latencies[vote_n / 2], latencies[vote_n * 99 / 100]);
     let (peer_p50, peer_p99) = (peer_latencies[vote_n / 2], peer_latencies[vote_n * 99 / 100]);
     println!(
-        "the peer (axum + rusqlite by hand), same clients: POST votes {peer_rate:.0} votes/s, p50 {peer_p50:?}, p99 {peer_p99:?}; thisthat = {:.2}x the peer",
-        votes_rate / peer_rate
+        "HTTP on loopback, {CONCURRENCY} concurrent clients, medians of {ROUNDS} interleaved rounds: GET /healthz {hello:.0} req/s | POST votes {votes_rate:.0} votes/s ({vote_n} votes in all, every 24th closes a competition and writes the outbox) | votes/healthz {votes_ratio:.2} (rounds {:.2}–{:.2})",
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+    );
+    println!("vote latency at {CONCURRENCY} clients, all rounds: p50 {p50:?}, p99 {p99:?}");
+    println!(
+        "the peer (axum + rusqlite by hand), same clients: POST votes {peer_rate:.0} votes/s, p50 {peer_p50:?}, p99 {peer_p99:?}; thisthat = {peer_ratio:.2}x the peer (rounds {:.2}–{:.2})",
+        peer_ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        peer_ratios.iter().copied().fold(0.0, f64::max),
     );
     drop(server);
 
-    let (server, _) = start(http).await;
-    let competitions = create_competitions(http, &server, 42).await;
-    let before = vm_hwm_kib(server.child.id());
-    let burst: Vec<_> = (0..1000)
-        .map(|i| (competitions[i % competitions.len()].clone(), i))
-        .collect();
-    let started = Instant::now();
-    let statuses: Vec<u16> = stream::iter(burst)
-        .map(|(c, i)| {
-            let r = http
-                .post(format!("{}/v1/competitions/{c}/votes", server.base))
-                .bearer_auth(token(&server, &format!("burst{i}")))
-                .json(&serde_json::json!({"choice": i % 3}));
-            async move { r.send().await.expect("vote").status().as_u16() }
-        })
-        .buffer_unordered(1000)
-        .collect()
-        .await;
-    let accepted = statuses.iter().filter(|s| **s == 200).count();
-    let after = vm_hwm_kib(server.child.id());
-    println!(
-        "1,000 concurrent voters on 42 competitions: {accepted} accepted, {} refused as closed, in {:?}; server peak RSS {} KiB before the burst, {} KiB after",
-        statuses.iter().filter(|s| **s == 409).count(),
-        started.elapsed(),
-        before,
-        after
-    );
-    assert_eq!(
-        accepted, 1000,
-        "42 competitions take up to 1,008 votes, so every vote is accepted"
-    );
     serde_json::json!({
         "healthz_per_s": hello.round(),
         "votes_per_s": votes_rate.round(),
-        "votes_ratio": (votes_rate / hello * 1000.0).round() / 1000.0,
+        "votes_ratio": (votes_ratio * 1000.0).round() / 1000.0,
+        "votes_ratio_rounds": ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
         "votes_p50_ms": (ms(p50) * 100.0).round() / 100.0,
         "votes_p99_ms": (ms(p99) * 100.0).round() / 100.0,
         "peer_votes_per_s": peer_rate.round(),
-        "peer_ratio": (votes_rate / peer_rate * 1000.0).round() / 1000.0,
+        "peer_ratio": (peer_ratio * 1000.0).round() / 1000.0,
         "peer_votes_p50_ms": (ms(peer_p50) * 100.0).round() / 100.0,
         "peer_votes_p99_ms": (ms(peer_p99) * 100.0).round() / 100.0,
         "startup_ms": (ms(startup) * 10.0).round() / 10.0,
         "hello_startup_ms": (ms(hello_startup) * 10.0).round() / 10.0,
         "restart_ms": (ms(restart) * 10.0).round() / 10.0,
         "first_creation_ms": (ms(first_creation) * 10.0).round() / 10.0,
-        "peak_rss_before_burst_mb": (before as f64 / 1024.0).round(),
-        "peak_rss_mb": (after as f64 / 1024.0).round(),
+    })
+}
+
+/// Peak memory under the 1,000-voter burst, with the embedded model (the default) and without
+/// it (the `pixels:` classifier), so that the model's share is measured, not guessed.
+async fn memory_figures(http: &reqwest::Client) -> serde_json::Value {
+    let with_model = burst(http, &[]).await;
+    let without_model = burst(http, &["--classifier", "pixels:"]).await;
+    serde_json::json!({
+        "peak_rss_before_burst_mb": mib(with_model.before.peak_kib),
+        "peak_rss_mb": mib(with_model.after.peak_kib),
+        "rss_anon_mb": mib(with_model.after.anon_kib),
+        "rss_file_mb": mib(with_model.after.file_kib),
+        "threads": with_model.after.threads,
+        "no_model_peak_rss_before_burst_mb": mib(without_model.before.peak_kib),
+        "no_model_peak_rss_mb": mib(without_model.after.peak_kib),
     })
 }
 
@@ -423,7 +543,6 @@ async fn lambda_figures(http: &reqwest::Client) -> serde_json::Value {
     };
     let p = lambda::profile(http, &moto).await;
     let mb = |bytes: u64| (bytes as f64 / 1e6 * 10.0).round() / 10.0;
-    let mib = |kib: u64| (kib as f64 / 1024.0).round();
     let model = cfg!(feature = "model");
     println!(
         "thisthat lambda on moto ({} the embedded model): init {:?}, first event answered at {:?}, {:.0} events/s; peak RSS {} KiB over {} events ({} KiB after one); binary {} bytes ({} stripped)",

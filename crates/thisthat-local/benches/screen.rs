@@ -15,11 +15,11 @@ use thisthat_core::{
     MediaType,
     ports::{Classifier, PhotoInput},
 };
-use thisthat_local::ModelClassifier;
+use thisthat_local::{ModelClassifier, ModelOptions};
 use thisthat_testkit::photos;
 
 mod common;
-use common::rss_kib;
+use common::{memory_kib, rss_kib};
 
 const ROUNDS: usize = 10;
 
@@ -48,6 +48,9 @@ fn input(bytes: Bytes) -> PhotoInput {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let screen = std::env::var("THISTHAT_BENCH_SCREEN").map_or(true, |v| v != "off");
+    let threads: usize = std::env::var("THISTHAT_BENCH_THREADS")
+        .ok()
+        .map_or(1, |v| v.parse().expect("THISTHAT_BENCH_THREADS is a number"));
     let photos: Vec<PhotoInput> = [
         photos::cat_png(),
         photos::coffee_png(),
@@ -59,9 +62,11 @@ async fn main() {
     .collect();
 
     let started = Instant::now();
-    let classifier = ModelClassifier::with_screen(screen).expect("model");
+    let options = ModelOptions::default().screen(screen).threads(threads);
+    let classifier = ModelClassifier::with_options(options).expect("model");
     classifier.classify(&photos[0]).await.expect("first photo");
     let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let loaded = memory_kib();
     assert_eq!(classifier.screens_content(), screen);
 
     let mut alone = Vec::new();
@@ -84,15 +89,31 @@ async fn main() {
     }
     let (rss, peak) = rss_mib();
     let (alone_ms, three_ms) = (median(alone), median(three));
-    println!("screen: {screen}");
+    let now = memory_kib();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!("screen: {screen}, {threads} inference thread(s)");
+    println!(
+        "after the first photo: resident {:.1} MiB ({:.1} anonymous, {:.1} files), peak {:.1} MiB",
+        mib(loaded.rss),
+        mib(loaded.anon),
+        mib(loaded.file),
+        mib(loaded.peak)
+    );
     println!("load and first photo: {ready_ms:.0} ms");
     println!(
         "one photo at a time (median of {}): {alone_ms:.1} ms",
         ROUNDS * photos.len()
     );
     println!("three photos at once (median of {ROUNDS}): {three_ms:.1} ms");
-    println!("resident: {rss:.1} MiB, peak {peak:.1} MiB");
     println!(
-        "RESULT {{\"screen\":{screen},\"ready_ms\":{ready_ms:.1},\"photo_ms\":{alone_ms:.2},\"three_photos_ms\":{three_ms:.2},\"rss_mib\":{rss:.1},\"peak_rss_mib\":{peak:.1}}}"
+        "at the end: resident {rss:.1} MiB ({:.1} anonymous, {:.1} files), peak {peak:.1} MiB",
+        mib(now.anon),
+        mib(now.file)
+    );
+    println!(
+        "RESULT {{\"screen\":{screen},\"threads\":{threads},\"ready_ms\":{ready_ms:.1},\"photo_ms\":{alone_ms:.2},\"three_photos_ms\":{three_ms:.2},\"loaded_peak_rss_mib\":{:.1},\"rss_mib\":{rss:.1},\"anon_mib\":{:.1},\"file_mib\":{:.1},\"peak_rss_mib\":{peak:.1}}}",
+        mib(loaded.peak),
+        mib(now.anon),
+        mib(now.file)
     );
 }

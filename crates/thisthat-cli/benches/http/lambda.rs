@@ -425,7 +425,7 @@ pub async fn profile(http: &reqwest::Client, moto: &str) -> Profile {
         notifier: notifier.clone(),
     };
     let (_, mut child) = run(Plan::Provision, &provision, moto, &log).await;
-    let idle_rss_kib = crate::vm_hwm_kib(child.id());
+    let idle_rss_kib = crate::memory(child.id()).peak_kib;
     let _ = child.kill();
     let _ = child.wait();
 
@@ -435,7 +435,7 @@ pub async fn profile(http: &reqwest::Client, moto: &str) -> Profile {
         notifier,
     };
     let (script, mut child) = run(Plan::Load, &urls, moto, &log).await;
-    let peak_rss_kib = crate::vm_hwm_kib(child.id());
+    let peak_rss_kib = crate::memory(child.id()).peak_kib;
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(script.competitions.len(), OWNERS, "every owner created a competition");
