@@ -379,6 +379,10 @@ fn main() {
         // THISTHAT_BENCH_ONLY=lambda: the Lambda profile alone, e.g. for a build without the
         // model; THISTHAT_BENCH_ONLY=memory: the 1,000-voter bursts alone.
         let only = std::env::var("THISTHAT_BENCH_ONLY").unwrap_or_default();
+        assert!(
+            ["", "memory", "lambda"].contains(&only.as_str()),
+            "THISTHAT_BENCH_ONLY={only}: say memory or lambda, or leave it unset for every part"
+        );
         let mut parts = Vec::new();
         if only.is_empty() {
             parts.push(serve_figures(&http).await);
@@ -508,6 +512,7 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
         "votes_p99_ms": (ms(p99) * 100.0).round() / 100.0,
         "peer_votes_per_s": peer_rate.round(),
         "peer_ratio": (peer_ratio * 1000.0).round() / 1000.0,
+        "peer_ratio_rounds": peer_ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
         "peer_votes_p50_ms": (ms(peer_p50) * 100.0).round() / 100.0,
         "peer_votes_p99_ms": (ms(peer_p99) * 100.0).round() / 100.0,
         "startup_ms": (ms(startup) * 10.0).round() / 10.0,

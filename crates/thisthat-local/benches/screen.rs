@@ -63,6 +63,7 @@ async fn main() {
 
     let started = Instant::now();
     let options = ModelOptions::default().screen(screen).threads(threads);
+    let threads = options.thread_count();
     let classifier = ModelClassifier::with_options(options).expect("model");
     classifier.classify(&photos[0]).await.expect("first photo");
     let ready_ms = started.elapsed().as_secs_f64() * 1000.0;

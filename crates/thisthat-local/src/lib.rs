@@ -84,21 +84,17 @@ fn model_classifier(url: &Url) -> Result<Arc<dyn Classifier>> {
         let threads = threads
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=MAX_MODEL_THREADS).contains(n))
+            .filter(|n| (1..=ModelOptions::MAX_THREADS).contains(n))
             .ok_or_else(|| {
                 thisthat_core::Error::config(format!(
-                    "model: threads={threads} is not a whole number from 1 to {MAX_MODEL_THREADS}: say how many photos to classify at once, e.g. model:?threads=2"
+                    "model: threads={threads} is not a whole number from 1 to {}: say how many photos to classify at once, e.g. model:?threads=2",
+                    ModelOptions::MAX_THREADS
                 ))
             })?;
         options = options.threads(threads);
     }
     Ok(Arc::new(ModelClassifier::with_options(options)?))
 }
-
-/// The most inference threads a `model:` URL may ask for: each holds its own scratch
-/// buffers, so a typo of an extra digit should not cost gigabytes.
-#[cfg(feature = "model")]
-const MAX_MODEL_THREADS: usize = 64;
 
 #[cfg(not(feature = "model"))]
 fn model_classifier(_: &Url) -> Result<Arc<dyn Classifier>> {

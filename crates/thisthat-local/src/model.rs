@@ -172,10 +172,15 @@ impl ModelOptions {
         self
     }
 
-    /// Classifies on this many threads at once (at least one; 0 counts as 1).
+    /// The most inference threads a classifier runs: each holds its own scratch buffers, so
+    /// a typo of an extra digit should not cost gigabytes.
+    pub const MAX_THREADS: usize = 64;
+
+    /// Classifies on this many threads at once: at least one (0 counts as 1), at most
+    /// [`ModelOptions::MAX_THREADS`] (more count as that).
     #[must_use]
     pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
+        self.threads = threads.clamp(1, Self::MAX_THREADS);
         self
     }
 
@@ -215,7 +220,7 @@ impl ModelClassifier {
                 format!("classes.txt has {} names, expected {CLASS_COUNT}", classes.len()),
             ));
         }
-        let threads = threads.max(1);
+        let threads = threads.clamp(1, ModelOptions::MAX_THREADS);
         // A bounded queue: under overload callers wait for room (backpressure) instead of
         // queueing photos without limit behind requests that may already have timed out.
         let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(threads * 8);
@@ -236,9 +241,14 @@ impl ModelClassifier {
                 let loaded = (screen && !dropped())
                     .then(|| load(&mut *embedded(SCREEN_MODEL), &[1, side, side, 3]))
                     .transpose()
-                    .and_then(|screen| Ok((load(&mut *embedded(MODEL), &[1, 3, side, side])?, screen)));
+                    .and_then(|screen| {
+                        if dropped() {
+                            return Err(tract_onnx::prelude::TractError::msg("the classifier was dropped"));
+                        }
+                        Ok((load(&mut *embedded(MODEL), &[1, 3, side, side])?, screen))
+                    });
                 let (plan, screen) = match loaded {
-                    Ok(_) if dropped() => return,
+                    _ if dropped() => return,
                     Ok(loaded) => loaded,
                     Err(e) => return refuse_all(&receiver, &e.to_string()),
                 };

@@ -10,7 +10,10 @@
 //!
 //! Where that cannot be done (not Linux, `/proc` not mounted, an executable that cannot be
 //! read, data that is not where the mapping says), the bytes are used where they are, as
-//! before: slower to release, never wrong.
+//! before: slower to release, never wrong. The offset is trusted only when both ends of the
+//! bytes read from the file equal the embedded ones. The mapping's device and inode are not
+//! compared with the executable's: overlayfs (containers) and btrfs report different ones
+//! for the same file.
 
 use std::io::{Cursor, Read};
 
@@ -19,7 +22,12 @@ use std::io::{Cursor, Read};
 pub(crate) fn embedded(bytes: &'static [u8]) -> Box<dyn Read> {
     match from_the_executable(bytes) {
         Some(file) => Box::new(file),
-        None => Box::new(Cursor::new(bytes)),
+        None => {
+            tracing::debug!(
+                "model: reading the embedded model from memory; its pages stay resident (the executable's file could not be read at its offset)"
+            );
+            Box::new(Cursor::new(bytes))
+        }
     }
 }
 
@@ -33,7 +41,7 @@ const SAMPLE: usize = 4096;
 fn from_the_executable(bytes: &'static [u8]) -> Option<std::io::Take<std::fs::File>> {
     use std::{
         io::{Seek, SeekFrom},
-        os::unix::fs::{FileExt, MetadataExt},
+        os::unix::fs::FileExt,
     };
 
     if bytes.len() < 2 * SAMPLE {
@@ -43,16 +51,13 @@ fn from_the_executable(bytes: &'static [u8]) -> Option<std::io::Take<std::fs::Fi
     let end = start.checked_add(bytes.len())?;
     // /proc/self/exe is the file this process runs, even if its path was replaced since.
     let exe = std::fs::File::open("/proc/self/exe").ok()?;
-    let metadata = exe.metadata().ok()?;
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    // The one file-backed mapping that holds all of the bytes (inode 0 is anonymous memory).
     let offset = maps.lines().find_map(|line| {
         let mapping = Mapping::parse(line)?;
-        (mapping.low <= start
-            && end <= mapping.high
-            && mapping.inode == metadata.ino()
-            && mapping.device == metadata.dev())
-        .then(|| mapping.offset.checked_add(u64::try_from(start - mapping.low).ok()?))
-        .flatten()
+        (mapping.low <= start && end <= mapping.high && mapping.inode != 0)
+            .then(|| mapping.offset.checked_add(u64::try_from(start - mapping.low).ok()?))
+            .flatten()
     })?;
     let length = u64::try_from(bytes.len()).ok()?;
     let tail = bytes.len() - SAMPLE;
@@ -82,8 +87,7 @@ struct Mapping {
     high: usize,
     /// Where in the file `low` is.
     offset: u64,
-    /// As `stat` encodes it (glibc's `makedev`).
-    device: u64,
+    /// 0 for memory that no file backs.
     inode: u64,
 }
 
@@ -91,7 +95,7 @@ struct Mapping {
 impl Mapping {
     fn parse(line: &str) -> Option<Mapping> {
         let mut fields = line.split_ascii_whitespace();
-        let (range, _perms, offset, device, inode) = (
+        let (range, _perms, offset, _device, inode) = (
             fields.next()?,
             fields.next()?,
             fields.next()?,
@@ -99,19 +103,10 @@ impl Mapping {
             fields.next()?,
         );
         let (low, high) = range.split_once('-')?;
-        let (major, minor) = device.split_once(':')?;
-        let (major, minor) = (
-            u64::from_str_radix(major, 16).ok()?,
-            u64::from_str_radix(minor, 16).ok()?,
-        );
         Some(Mapping {
             low: usize::from_str_radix(low, 16).ok()?,
             high: usize::from_str_radix(high, 16).ok()?,
             offset: u64::from_str_radix(offset, 16).ok()?,
-            device: ((major & 0xffff_f000) << 32)
-                | ((major & 0x0000_0fff) << 8)
-                | ((minor & 0xffff_ff00) << 12)
-                | (minor & 0x0000_00ff),
             inode: inode.parse().ok()?,
         })
     }
@@ -121,6 +116,7 @@ impl Mapping {
 mod tests {
     use super::*;
 
+    #[cfg(target_os = "linux")]
     static EMBEDDED: &[u8] = include_bytes!("../model/efficientnet_lite0.onnx");
 
     #[test]
@@ -153,8 +149,8 @@ mod tests {
             (m.low, m.high, m.offset, m.inode),
             (0x7f12_a000_0000, 0x7f12_a100_0000, 0xa3_c000, 1_234_567)
         );
-        // fd:01 as glibc's makedev encodes it, which is what stat's st_dev holds.
-        assert_eq!(m.device, 0xfd01);
+        let anonymous = Mapping::parse("7f12a1000000-7f12a2000000 rw-p 00000000 00:00 0").expect("a maps line");
+        assert_eq!(anonymous.inode, 0);
         assert!(Mapping::parse("not a maps line").is_none());
     }
 }
