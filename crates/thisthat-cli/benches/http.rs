@@ -148,16 +148,11 @@ async fn start(http: &reqwest::Client) -> (Server, Duration) {
 async fn start_with(http: &reqwest::Client, args: &[&str]) -> (Server, Duration) {
     let dir = std::env::temp_dir().join(format!("thisthat-bench-http-{}-{}", std::process::id(), free_port()));
     let _ = std::fs::remove_dir_all(&dir);
-    start_in_with(http, dir, args).await
+    start_in(http, dir, args).await
 }
 
-/// Starts `thisthat serve` on `dir`, new or kept from an earlier start.
-async fn start_in(http: &reqwest::Client, dir: PathBuf) -> (Server, Duration) {
-    start_in_with(http, dir, &[]).await
-}
-
-/// Starts `thisthat serve` on `dir` with more arguments.
-async fn start_in_with(http: &reqwest::Client, dir: PathBuf, args: &[&str]) -> (Server, Duration) {
+/// Starts `thisthat serve` on `dir`, new or kept from an earlier start, with more arguments.
+async fn start_in(http: &reqwest::Client, dir: PathBuf, args: &[&str]) -> (Server, Duration) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
@@ -414,7 +409,7 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
         server.remove_dir = false;
         let dir = server.dir.clone();
         drop(server);
-        let (server, ready) = start_in(http, dir).await;
+        let (server, ready) = start_in(http, dir, &[]).await;
         restarts.push(ready);
         drop(server);
         hellos.push(start_hello(http).await);

@@ -211,6 +211,7 @@ impl ModelClassifier {
 
     /// As [`ModelClassifier::new`], as `options` say.
     pub fn with_options(options: ModelOptions) -> Result<Self> {
+        // `ModelOptions::threads` keeps the count within 1..=MAX_THREADS.
         let ModelOptions { screen, threads } = options;
         let started = Instant::now();
         let classes: Arc<[&'static str]> = CLASSES.lines().map(str::trim).collect();
@@ -220,7 +221,6 @@ impl ModelClassifier {
                 format!("classes.txt has {} names, expected {CLASS_COUNT}", classes.len()),
             ));
         }
-        let threads = threads.clamp(1, ModelOptions::MAX_THREADS);
         // A bounded queue: under overload callers wait for room (backpressure) instead of
         // queueing photos without limit behind requests that may already have timed out.
         let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(threads * 8);
