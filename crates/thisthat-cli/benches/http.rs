@@ -5,7 +5,10 @@
 //! - HTTP votes/s, next to a hello-world route (`/healthz`) of the same stack at the same
 //!   concurrency, and the same votes against a peer: the endpoint a team would write by hand
 //!   with axum and rusqlite (`http/peer.rs`, this bench binary run again with
-//!   `THISTHAT_BENCH_PEER` set), in interleaved rounds whose ratios' medians are reported;
+//!   `THISTHAT_BENCH_PEER` set), and against the floor: the same process's endpoint that only
+//!   checks the token, parses the body and inserts one row by group commit, next to that
+//!   process's bare `/healthz`: the ceiling of any durable vote on this stack; in interleaved
+//!   rounds whose ratios' medians are reported;
 //! - peak memory (VmHWM) of the server under 1,000 concurrent voters, with the embedded model
 //!   and without it (`THISTHAT_BENCH_ONLY=memory` runs only this);
 //! - with the `lambda` and `aws` features, under `scripts/with-emulators aws`: `thisthat` as a
@@ -439,8 +442,8 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
     let first_creation = median(first_creations);
     println!("start-up to the first created competition (3 photos classified), median of 3: {first_creation:?}");
 
-    // Throughput in interleaved rounds: `/healthz`, thisthat's votes, the peer's votes, then
-    // again, so that each round's three figures see the same load. A single long run of each
+    // Throughput in interleaved rounds: `/healthz`, thisthat's votes, the peer's votes, the
+    // floor's, then again, so that each round's four figures see the same load. A single long run of each
     // let the machine's drift decide the ratio (docs/performance.md, runs 6–9); the medians of
     // the rounds' ratios are what RESULT reports.
     let (server, _) = start(http).await;
@@ -450,7 +453,9 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
     let (mut peer_child, peer_base) = start_peer(&peer_dir, &server.secret).await;
     let peer_competitions: Vec<String> = (0..VOTE_COMPETITIONS).map(peer::competition).collect();
     let per_round = VOTE_COMPETITIONS / ROUNDS;
+    let floor_base = format!("{peer_base}/floor");
     let (mut healthz_rates, mut vote_rates, mut peer_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut floor_rates, mut bare_healthz_rates) = (Vec::new(), Vec::new());
     let (mut latencies, mut peer_latencies) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let slice = round * per_round..(round + 1) * per_round;
@@ -458,22 +463,34 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
         let (rate, mut l) = vote_run(http, &server.base, &competitions[slice.clone()], &voters).await;
         vote_rates.push(rate);
         latencies.append(&mut l);
-        let (rate, mut l) = vote_run(http, &peer_base, &peer_competitions[slice], &voters).await;
+        let (rate, mut l) = vote_run(http, &peer_base, &peer_competitions[slice.clone()], &voters).await;
         peer_rates.push(rate);
         peer_latencies.append(&mut l);
+        bare_healthz_rates.push(healthz_run(http, &peer_base).await);
+        floor_rates.push(vote_run(http, &floor_base, &peer_competitions[slice], &voters).await.0);
         println!(
-            "round {round}: GET /healthz {:.0} req/s | thisthat votes {:.0}/s ({:.2} of /healthz) | peer votes {:.0}/s (thisthat {:.2}x)",
+            "round {round}: GET /healthz {:.0} req/s | thisthat votes {:.0}/s ({:.2} of /healthz) | peer votes {:.0}/s (thisthat {:.2}x) | bare /healthz {:.0} req/s, floor {:.0}/s ({:.2} of it)",
             healthz_rates[round],
             vote_rates[round],
             vote_rates[round] / healthz_rates[round],
             peer_rates[round],
             vote_rates[round] / peer_rates[round],
+            bare_healthz_rates[round],
+            floor_rates[round],
+            floor_rates[round] / bare_healthz_rates[round],
         );
     }
     let _ = peer_child.kill();
     let _ = peer_child.wait();
     let ratios: Vec<f64> = vote_rates.iter().zip(&healthz_rates).map(|(v, h)| v / h).collect();
     let peer_ratios: Vec<f64> = vote_rates.iter().zip(&peer_rates).map(|(v, p)| v / p).collect();
+    let floor_ratios: Vec<f64> = floor_rates
+        .iter()
+        .zip(&bare_healthz_rates)
+        .map(|(f, h)| f / h)
+        .collect();
+    let of_floor: Vec<f64> = vote_rates.iter().zip(&floor_rates).map(|(v, f)| v / f).collect();
+    let (floor_ratio, votes_of_floor) = (median_f64(&floor_ratios), median_f64(&of_floor));
     let (hello, votes_rate, peer_rate) = (
         median_f64(&healthz_rates),
         median_f64(&vote_rates),
@@ -496,6 +513,13 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
         peer_ratios.iter().copied().fold(f64::INFINITY, f64::min),
         peer_ratios.iter().copied().fold(0.0, f64::max),
     );
+    println!(
+        "the floor (token, body, one row by group commit, no rule, no layer), same clients: POST votes {:.0} votes/s, {floor_ratio:.2} of its bare /healthz ({:.0} req/s; rounds {:.2}–{:.2}); thisthat = {votes_of_floor:.2} of the floor",
+        median_f64(&floor_rates),
+        median_f64(&bare_healthz_rates),
+        floor_ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        floor_ratios.iter().copied().fold(0.0, f64::max),
+    );
     drop(server);
 
     serde_json::json!({
@@ -510,6 +534,11 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
         "peer_ratio_rounds": peer_ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
         "peer_votes_p50_ms": (ms(peer_p50) * 100.0).round() / 100.0,
         "peer_votes_p99_ms": (ms(peer_p99) * 100.0).round() / 100.0,
+        "floor_votes_per_s": median_f64(&floor_rates).round(),
+        "bare_healthz_per_s": median_f64(&bare_healthz_rates).round(),
+        "floor_ratio": (floor_ratio * 1000.0).round() / 1000.0,
+        "floor_ratio_rounds": floor_ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+        "votes_of_floor": (votes_of_floor * 1000.0).round() / 1000.0,
         "startup_ms": (ms(startup) * 10.0).round() / 10.0,
         "hello_startup_ms": (ms(hello_startup) * 10.0).round() / 10.0,
         "restart_ms": (ms(restart) * 10.0).round() / 10.0,
