@@ -784,16 +784,22 @@ fn vote_in_savepoint(c: &Connection, vote: &Vote) -> std::result::Result<Result<
 /// rejection may leave the vote row written: the caller rolls back to its savepoint.
 fn cast_one(c: &Connection, vote: &Vote) -> Result<VoteReceipt> {
     // Only the standing is read and written: the photos, title and categories in the body
-    // never change after publishing.
+    // never change after publishing. The vote is first decided as its voter's first: nearly
+    // every vote is, and the insert below finds an earlier one anyway (its key conflicts),
+    // so the earlier vote is read only when there is one or the vote is refused.
     let stored = read_standing(c, &vote.competition)?;
-    let earlier = read_earlier_vote(c, vote)?;
-    let (standing, receipt, notification) = match decide_vote(vote, stored, earlier)? {
-        VoteDecision::Repeat(receipt) => return Ok(receipt),
-        VoteDecision::Count {
+    let (standing, receipt, notification) = match decide_vote(vote, stored, None) {
+        Ok(VoteDecision::Count {
             standing,
             receipt,
             notification,
-        } => (standing, receipt, notification),
+        }) => (standing, receipt, notification),
+        Ok(VoteDecision::Repeat(receipt)) => return Ok(receipt),
+        // No earlier vote can be found on a competition that does not exist.
+        Err(missing @ Error::NotFound { .. }) => return Err(missing),
+        // Refused as a first vote (the competition closed, say): a retry of a vote that
+        // counted is still answered its receipt.
+        Err(_) => return decide_with_earlier_vote(c, vote),
     };
     let choice = i64::try_from(vote.choice).unwrap_or(i64::MAX);
     let tally = serde_json::to_string(&standing.tally).map_err(json_error)?;
@@ -812,9 +818,8 @@ fn cast_one(c: &Connection, vote: &Vote) -> Result<VoteReceipt> {
         ])
         .map_err(sqlite_error)?;
     if recorded == 0 {
-        // Read inside the same write transaction, so this cannot happen; the schema's key is
-        // the last word all the same.
-        return Err(Error::AlreadyVoted);
+        // The voter voted before: nothing was written, and their earlier vote decides.
+        return decide_with_earlier_vote(c, vote);
     }
     if receipt.closed.is_none() {
         // The status is unchanged: leaving it out of the UPDATE leaves the feed index's page
@@ -834,6 +839,19 @@ fn cast_one(c: &Connection, vote: &Vote) -> Result<VoteReceipt> {
             .map_err(sqlite_error)?;
     }
     Ok(receipt)
+}
+
+/// A vote that cannot count as its voter's first, decided as [`decide_vote`] decides with the
+/// earlier vote read: the same vote again is answered its first receipt, another is refused,
+/// and without an earlier vote the refusal of a first vote stands.
+fn decide_with_earlier_vote(c: &Connection, vote: &Vote) -> Result<VoteReceipt> {
+    let earlier = read_earlier_vote(c, vote)?;
+    match decide_vote(vote, read_standing(c, &vote.competition)?, earlier)? {
+        VoteDecision::Repeat(receipt) => Ok(receipt),
+        // Counted now, when it could not count a moment ago in the same write transaction:
+        // cannot happen; refusing is the safe answer, and writes nothing.
+        VoteDecision::Count { .. } => Err(Error::AlreadyVoted),
+    }
 }
 
 /// The voter's earlier vote on the competition, with its receipt if it was kept (schema v3).
