@@ -7,7 +7,7 @@
 //!   with axum and rusqlite (`http/peer.rs`, this bench binary run again with
 //!   `THISTHAT_BENCH_PEER` set), and against the floor: the same process's endpoint that only
 //!   checks the token, parses the body and inserts one row by group commit, next to that
-//!   process's bare `/healthz`: the ceiling of any durable vote on this stack; in interleaved
+//!   process's bare `/healthz`: the least a durable vote on this stack does; in interleaved
 //!   rounds whose ratios' medians are reported;
 //! - peak memory (VmHWM) of the server under 1,000 concurrent voters, with the embedded model
 //!   and without it (`THISTHAT_BENCH_ONLY=memory` runs only this);
@@ -36,8 +36,9 @@ mod peer;
 const CONCURRENCY: usize = 32;
 /// Competitions the vote runs fill, 24 votes each.
 const VOTE_COMPETITIONS: usize = 560;
-/// Interleaved rounds of `/healthz`, thisthat's votes and the peer's votes; each round's
-/// votes fill `VOTE_COMPETITIONS / ROUNDS` competitions.
+/// Interleaved rounds of `/healthz`, thisthat's votes, the peer's votes, the peer process's
+/// bare `/healthz` and the floor's votes; each round's votes fill `VOTE_COMPETITIONS / ROUNDS`
+/// competitions (on each side).
 const ROUNDS: usize = 7;
 /// `/healthz` requests in each round: about as long as a round's votes take.
 const HEALTHZ_PER_ROUND: usize = 5_000;
@@ -443,7 +444,8 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
     println!("start-up to the first created competition (3 photos classified), median of 3: {first_creation:?}");
 
     // Throughput in interleaved rounds: `/healthz`, thisthat's votes, the peer's votes, the
-    // floor's, then again, so that each round's four figures see the same load. A single long run of each
+    // bare `/healthz` and the floor's votes, then again, so that each round's five figures see
+    // the same load. A single long run of each
     // let the machine's drift decide the ratio (docs/performance.md, runs 6–9); the medians of
     // the rounds' ratios are what RESULT reports.
     let (server, _) = start(http).await;

@@ -795,7 +795,8 @@ fn cast_one(c: &Connection, vote: &Vote) -> Result<VoteReceipt> {
             notification,
         }) => (standing, receipt, notification),
         Ok(VoteDecision::Repeat(receipt)) => return Ok(receipt),
-        // No earlier vote can be found on a competition that does not exist.
+        // No earlier vote can be found on a competition that does not exist (or is a draft,
+        // which takes no votes).
         Err(missing @ Error::NotFound { .. }) => return Err(missing),
         // Refused as a first vote (the competition closed, say): a retry of a vote that
         // counted is still answered its receipt.
@@ -1351,8 +1352,9 @@ mod tests {
                 fixtures::vote(a, "bob", 0),
                 fixtures::vote(a, "alice", 0),
                 fixtures::vote(a, "bob", 1),
-                // Inserted, then refused for its choice: rolled back to its savepoint, so carol's
-                // valid vote right after is not "already voted".
+                // Refused for its choice (before anything is written; a refusal after a write
+                // is rolled back to its savepoint), so carol's valid vote right after is not
+                // "already voted".
                 fixtures::vote(a, "carol", 9),
                 fixtures::vote(a, "carol", 1),
                 fixtures::vote(a, "dave", 2),
@@ -1456,6 +1458,22 @@ mod tests {
         assert!(matches!(answers[4], Err(Error::Conflict { .. })), "{:?}", answers[4]);
         assert_eq!(voters(&db, a).await, ["bob", "carol", "dave", "erin"]);
         assert_eq!(db.competition(&a.id).await.unwrap().tally.counts(), &[2, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_repeat_of_a_vote_kept_without_its_receipt_is_already_voted() {
+        let (db, cs) = with_competitions(&[("alice", 24)]).await;
+        let vote = fixtures::vote(&cs[0], "bob", 0);
+        db.cast_vote(&vote).await.unwrap();
+        // As a database from before schema v3 holds it: the insert conflicts, and the earlier
+        // vote has no receipt to answer with.
+        db.write(|c| exec(c, "UPDATE votes SET receipt_tally = NULL"))
+            .await
+            .unwrap();
+        let again = db.cast_vote(&vote).await;
+        assert!(matches!(again, Err(Error::AlreadyVoted)), "{again:?}");
+        assert_eq!(db.competition(&cs[0].id).await.unwrap().tally.total(), 1);
+        assert_eq!(voters(&db, &cs[0]).await, ["bob"]);
     }
 
     #[tokio::test]
