@@ -126,10 +126,7 @@ async fn vote(
     headers: HeaderMap,
     Json(ballot): Json<Ballot>,
 ) -> Result<Json<serde_json::Value>, StatusCode> {
-    let voter = peer.voter(&headers)?;
-    if ballot.choice > 2 {
-        return Err(StatusCode::UNPROCESSABLE_ENTITY);
-    }
+    let voter = peer.check(&headers, &ballot)?;
     tokio::task::spawn_blocking(move || peer.cast(&id, &voter, ballot.choice))
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
@@ -142,10 +139,7 @@ async fn floor_vote(
     headers: HeaderMap,
     Json(ballot): Json<Ballot>,
 ) -> Result<Json<serde_json::Value>, StatusCode> {
-    let voter = peer.voter(&headers)?;
-    if ballot.choice > 2 {
-        return Err(StatusCode::UNPROCESSABLE_ENTITY);
-    }
+    let voter = peer.check(&headers, &ballot)?;
     let (inserted, answer) = tokio::sync::oneshot::channel();
     let vote = FloorVote {
         competition: competition.clone(),
@@ -192,6 +186,16 @@ fn floor_writer(mut db: Connection, votes: &mpsc::Receiver<FloorVote>) {
 }
 
 impl Peer {
+    /// The checks the peer and the floor both make before writing: the bearer token's subject
+    /// (as thisthat's local auth issues it) is the voter, and the choice is one of 3 photos.
+    fn check(&self, headers: &HeaderMap, ballot: &Ballot) -> Result<String, StatusCode> {
+        let voter = self.voter(headers)?;
+        if ballot.choice > 2 {
+            return Err(StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        Ok(voter)
+    }
+
     /// The bearer token's subject, as thisthat's local auth issues it.
     fn voter(&self, headers: &HeaderMap) -> Result<String, StatusCode> {
         let token = headers
