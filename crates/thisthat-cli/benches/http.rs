@@ -8,7 +8,9 @@
 //!   `THISTHAT_BENCH_PEER` set), and against the floor: the same process's endpoint that only
 //!   checks the token, parses the body and inserts one row by group commit, next to that
 //!   process's bare `/healthz`: the least a durable vote on this stack does; in interleaved
-//!   rounds whose ratios' medians are reported;
+//!   rounds whose ratios' medians are reported; with, for each of those five, the CPU time
+//!   per request of the server and of this client, and the server's context switches per
+//!   request, from `/proc` (what a request costs, where throughput measures the machine too);
 //! - peak memory (VmHWM) of the server under 1,000 concurrent voters, with the embedded model
 //!   and without it (`THISTHAT_BENCH_ONLY=memory` runs only this);
 //! - with the `lambda` and `aws` features, under `scripts/with-emulators aws`: `thisthat` as a
@@ -297,6 +299,88 @@ fn memory(pid: u32) -> Memory {
     }
 }
 
+/// CPU time and context switches a process has used so far, from `/proc`: counted over many
+/// requests, what one request costs each side, since throughput on 2 shared cores is CPU
+/// spent, and a switch is a thread put to sleep and woken.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    /// User and system time (`utime` + `stime`), in clock ticks of 10 ms (Linux's `USER_HZ`).
+    cpu_ticks: u64,
+    /// Voluntary and involuntary context switches over the threads alive now.
+    switches: u64,
+}
+
+fn usage(pid: u32) -> Usage {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis start at the third, `state`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let switches = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|task| {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum();
+    // utime and stime are the 14th and 15th fields.
+    Usage {
+        cpu_ticks: field(11) + field(12),
+        switches,
+    }
+}
+
+/// What a phase of the rounds cost: the server's and this client's CPU and the server's
+/// context switches, summed over every round, and the requests they served.
+#[derive(Default)]
+struct Cost {
+    server: Usage,
+    client: Usage,
+    requests: usize,
+}
+
+impl Cost {
+    /// Runs `phase`, adding to the cost what `server_pid` and this process used meanwhile.
+    async fn count<T>(&mut self, server_pid: u32, requests: usize, phase: impl Future<Output = T>) -> T {
+        let me = std::process::id();
+        let (server, client) = (usage(server_pid), usage(me));
+        let out = phase.await;
+        let (server_after, client_after) = (usage(server_pid), usage(me));
+        self.server.cpu_ticks += server_after.cpu_ticks.saturating_sub(server.cpu_ticks);
+        self.server.switches += server_after.switches.saturating_sub(server.switches);
+        self.client.cpu_ticks += client_after.cpu_ticks.saturating_sub(client.cpu_ticks);
+        self.client.switches += client_after.switches.saturating_sub(client.switches);
+        self.requests += requests;
+        out
+    }
+
+    /// Server CPU µs per request.
+    fn server_us(&self) -> f64 {
+        (self.server.cpu_ticks as f64 * 10_000.0 / self.requests.max(1) as f64).round()
+    }
+
+    /// Client CPU µs per request.
+    fn client_us(&self) -> f64 {
+        (self.client.cpu_ticks as f64 * 10_000.0 / self.requests.max(1) as f64).round()
+    }
+
+    /// Server context switches per request.
+    fn switches(&self) -> f64 {
+        (self.server.switches as f64 * 100.0 / self.requests.max(1) as f64).round() / 100.0
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     (kib as f64 / 1024.0).round()
 }
@@ -459,17 +543,35 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
     let (mut healthz_rates, mut vote_rates, mut peer_rates) = (Vec::new(), Vec::new(), Vec::new());
     let (mut floor_rates, mut bare_healthz_rates) = (Vec::new(), Vec::new());
     let (mut latencies, mut peer_latencies) = (Vec::new(), Vec::new());
+    let (server_pid, peer_pid) = (server.child.id(), peer_child.id());
+    let round_votes = per_round * 24;
+    let [
+        mut healthz_cost,
+        mut vote_cost,
+        mut peer_cost,
+        mut bare_cost,
+        mut floor_cost,
+    ] = std::array::from_fn(|_| Cost::default());
     for round in 0..ROUNDS {
         let slice = round * per_round..(round + 1) * per_round;
-        healthz_rates.push(healthz_run(http, &server.base).await);
-        let (rate, mut l) = vote_run(http, &server.base, &competitions[slice.clone()], &voters).await;
+        let rate = healthz_cost
+            .count(server_pid, HEALTHZ_PER_ROUND, healthz_run(http, &server.base))
+            .await;
+        healthz_rates.push(rate);
+        let run = vote_run(http, &server.base, &competitions[slice.clone()], &voters);
+        let (rate, mut l) = vote_cost.count(server_pid, round_votes, run).await;
         vote_rates.push(rate);
         latencies.append(&mut l);
-        let (rate, mut l) = vote_run(http, &peer_base, &peer_competitions[slice.clone()], &voters).await;
+        let run = vote_run(http, &peer_base, &peer_competitions[slice.clone()], &voters);
+        let (rate, mut l) = peer_cost.count(peer_pid, round_votes, run).await;
         peer_rates.push(rate);
         peer_latencies.append(&mut l);
-        bare_healthz_rates.push(healthz_run(http, &peer_base).await);
-        floor_rates.push(vote_run(http, &floor_base, &peer_competitions[slice], &voters).await.0);
+        let rate = bare_cost
+            .count(peer_pid, HEALTHZ_PER_ROUND, healthz_run(http, &peer_base))
+            .await;
+        bare_healthz_rates.push(rate);
+        let run = vote_run(http, &floor_base, &peer_competitions[slice], &voters);
+        floor_rates.push(floor_cost.count(peer_pid, round_votes, run).await.0);
         println!(
             "round {round}: GET /healthz {:.0} req/s | thisthat votes {:.0}/s ({:.2} of /healthz) | peer votes {:.0}/s (thisthat {:.2}x) | bare /healthz {:.0} req/s, floor {:.0}/s ({:.2} of it)",
             healthz_rates[round],
@@ -522,9 +624,39 @@ async fn serve_figures(http: &reqwest::Client) -> serde_json::Value {
         floor_ratios.iter().copied().fold(f64::INFINITY, f64::min),
         floor_ratios.iter().copied().fold(0.0, f64::max),
     );
+    println!(
+        "CPU per request, all rounds (server µs + client µs; server context switches): thisthat /healthz {} + {} ({}) | thisthat votes {} + {} ({}) | peer votes {} + {} ({}) | bare /healthz {} + {} ({}) | floor votes {} + {} ({})",
+        healthz_cost.server_us(),
+        healthz_cost.client_us(),
+        healthz_cost.switches(),
+        vote_cost.server_us(),
+        vote_cost.client_us(),
+        vote_cost.switches(),
+        peer_cost.server_us(),
+        peer_cost.client_us(),
+        peer_cost.switches(),
+        bare_cost.server_us(),
+        bare_cost.client_us(),
+        bare_cost.switches(),
+        floor_cost.server_us(),
+        floor_cost.client_us(),
+        floor_cost.switches(),
+    );
     drop(server);
 
     serde_json::json!({
+        "server_cpu_us_per_healthz": healthz_cost.server_us(),
+        "server_cpu_us_per_vote": vote_cost.server_us(),
+        "peer_cpu_us_per_vote": peer_cost.server_us(),
+        "bare_cpu_us_per_healthz": bare_cost.server_us(),
+        "floor_cpu_us_per_vote": floor_cost.server_us(),
+        "client_cpu_us_per_healthz": healthz_cost.client_us(),
+        "client_cpu_us_per_vote": vote_cost.client_us(),
+        "switches_per_healthz": healthz_cost.switches(),
+        "switches_per_vote": vote_cost.switches(),
+        "peer_switches_per_vote": peer_cost.switches(),
+        "bare_switches_per_healthz": bare_cost.switches(),
+        "floor_switches_per_vote": floor_cost.switches(),
         "healthz_per_s": hello.round(),
         "votes_per_s": votes_rate.round(),
         "votes_ratio": (votes_ratio * 1000.0).round() / 1000.0,
