@@ -65,14 +65,9 @@ impl Interceptor for Meter {
         };
         let reported = std::mem::take(&mut *sink.lock().unwrap_or_else(PoisonError::into_inner));
         let mut usage = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = usage
-            .ports
-            .entry(call.port.to_string())
-            .or_default()
-            .entry(call.operation.to_string())
-            .or_default();
+        let entry = counted(counted(&mut usage.ports, call.port), call.operation);
         entry.calls += 1;
-        *entry.outcomes.entry(outcome.to_string()).or_default() += 1;
+        *counted(&mut entry.outcomes, outcome) += 1;
         entry.bytes_in += reported.bytes_in;
         entry.bytes_out += reported.bytes_out;
         for (unit, quantity) in reported.billed {
@@ -80,6 +75,15 @@ impl Interceptor for Meter {
         }
         result
     }
+}
+
+/// The count under `key`, started at its default the first time. `entry` would allocate the
+/// key's `String` on every call, and a meter sits around every port call (three lookups each).
+fn counted<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("the key was inserted above")
 }
 
 /// What one call reported while a [`Meter`] was around it.
