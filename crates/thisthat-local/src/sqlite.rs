@@ -646,6 +646,39 @@ fn guarded(connection: &mut Connection, work: impl FnOnce(&mut Connection)) {
     }
 }
 
+// The statements with a row limit. SQLite (since 3.5x) codes a bare `LIMIT ?n` as the constant
+// bound at preparation and marks the statement to be prepared again whenever `?n` is bound
+// anew; rusqlite clears a cached statement's bindings when it returns to the cache, which
+// counts as a new binding, so every use of such a statement parsed and planned it again: 84 k
+// instructions per claim of a closed competition's notification (`docs/performance.md`,
+// "Where a vote's CPU goes"). `CAST(?n AS INTEGER)` is not a bare parameter: prepared once.
+
+/// The oldest drafts created before `?1`, at most `?2`.
+const EXPIRED_DRAFTS_SQL: &str =
+    "SELECT id FROM competitions WHERE status = 'draft' AND id < ?1 ORDER BY id LIMIT CAST(?2 AS INTEGER)";
+
+/// A page of the feed: open competitions before the cursor `?1`, not `?2`'s own nor voted on by
+/// `?2`, in category `?3`, at most `?4`.
+const FEED_SQL: &str = "SELECT body, status, tally, outcome FROM competitions c
+     WHERE status = 'open'
+       AND (?1 IS NULL OR id < ?1)
+       AND (?2 IS NULL OR owner <> ?2)
+       AND (?2 IS NULL OR NOT EXISTS (SELECT 1 FROM votes v WHERE v.competition = c.id AND v.voter = ?2))
+       AND (?3 IS NULL OR id IN (SELECT competition FROM categories WHERE category = ?3))
+     ORDER BY id DESC
+     LIMIT CAST(?4 AS INTEGER)";
+
+/// Leases until `?1` the undelivered notifications whose lease ended by `?2` (of competition
+/// `?3` only, unless it is null), at most `?4` competitions' worth.
+const CLAIM_SQL: &str = "UPDATE notifications SET leased_until_ms = ?1
+     WHERE competition IN (
+         SELECT competition FROM notifications
+         WHERE delivered = 0
+           AND (leased_until_ms IS NULL OR leased_until_ms <= ?2)
+           AND (?3 IS NULL OR competition = ?3)
+         ORDER BY competition LIMIT CAST(?4 AS INTEGER))
+     RETURNING body";
+
 /// Runs one statement without results, prepared once per connection.
 fn exec(c: &Connection, sql: &str) -> Result<()> {
     c.prepare_cached(sql)
@@ -1100,9 +1133,7 @@ impl Database for SqliteDatabase {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
             // The feed's index (status, id) answers this: ids sort by creation time.
-            let mut statement = c
-                .prepare_cached("SELECT id FROM competitions WHERE status = 'draft' AND id < ?1 ORDER BY id LIMIT ?2")
-                .map_err(sqlite_error)?;
+            let mut statement = c.prepare_cached(EXPIRED_DRAFTS_SQL).map_err(sqlite_error)?;
             let ids = statement
                 .query_map(rusqlite::params![bound, limit], |row| row.get::<_, String>(0))
                 .map_err(sqlite_error)?;
@@ -1137,23 +1168,15 @@ impl Database for SqliteDatabase {
         query.validate()?;
         let query = query.clone();
         self.read(move |c| {
-            let mut statement = c
-                .prepare_cached(
-                    "SELECT body, status, tally, outcome FROM competitions c
-                     WHERE status = 'open'
-                       AND (?1 IS NULL OR id < ?1)
-                       AND (?2 IS NULL OR owner <> ?2)
-                       AND (?2 IS NULL OR NOT EXISTS (SELECT 1 FROM votes v WHERE v.competition = c.id AND v.voter = ?2))
-                       AND (?3 IS NULL OR id IN (SELECT competition FROM categories WHERE category = ?3))
-                     ORDER BY id DESC
-                     LIMIT ?4",
-                )
-                .map_err(sqlite_error)?;
+            let mut statement = c.prepare_cached(FEED_SQL).map_err(sqlite_error)?;
             let cursor = query.cursor.map(|c| c.last_seen().to_string());
             let viewer = query.viewer.as_ref().map(UserId::as_str);
             let category = query.category.as_ref().map(|c| c.as_str());
             let rows = statement
-                .query_map(params![cursor, viewer, category, (query.limit + 1) as i64], competition_from_row)
+                .query_map(
+                    params![cursor, viewer, category, (query.limit + 1) as i64],
+                    competition_from_row,
+                )
                 .map_err(sqlite_error)?;
             let mut competitions = Vec::with_capacity(query.limit + 1);
             for body in rows {
@@ -1172,18 +1195,7 @@ impl Database for SqliteDatabase {
             let until = millis(claim.now + claim.lease);
             let competition = claim.competition.map(|c| c.to_string());
             let bodies: Vec<String> = {
-                let mut statement = tx
-                    .prepare_cached(
-                        "UPDATE notifications SET leased_until_ms = ?1
-                         WHERE competition IN (
-                             SELECT competition FROM notifications
-                             WHERE delivered = 0
-                               AND (leased_until_ms IS NULL OR leased_until_ms <= ?2)
-                               AND (?3 IS NULL OR competition = ?3)
-                             ORDER BY competition LIMIT ?4)
-                         RETURNING body",
-                    )
-                    .map_err(sqlite_error)?;
+                let mut statement = tx.prepare_cached(CLAIM_SQL).map_err(sqlite_error)?;
                 let rows = statement
                     .query_map(params![until, now, competition, claim.limit as i64], |r| r.get(0))
                     .map_err(sqlite_error)?;
@@ -1338,6 +1350,52 @@ mod tests {
 
     fn total(answer: &Result<VoteReceipt>) -> Option<u32> {
         answer.as_ref().ok().map(|r| r.tally.total())
+    }
+
+    /// Every statement with a row limit is prepared once however often its limit is bound anew,
+    /// while the same statement with a bare `LIMIT ?n` is prepared again on every use (see
+    /// `CLAIM_SQL`): if a later SQLite stops doing that, the control below says so.
+    #[tokio::test]
+    async fn a_statement_with_a_row_limit_is_prepared_once() {
+        let db = SqliteDatabase::open_in_memory().unwrap();
+        let bare_limit = "SELECT id FROM competitions ORDER BY id LIMIT ?1";
+        let reprepared = db
+            .write(move |c| {
+                let mut counts = Vec::new();
+                for sql in [EXPIRED_DRAFTS_SQL, FEED_SQL, CLAIM_SQL, bare_limit] {
+                    for limit in 1..=4_i64 {
+                        let mut statement = c.prepare_cached(sql).map_err(sqlite_error)?;
+                        // The limit is the last parameter; the others alternate between a
+                        // value and null, as a feed page with and without a cursor does.
+                        let n = statement.parameter_count();
+                        let params = (1..=n).map(|i| {
+                            if i == n || limit % 2 == 0 {
+                                rusqlite::types::Value::Integer(limit)
+                            } else {
+                                rusqlite::types::Value::Null
+                            }
+                        });
+                        let mut rows = statement
+                            .query(rusqlite::params_from_iter(params))
+                            .map_err(sqlite_error)?;
+                        while rows.next().map_err(sqlite_error)?.is_some() {}
+                    }
+                    let statement = c.prepare_cached(sql).map_err(sqlite_error)?;
+                    counts.push(statement.get_status(rusqlite::StatementStatus::RePrepare));
+                }
+                Ok(counts)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            reprepared[..3],
+            [0, 0, 0],
+            "drafts, feed, claim: prepared again {reprepared:?}"
+        );
+        assert!(
+            reprepared[3] >= 2,
+            "a bare LIMIT ?1 is prepared again on each new binding: {reprepared:?}"
+        );
     }
 
     #[tokio::test]
